@@ -1,0 +1,23 @@
+/*
+ * mproc.h - Python's multiprocessing, for C programs.
+ *
+ * Include this one header.  Every module has its own header under mproc/,
+ * documented function by function; docs/ has the guide.
+ *
+ *   mproc/errno.h     error codes, mproc_strerror(), mproc_err_name()
+ *   mproc/version.h   version macros and mproc_version()
+ *   mproc/log.h       the optional diagnostic log (MPROC_LOG=debug|info|warn)
+ *   mproc/arena.h     the shared arena: mproc_shm_alloc/calloc/free
+ *   mproc/process.h   Process: start, join, terminate, exitcode, names
+ */
+#ifndef MPROC_H
+#define MPROC_H
+
+#include "mproc/common.h"
+#include "mproc/errno.h"
+#include "mproc/version.h"
+#include "mproc/log.h"
+#include "mproc/arena.h"
+#include "mproc/process.h"
+
+#endif /* MPROC_H */

@@ -1,0 +1,203 @@
+/*
+ * src/platform/platform.h - layer 0: the only door from mproc to the OS.
+ *
+ * Everything in src/ outside src/platform/ reaches the kernel through these
+ * functions: no other file calls syscall(), includes a <linux/...> header or
+ * tests __linux__.  The rules every function here keeps:
+ *
+ *   - every fd is created close-on-exec, atomically (O_CLOEXEC, pipe2,
+ *     MFD_CLOEXEC, EPOLL_CLOEXEC, ...), and fds 0-2 are never handed out for
+ *     internal use (if a daemon closed its stdio, a later printf must not
+ *     write into an mproc pipe);
+ *   - blocking calls loop on EINTR, recomputing what is left of a deadline
+ *     fixed once on CLOCK_MONOTONIC;
+ *   - close() is never retried: on Linux the fd is gone even when close
+ *     reports EINTR;
+ *   - errors are returned as -errno, captured right after the failing call.
+ *
+ * The files: clock.c (deadlines), futex.c, fd.c (fds, poll, epoll, eventfd),
+ * proc.c (fork, pidfd, waitid, signals, prctl, cpu count), memfd.c (memfd
+ * and shared mappings), rmutex.c (robust process-shared mutexes).
+ */
+#ifndef MPROC_PLATFORM_H
+#define MPROC_PLATFORM_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* ==================== clock.c: monotonic deadlines ==================== */
+
+/* A point on CLOCK_MONOTONIC, or "never" (forever). */
+typedef struct mproc__deadline {
+  int forever;     /* 1: no deadline */
+  uint64_t at_ns;  /* CLOCK_MONOTONIC time at which the wait ends */
+} mproc__deadline;
+
+/* Nanoseconds on CLOCK_MONOTONIC. */
+uint64_t mproc__now_ns(void);
+
+/*
+ * Fix a deadline from a Python-style timeout (seconds; < 0 forever; 0 now).
+ * Returns 0, or -EINVAL for NaN.
+ */
+int mproc__deadline_init(mproc__deadline *d, double timeout);
+
+/* Nanoseconds left (0 when passed); UINT64_MAX for forever. */
+uint64_t mproc__deadline_left_ns(const mproc__deadline *d);
+
+/* Milliseconds left for poll(2), rounded up; -1 for forever. */
+int mproc__deadline_left_ms(const mproc__deadline *d);
+
+/* Sleep for ns nanoseconds, whatever signals arrive. */
+void mproc__sleep_ns(uint64_t ns);
+
+/* ==================== futex.c: futex wait and wake ==================== */
+
+/*
+ * Wait while *addr == val, until woken or the deadline passes.  Always the
+ * shared (not FUTEX_PRIVATE) operation: the word may live in the arena.
+ * Returns 0 when woken (or spuriously), -EAGAIN if *addr != val on entry,
+ * -ETIMEDOUT at the deadline.  EINTR is absorbed: the wait resumes with
+ * the time left.
+ */
+int mproc__futex_wait(uint32_t *addr, uint32_t val, const mproc__deadline *d);
+
+/* Wake up to n waiters on addr (INT32_MAX: all).  Returns the number woken. */
+int mproc__futex_wake(uint32_t *addr, int n);
+
+/* ==================== fd.c: file descriptors ==================== */
+
+/* close(2), never retried; preserves errno.  Ignores fd < 0. */
+void mproc__close(int fd);
+
+/* open(2) with O_CLOEXEC, EINTR loop, result >= 3.  Returns fd or -errno. */
+int mproc__open(const char *path, int flags, mode_t mode);
+
+/* pipe2(O_CLOEXEC | extra), both ends >= 3.  Returns 0 or -errno. */
+int mproc__pipe(int fds[2], int extra_flags);
+
+/* Move fd to a number >= 3 if it is 0, 1 or 2 (CLOEXEC).  Returns fd or
+ * -errno (the original is closed either way when it had to move). */
+int mproc__fd_above_stdio(int fd);
+
+/* dup2 with EINTR loop (the target keeps no CLOEXEC: used for stdio). */
+int mproc__dup2(int from, int to);
+
+/* read/write the whole buffer, looping on EINTR and short transfers.
+ * read_full returns bytes read (< len only at EOF) or -errno. */
+ssize_t mproc__read_full(int fd, void *buf, size_t len);
+ssize_t mproc__write_full(int fd, const void *buf, size_t len);
+
+/* Wait until fd is readable (or hung up) or the deadline passes.
+ * Returns 1 readable, 0 timed out, -errno. */
+int mproc__wait_readable(int fd, const mproc__deadline *d);
+
+/* epoll_create1(EPOLL_CLOEXEC); add fd for input with 64-bit user data;
+ * delete fd; wait (timeout_ms -1 forever; EINTR returns 0 events). */
+int mproc__epoll_create(void);
+int mproc__epoll_add(int ep, int fd, uint64_t data);
+int mproc__epoll_del(int ep, int fd);
+int mproc__epoll_wait(int ep, uint64_t *data, int max, int timeout_ms);
+
+/* eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); signal it; drain it. */
+int mproc__eventfd(void);
+void mproc__eventfd_signal(int fd);
+void mproc__eventfd_drain(int fd);
+
+/* Number of open fds of this process (for leak checks and logs). */
+int mproc__fd_count(void);
+
+/* ==================== proc.c: processes and signals ==================== */
+
+/* getpid/gettid without caching surprises. */
+pid_t mproc__getpid(void);
+pid_t mproc__gettid(void);
+pid_t mproc__getppid(void);
+
+/* fork(2) through libc (so libc's own atfork work runs).
+ * Returns the pid, 0 in the child, or -errno. */
+pid_t mproc__fork(void);
+
+/* _exit(2). */
+__attribute__((noreturn)) void mproc__exit_now(int status);
+
+/* pidfd_open(2).  Returns the fd (CLOEXEC, >= 3), or -ENOSYS when the
+ * kernel has none (or MPROC_NO_PIDFD is set in the environment, which tests
+ * use to exercise the fallback), or another -errno. */
+int mproc__pidfd_open(pid_t pid);
+
+/* pidfd_send_signal(2).  Returns 0 or -errno (-ESRCH once reaped). */
+int mproc__pidfd_signal(int pidfd, int sig);
+
+/* kill(2).  Returns 0 or -errno. */
+int mproc__kill(pid_t pid, int sig);
+
+/*
+ * Reap pid if it has ended.  nohang: do not wait.  Returns 1 and the
+ * Python-style exit code in *code (status, or -signal) when reaped; 0 when
+ * still running (nohang); -ECHILD when the child is not ours or was reaped
+ * by someone else; another -errno.  EINTR loops.
+ */
+int mproc__reap(pid_t pid, int nohang, int *code);
+
+/* Block every signal this thread may block; the old mask goes to *old. */
+void mproc__signals_block_all(sigset_t *old);
+/* Restore a mask saved by mproc__signals_block_all. */
+void mproc__signals_restore(const sigset_t *old);
+
+/* Ask for sig when the parent (thread) dies; then re-check that the parent
+ * is still expected_ppid.  Returns 0, or -ESRCH if the parent is already
+ * gone (the caller should exit), or -errno. */
+int mproc__set_parent_death_signal(int sig, pid_t expected_ppid);
+
+/* CPUs in this process's affinity mask (>= 1). */
+int mproc__cpu_count(void);
+
+/* Whether the calling thread is the process's main thread. */
+int mproc__is_main_thread(void);
+
+/* ==================== memfd.c: shared memory ==================== */
+
+/* memfd_create(name, MFD_CLOEXEC), with an O_TMPFILE fallback on /dev/shm
+ * for old kernels.  Returns fd (>= 3) or -errno. */
+int mproc__memfd_create(const char *name);
+
+/* ftruncate with EINTR loop.  Returns 0 or -errno. */
+int mproc__truncate(int fd, uint64_t size);
+
+/*
+ * Map fd shared, read-write, size bytes, without reserving swap
+ * (MAP_NORESERVE: pages are committed on touch).  hint: an address to try
+ * with MAP_FIXED_NOREPLACE first (NULL: none); fixed: fail with -EEXIST
+ * instead of falling back to another address.  Returns 0 and *out, or
+ * -errno.
+ */
+int mproc__map_shared(int fd, size_t size, void *hint, int fixed, void **out);
+
+/* munmap.  Returns 0 or -errno. */
+int mproc__unmap(void *addr, size_t size);
+
+/* Page size. */
+size_t mproc__page_size(void);
+
+/* ==================== rmutex.c: robust process-shared mutex ============ */
+
+/*
+ * A pthread mutex that is process-shared and robust: when its holder dies,
+ * the kernel marks it and the next locker gets it with -EOWNERDEAD.  The
+ * caller then repairs the state the mutex protects and calls
+ * mproc__rmutex_consistent() before unlocking; unlocking without that makes
+ * the mutex unusable for good (-ENOTRECOVERABLE), as POSIX defines.
+ */
+int mproc__rmutex_init(pthread_mutex_t *m);
+/* Returns 0, -EOWNERDEAD (locked, repair needed), -ETIMEDOUT,
+ * -ENOTRECOVERABLE, -EDEADLK or -errno. */
+int mproc__rmutex_lock(pthread_mutex_t *m, const mproc__deadline *d);
+int mproc__rmutex_consistent(pthread_mutex_t *m);
+int mproc__rmutex_unlock(pthread_mutex_t *m);
+
+#endif /* MPROC_PLATFORM_H */

@@ -1,0 +1,142 @@
+/*
+ * proc.c - processes: fork, pidfds, reaping, signals, parent-death signal,
+ * CPU count.
+ *
+ * Reaping is always by pid (waitid P_PID), never waitpid(-1): mproc must not
+ * steal the status of a child the program started some other way.  A pid
+ * cannot be reused until its zombie is reaped, and only mproc reaps its
+ * children, so signalling or reaping an unreaped child by pid is safe; the
+ * pidfd is still preferred for signals, as it also protects against a
+ * program that reaps behind mproc's back.
+ */
+#include "platform.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+pid_t mproc__getpid(void) { return getpid(); }
+
+pid_t mproc__gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
+pid_t mproc__getppid(void) { return getppid(); }
+
+int mproc__is_main_thread(void) { return mproc__gettid() == getpid(); }
+
+pid_t mproc__fork(void) {
+  pid_t pid = fork();
+  return pid < 0 ? -errno : pid;
+}
+
+void mproc__exit_now(int status) { _exit(status); }
+
+int mproc__pidfd_open(pid_t pid) {
+  static int disabled = -1;
+  if (disabled < 0) {
+    const char *e = getenv("MPROC_NO_PIDFD");
+    disabled = (e != NULL && e[0] != '\0' && e[0] != '0') ? 1 : 0;
+  }
+  if (disabled) {
+    return -ENOSYS;
+  }
+  /* pidfd_open sets O_CLOEXEC on the fd it returns, always. */
+  int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0) {
+    /* EPERM/EINVAL under some seccomp filters mean "not available". */
+    return errno == EPERM ? -ENOSYS : -errno;
+  }
+  return mproc__fd_above_stdio(fd);
+}
+
+int mproc__pidfd_signal(int pidfd, int sig) {
+  long r = syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+  return r < 0 ? -errno : 0;
+}
+
+int mproc__kill(pid_t pid, int sig) { return kill(pid, sig) == 0 ? 0 : -errno; }
+
+int mproc__reap(pid_t pid, int nohang, int *code) {
+  siginfo_t si;
+  for (;;) {
+    si.si_pid = 0;
+    int r = waitid(P_PID, (id_t)pid, &si, WEXITED | (nohang ? WNOHANG : 0));
+    if (r < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return -errno;
+    }
+    break;
+  }
+  if (si.si_pid == 0) {
+    return 0; /* WNOHANG and still running */
+  }
+  switch (si.si_code) {
+    case CLD_EXITED:
+      *code = si.si_status;
+      break;
+    case CLD_KILLED:
+    case CLD_DUMPED:
+      *code = -si.si_status;
+      break;
+    default:
+      *code = 255;
+      break;
+  }
+  return 1;
+}
+
+void mproc__signals_block_all(sigset_t *old) {
+  sigset_t all;
+  sigfillset(&all);
+  /* Synchronous fault signals stay deliverable: blocking them turns a
+   * crash into undefined behaviour instead of a clean death. */
+  sigdelset(&all, SIGSEGV);
+  sigdelset(&all, SIGBUS);
+  sigdelset(&all, SIGILL);
+  sigdelset(&all, SIGFPE);
+  sigdelset(&all, SIGTRAP);
+  sigdelset(&all, SIGABRT);
+  pthread_sigmask(SIG_SETMASK, &all, old);
+}
+
+void mproc__signals_restore(const sigset_t *old) {
+  pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+int mproc__set_parent_death_signal(int sig, pid_t expected_ppid) {
+  if (prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0) {
+    return -errno;
+  }
+  /* If the parent died before the prctl, no signal will ever come; the
+   * child has then been reparented and getppid() tells (the caveat in
+   * PR_SET_PDEATHSIG(2const)). */
+  if (getppid() != expected_ppid) {
+    return -ESRCH;
+  }
+  return 0;
+}
+
+int mproc__cpu_count(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) {
+      return n;
+    }
+  }
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}

@@ -1,0 +1,115 @@
+/*
+ * tests/task.h - the test harness's assertions and registration.
+ *
+ * A test is a function defined with TEST_IMPL(name) anywhere under tests/;
+ * it registers itself (a constructor), and CMake finds the names by
+ * scanning the sources, so adding a test needs no list to edit.  The runner
+ * (runner.c) runs every test case in its own process, in its own process
+ * group, with a timeout, and afterwards checks that the case left no child,
+ * no zombie, no new fd and nothing new in /dev/shm.
+ *
+ * A test returns 0 (pass) or TEST_SKIP after printing why.  The ASSERT
+ * macros print both operands (and for error codes their mproc names) and
+ * end the test process at once with status 1; inside a child process the
+ * child ends with status 1, which the test asserts on through the child's
+ * exit code.
+ */
+#ifndef MPROC_TEST_TASK_H
+#define MPROC_TEST_TASK_H
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mproc.h"
+
+#define TEST_SKIP 77
+
+typedef int (*mproc_test_fn)(void);
+void mproc_test_register(const char *name, mproc_test_fn fn, const char *file);
+
+#define TEST_IMPL(name)                                                       \
+  static int test_##name##_impl(void);                                        \
+  __attribute__((constructor)) static void test_##name##_register(void) {     \
+    mproc_test_register(#name, test_##name##_impl, __FILE__);                 \
+  }                                                                           \
+  static int test_##name##_impl(void)
+
+__attribute__((noreturn)) void mproc_test_fail(const char *file, int line,
+                                               const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define ASSERT(expr)                                                          \
+  do {                                                                        \
+    if (!(expr)) {                                                            \
+      mproc_test_fail(__FILE__, __LINE__, "assertion failed: %s", #expr);     \
+    }                                                                         \
+  } while (0)
+
+#define ASSERT_BASE(a, op, b, type, fmt)                                      \
+  do {                                                                        \
+    type eval_a_ = (type)(a);                                                 \
+    type eval_b_ = (type)(b);                                                 \
+    if (!(eval_a_ op eval_b_)) {                                              \
+      mproc_test_fail(__FILE__, __LINE__,                                     \
+                      "assertion failed: `%s %s %s` (" fmt " %s " fmt ")",    \
+                      #a, #op, #b, eval_a_, #op, eval_b_);                    \
+    }                                                                         \
+  } while (0)
+
+#define ASSERT_EQ(a, b) ASSERT_BASE(a, ==, b, int64_t, "%" PRId64)
+#define ASSERT_NE(a, b) ASSERT_BASE(a, !=, b, int64_t, "%" PRId64)
+#define ASSERT_GE(a, b) ASSERT_BASE(a, >=, b, int64_t, "%" PRId64)
+#define ASSERT_GT(a, b) ASSERT_BASE(a, >, b, int64_t, "%" PRId64)
+#define ASSERT_LE(a, b) ASSERT_BASE(a, <=, b, int64_t, "%" PRId64)
+#define ASSERT_LT(a, b) ASSERT_BASE(a, <, b, int64_t, "%" PRId64)
+#define ASSERT_UEQ(a, b) ASSERT_BASE(a, ==, b, uint64_t, "%" PRIu64)
+#define ASSERT_DBL_GE(a, b) ASSERT_BASE(a, >=, b, double, "%.4f")
+#define ASSERT_DBL_LE(a, b) ASSERT_BASE(a, <=, b, double, "%.4f")
+#define ASSERT_PTR_EQ(a, b) ASSERT_BASE(a, ==, b, const void *, "%p")
+#define ASSERT_PTR_NE(a, b) ASSERT_BASE(a, !=, b, const void *, "%p")
+#define ASSERT_NULL(a) ASSERT_PTR_EQ(a, NULL)
+#define ASSERT_NOT_NULL(a) ASSERT_PTR_NE(a, NULL)
+
+#define ASSERT_STR_EQ(a, b)                                                   \
+  do {                                                                        \
+    const char *sa_ = (a), *sb_ = (b);                                        \
+    if (sa_ == NULL || sb_ == NULL || strcmp(sa_, sb_) != 0) {                \
+      mproc_test_fail(__FILE__, __LINE__,                                     \
+                      "assertion failed: `%s == %s` (\"%s\" == \"%s\")", #a,  \
+                      #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");        \
+    }                                                                         \
+  } while (0)
+
+/* An mproc call's result compared with an expected code, by name. */
+#define ASSERT_ERR(expr, code)                                                \
+  do {                                                                        \
+    int r_ = (expr);                                                          \
+    int c_ = (code);                                                          \
+    if (r_ != c_) {                                                           \
+      mproc_test_fail(__FILE__, __LINE__,                                     \
+                      "`%s` returned %d (%s), expected %d (%s)", #expr, r_,   \
+                      mproc_err_name(r_), c_, mproc_err_name(c_));            \
+    }                                                                         \
+  } while (0)
+#define ASSERT_OK(expr) ASSERT_ERR(expr, 0)
+
+/* ---- helpers (runner.c) ---- */
+
+/* Seconds on CLOCK_MONOTONIC. */
+double test_now(void);
+/* Sleep, whatever signals arrive. */
+void test_sleep(double seconds);
+/* 1 if pid exists and is not a zombie, else 0. */
+int test_pid_running(pid_t pid);
+/* Wait up to timeout seconds for pid (a child or an orphan reparented to
+ * the test process, which is a subreaper) to end; reaps it.  Returns its
+ * Python-style exit code (status or -signal), or INT32_MIN on timeout. */
+int test_wait_pid(pid_t pid, double timeout);
+/* The number of fds open in this process. */
+int test_fd_count(void);
+
+#endif /* MPROC_TEST_TASK_H */
