@@ -1,4 +1,953 @@
-/* TEMPORARY stub, replaced by the real process module. */
+/*
+ * process.c - Process objects: start (fork), join, signals, exit codes,
+ * names, daemons, and reaping.
+ *
+ * DESIGN
+ *
+ * Objects.  A process object (struct mproc_process) lives in the memory of
+ * the process that created it (its "owner"); only the owner may start,
+ * join, signal or free it.  Two more objects exist per process, owned by
+ * mproc: the current process and, in a child mproc started, its parent.
+ *
+ * One lock.  Every object's state and the list of started children are
+ * guarded by one mutex per process, reg.mu.  Process starts and joins are
+ * heavyweight operations, so one lock costs nothing measurable and leaves
+ * no lock-ordering rule to get wrong.  Nobody sleeps while holding it:
+ * joins poll the child's pidfd outside the lock, then take the lock to
+ * reap.  A pthread_atfork handler takes reg.mu around every fork in the
+ * process (ours or the program's), so a child never inherits it locked, and
+ * the child's handler resets the registry: a new process starts with no
+ * children, closes the inherited pidfds of its siblings, and counts its
+ * own Process-N names from 1, as Python does.
+ *
+ * Watching a child.  After fork the parent opens a pidfd for the child
+ * (under reg.mu, so no concurrent fork can inherit it unregistered).  The
+ * pidfd is the object's sentinel: it becomes readable when the child ends.
+ * On kernels without pidfd_open (before 5.3) a pipe does the same job: the
+ * child holds the write end, so the read end sees end-of-file when the
+ * child has exited (Python's sentinel).
+ *
+ * Reaping.  A reaper thread, started with the first child, waits in epoll
+ * on the sentinels of all running children and reaps each as it ends, so a
+ * child whose object is never joined never stays a zombie.  Reaping is by
+ * pid (waitid P_PID, never waitpid(-1)) and always under reg.mu, so a pid
+ * can never be recycled between a check and a kill(2): only we reap our
+ * children.  join() does not wait for the reaper: it polls the sentinel
+ * itself and reaps at once, so a join costs no thread hop.
+ *
+ * Daemons and the parent's death.  A daemon child asks the kernel for
+ * SIGKILL when its parent dies (PR_SET_PDEATHSIG) and re-checks getppid()
+ * against the expected parent to close the race with a parent that died
+ * before the prctl.  The signal is tied to the thread that forked the
+ * child, not the process, so children asked for by a thread other than the
+ * main thread are forked by a long-lived internal "starter" thread instead;
+ * a short-lived thread that starts a daemon does not kill it by exiting.
+ * At normal exit (atexit in the main program, and explicitly at the end of
+ * every child's target) daemon children get SIGTERM and every child is
+ * joined, Python's util._exit_function.
+ *
+ * The child.  Between fork and the target the child runs only mproc code:
+ * it restores the signal mask the parent blocked around fork, sets its
+ * identity (name, daemon flag, parent), asks for the death signal if it is a
+ * daemon, and points stdin at /dev/null.  It leaves with _exit() after
+ * flushing its own stdio, so buffers and atexit handlers it inherited from
+ * the parent are not run twice (stdio was flushed before fork).
+ */
 #include "internal.h"
-const char *mproc__current_name(void) { return "MainProcess"; }
-int mproc__internal_fds(int *out, int max) { (void)out; (void)max; return 0; }
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROCESS_MAGIC 0x50524f43u /* "PROC" */
+#define PROCESS_DEAD_MAGIC 0x64656164u
+
+enum kind { KIND_CHILD = 0, KIND_CURRENT = 1, KIND_PARENT = 2 };
+enum state { ST_INITIAL = 0, ST_STARTING, ST_STARTED, ST_ENDED };
+
+struct mproc_process {
+  uint32_t magic;          /* PROCESS_MAGIC while the object is valid */
+  int kind;                /* enum kind; never changes */
+  int state;               /* enum state; reg.mu */
+  int closed;              /* close() was called; reg.mu */
+  int daemon;              /* daemon flag; set at new */
+  int exitcode;            /* valid in ST_ENDED; reg.mu */
+  int sentinel;            /* pidfd or pipe read end, -1; reg.mu */
+  int sentinel_is_pipe;    /* 1 on kernels without pidfd */
+  int waiters;             /* threads inside join's poll; reg.mu */
+  pid_t pid;               /* 0 before start; kept after the end */
+  pid_t owner;             /* pid of the creating process */
+  uint64_t id;             /* epoll key, unique in this process */
+  mproc_target_fn target;  /* the child's entry point */
+  void *arg;               /* the copied argument bytes (malloc) */
+  size_t len;              /* their length */
+  struct mproc_process *next; /* started, not yet closed; reg.mu */
+  struct mproc_process *prev;
+  char ident[64];          /* Python's _identity, "2:1"; "" for main */
+  char name[MPROC_NAME_MAX + 1];
+};
+
+/*
+ * The registry of this process's children.  Lock rules: everything here
+ * and every field of every process object marked "reg.mu" is read and
+ * written with mu held.  mu is never held across fork (the atfork handlers
+ * take it) nor across a blocking wait.
+ */
+static struct {
+  pthread_mutex_t mu;
+  struct mproc_process *head; /* started children not yet closed */
+  int epfd;                   /* the reaper's epoll set, -1 */
+  int reaper_started;         /* the reaper thread exists */
+  int exit_registered;        /* atexit(exit_cleanup) done */
+  unsigned counter;           /* process objects created (Python's
+                                 _process_counter) */
+  uint64_t next_id;           /* next epoll key */
+  int pidfd_ok;               /* -1 unknown, 0 no, 1 yes */
+  int pending[16];            /* pipe write ends between pipe and fork */
+} reg = {.mu = PTHREAD_MUTEX_INITIALIZER,
+         .epfd = -1,
+         .pidfd_ok = -1,
+         .pending = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                     -1, -1}};
+
+/* Who this process is.  Written before any thread exists in a child, and
+ * in the main process never; read freely. */
+static struct {
+  char name[MPROC_NAME_MAX + 1]; /* "MainProcess" */
+  char ident[64];                /* "" in the main process */
+  int daemon;                    /* this process is a daemon child */
+  int is_child;                  /* started by mproc */
+  pid_t parent_pid;              /* 0 in the main process */
+  char parent_name[MPROC_NAME_MAX + 1];
+} self = {.name = "MainProcess"};
+
+static struct mproc_process current_obj = {.magic = PROCESS_MAGIC,
+                                           .kind = KIND_CURRENT,
+                                           .sentinel = -1};
+static struct mproc_process parent_obj = {.magic = PROCESS_MAGIC,
+                                          .kind = KIND_PARENT,
+                                          .sentinel = -1};
+
+/* The sentinel write end that the forking thread's child must keep; the
+ * fork child handler closes every other pending write end.  Thread-local,
+ * because only the forking thread survives in the child. */
+static __thread int keep_wfd = -1;
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void exit_cleanup(void);
+static void *reaper_main(void *unused);
+
+/* ==================== fork hooks ==================== */
+
+static void atfork_prepare(void) { pthread_mutex_lock(&reg.mu); }
+
+static void atfork_parent(void) { pthread_mutex_unlock(&reg.mu); }
+
+static void starter_reset_in_child(void);
+
+/*
+ * The new process has one thread and a copy of the registry: it is not the
+ * owner of any of those children.  Close the copied fds (so siblings do not
+ * hold each other's sentinels) and start over.  Async-signal-safe calls
+ * only, apart from re-initializing our own mutex.
+ */
+static void atfork_child(void) {
+  for (struct mproc_process *p = reg.head; p != NULL; p = p->next) {
+    mproc__close(p->sentinel);
+  }
+  for (size_t i = 0; i < MPROC__ARRAY_SIZE(reg.pending); i++) {
+    if (reg.pending[i] >= 0 && reg.pending[i] != keep_wfd) {
+      mproc__close(reg.pending[i]);
+    }
+    reg.pending[i] = -1;
+  }
+  mproc__close(reg.epfd);
+  reg.epfd = -1;
+  reg.head = NULL;
+  reg.reaper_started = 0;
+  reg.counter = 0;
+  pthread_mutex_init(&reg.mu, NULL);
+  starter_reset_in_child();
+}
+
+static void install_atfork(void) {
+  pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* ==================== small helpers ==================== */
+
+static int valid(const mproc_process *p) {
+  return p != NULL && p->magic == PROCESS_MAGIC;
+}
+
+/* Checks for operations only the owner may do on a child object. */
+static int check_child_op(const mproc_process *p) {
+  if (!valid(p)) {
+    return MPROC_EINVAL;
+  }
+  if (p->kind != KIND_CHILD) {
+    return MPROC_ENOTCHILD;
+  }
+  if (p->owner != mproc__getpid()) {
+    return MPROC_EFORKED;
+  }
+  return 0;
+}
+
+/*
+ * Reap p if it has ended (reg.mu held).  block: wait for the exit (only
+ * used once the sentinel said the child is exiting).  Returns 1 if p is
+ * now ST_ENDED.
+ */
+static int try_reap(mproc_process *p, int block) {
+  if (p->state != ST_STARTED) {
+    return p->state == ST_ENDED;
+  }
+  int code = 0;
+  int r = mproc__reap(p->pid, !block, &code);
+  if (r == 0) {
+    return 0;
+  }
+  if (r < 0) {
+    /* ECHILD: somebody else reaped our child (waitpid(-1), SIGCHLD set to
+     * SIG_IGN).  The status is lost; report 255 as Python's forkserver
+     * does for an unreadable status. */
+    MPROC__WARN("cannot reap %s (pid %d): %s; exitcode 255", p->name,
+                (int)p->pid, mproc_strerror(r));
+    code = 255;
+  }
+  p->exitcode = code;
+  p->state = ST_ENDED;
+  if (reg.epfd >= 0 && p->sentinel >= 0) {
+    /* A reaped pidfd stays readable: leave the reaper's set, or it would
+     * spin on it. */
+    (void)mproc__epoll_del(reg.epfd, p->sentinel);
+  }
+  MPROC__INFO("process %s (pid %d) ended with exitcode %d", p->name,
+              (int)p->pid, code);
+  return 1;
+}
+
+static void list_insert(mproc_process *p) {
+  p->prev = NULL;
+  p->next = reg.head;
+  if (reg.head != NULL) {
+    reg.head->prev = p;
+  }
+  reg.head = p;
+}
+
+static void list_remove(mproc_process *p) {
+  if (p->prev != NULL) {
+    p->prev->next = p->next;
+  } else if (reg.head == p) {
+    reg.head = p->next;
+  }
+  if (p->next != NULL) {
+    p->next->prev = p->prev;
+  }
+  p->next = p->prev = NULL;
+}
+
+static void copy_name(char *dst, const char *src) {
+  size_t n = strlen(src);
+  if (n > MPROC_NAME_MAX) {
+    n = MPROC_NAME_MAX;
+  }
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+/* ==================== the reaper thread ==================== */
+
+/* Start the reaper and register the exit handler (reg.mu held). */
+static int ensure_reaper(void) {
+  if (!reg.exit_registered) {
+    if (atexit(exit_cleanup) != 0) {
+      return MPROC_ENOMEM;
+    }
+    reg.exit_registered = 1;
+  }
+  if (reg.reaper_started) {
+    return 0;
+  }
+  if (reg.epfd < 0) {
+    int ep = mproc__epoll_create();
+    if (ep < 0) {
+      return ep;
+    }
+    reg.epfd = ep;
+  }
+  /* The reaper never handles signals: start it with all of them blocked
+   * (it inherits the creating thread's mask). */
+  sigset_t old;
+  mproc__signals_block_all(&old);
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&a, 64 * 1024);
+  int r = pthread_create(&t, &a, reaper_main, NULL);
+  pthread_attr_destroy(&a);
+  mproc__signals_restore(&old);
+  if (r != 0) {
+    return -r;
+  }
+  reg.reaper_started = 1;
+  return 0;
+}
+
+static void *reaper_main(void *unused) {
+  (void)unused;
+  pthread_mutex_lock(&reg.mu);
+  int ep = reg.epfd;
+  pthread_mutex_unlock(&reg.mu);
+  uint64_t keys[32];
+  for (;;) {
+    int n = mproc__epoll_wait(ep, keys, 32, -1);
+    if (n < 0) {
+      /* Cannot happen with a valid epoll fd; do not spin if it does. */
+      mproc__sleep_ns(100000000u);
+      continue;
+    }
+    if (n == 0) {
+      continue;
+    }
+    pthread_mutex_lock(&reg.mu);
+    for (int i = 0; i < n; i++) {
+      for (mproc_process *p = reg.head; p != NULL; p = p->next) {
+        if (p->id == keys[i]) {
+          /* Readable sentinel: the child has ended, or (pipe fallback)
+           * is in the last steps of exiting; a blocking reap is short. */
+          try_reap(p, !p->sentinel_is_pipe ? 0 : 1);
+          break;
+        }
+      }
+    }
+    pthread_mutex_unlock(&reg.mu);
+  }
+  return NULL;
+}
+
+/* ==================== the starter thread ==================== */
+
+/*
+ * Children requested from a thread other than the main thread are forked
+ * by this long-lived thread, so that their parent-death signal is tied to a
+ * thread that lives as long as the process.
+ */
+typedef struct start_req {
+  mproc_process *p;
+  const sigset_t *mask; /* the requesting thread's signal mask */
+  int wfd;              /* sentinel pipe write end or -1 */
+  pid_t result;         /* pid or -errno */
+  int done;
+  struct start_req *next;
+} start_req;
+
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int running;
+  start_req *queue;
+} starter = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void starter_reset_in_child(void) {
+  pthread_mutex_init(&starter.mu, NULL);
+  pthread_cond_init(&starter.cv, NULL);
+  starter.running = 0;
+  starter.queue = NULL;
+}
+
+static pid_t fork_child(mproc_process *p, const sigset_t *mask, int wfd);
+
+static void *starter_main(void *unused) {
+  (void)unused;
+  pthread_mutex_lock(&starter.mu);
+  for (;;) {
+    while (starter.queue == NULL) {
+      pthread_cond_wait(&starter.cv, &starter.mu);
+    }
+    start_req *r = starter.queue;
+    starter.queue = r->next;
+    pthread_mutex_unlock(&starter.mu);
+    pid_t pid = fork_child(r->p, r->mask, r->wfd);
+    pthread_mutex_lock(&starter.mu);
+    r->result = pid;
+    r->done = 1;
+    pthread_cond_broadcast(&starter.cv);
+  }
+  return NULL;
+}
+
+static pid_t fork_on_starter(mproc_process *p, const sigset_t *mask,
+                             int wfd) {
+  start_req req = {.p = p, .mask = mask, .wfd = wfd, .result = 0};
+  pthread_mutex_lock(&starter.mu);
+  if (!starter.running) {
+    sigset_t old;
+    mproc__signals_block_all(&old);
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    int r = pthread_create(&t, &a, starter_main, NULL);
+    pthread_attr_destroy(&a);
+    mproc__signals_restore(&old);
+    if (r != 0) {
+      pthread_mutex_unlock(&starter.mu);
+      return -r;
+    }
+    starter.running = 1;
+  }
+  req.next = starter.queue;
+  starter.queue = &req;
+  pthread_cond_broadcast(&starter.cv);
+  while (!req.done) {
+    pthread_cond_wait(&starter.cv, &starter.mu);
+  }
+  pthread_mutex_unlock(&starter.mu);
+  return req.result;
+}
+
+/* ==================== the child's side ==================== */
+
+/* Python's util._exit_function for our children: SIGTERM every running
+ * daemon child, then join every running child. */
+static void exit_cleanup(void) {
+  pthread_mutex_lock(&reg.mu);
+  for (mproc_process *p = reg.head; p != NULL; p = p->next) {
+    if (p->state == ST_STARTED && p->daemon && !try_reap(p, 0)) {
+      MPROC__INFO("calling terminate() for daemon %s", p->name);
+      if (p->sentinel_is_pipe) {
+        (void)mproc__kill(p->pid, SIGTERM);
+      } else {
+        (void)mproc__pidfd_signal(p->sentinel, SIGTERM);
+      }
+    }
+  }
+  for (;;) {
+    mproc_process *p = reg.head;
+    while (p != NULL && p->state != ST_STARTED) {
+      p = p->next;
+    }
+    if (p == NULL) {
+      break;
+    }
+    MPROC__INFO("calling join() for process %s", p->name);
+    int fd = p->sentinel;
+    p->waiters++;
+    pthread_mutex_unlock(&reg.mu);
+    (void)mproc__wait_readable(fd, NULL);
+    pthread_mutex_lock(&reg.mu);
+    p->waiters--;
+    try_reap(p, 1);
+  }
+  pthread_mutex_unlock(&reg.mu);
+}
+
+__attribute__((noreturn)) static void child_main(mproc_process *p,
+                                                 const sigset_t *mask,
+                                                 pid_t parent_pid, int wfd) {
+  /* Identity first, so log lines from here on name the child. */
+  copy_name(self.parent_name, self.name);
+  copy_name(self.name, p->name);
+  memcpy(self.ident, p->ident, sizeof self.ident);
+  self.daemon = p->daemon;
+  self.is_child = 1;
+  self.parent_pid = parent_pid;
+  parent_obj.pid = parent_pid;
+  copy_name(parent_obj.name, self.parent_name);
+
+  if (p->daemon &&
+      mproc__set_parent_death_signal(SIGKILL, parent_pid) == -ESRCH) {
+    /* The parent died before we could ask to die with it. */
+    mproc__exit_now(1);
+  }
+  if (wfd >= 0) {
+    /* Pipe fallback: keep the sentinel's write end open until we really
+     * exit, also across an exec the target may do. */
+    (void)mproc__fd_set_cloexec(wfd, 0);
+  }
+  mproc__signals_restore(mask);
+
+  /* stdin is /dev/null, as in Python's child bootstrap.  freopen keeps fd
+   * 0 and drops whatever the parent's stdin buffer held. */
+  if (freopen("/dev/null", "r", stdin) == NULL) {
+    int fd = mproc__open("/dev/null", 0, 0);
+    if (fd >= 0) {
+      (void)mproc__dup2(fd, 0);
+      mproc__close(fd);
+    }
+  }
+
+  MPROC__INFO("child process calling target (pid %d)", (int)mproc__getpid());
+  int rc = p->target(p->arg, p->len);
+  exit_cleanup();
+  MPROC__INFO("process exiting with exitcode %d", rc & 0xff);
+  fflush(NULL);
+  mproc__exit_now(rc & 0xff);
+}
+
+/*
+ * Fork and run the child.  Returns the child's pid or -errno in the
+ * parent; never returns in the child.  Runs in the caller's thread or the
+ * starter thread.
+ */
+static pid_t fork_child(mproc_process *p, const sigset_t *mask, int wfd) {
+  pid_t parent = mproc__getpid();
+  keep_wfd = wfd;
+  /* Signals stay blocked from fork until the child has set itself up, so
+   * no handler runs in the child between fork and that point. */
+  sigset_t old;
+  mproc__signals_block_all(&old);
+  pid_t pid = mproc__fork();
+  if (pid == 0) {
+    child_main(p, mask, parent, wfd);
+  }
+  mproc__signals_restore(&old);
+  keep_wfd = -1;
+  return pid;
+}
+
+/* ==================== public API ==================== */
+
+int mproc_process_new(mproc_process **out, mproc_target_fn target,
+                      const void *arg, size_t len,
+                      const mproc_process_opts *opts) {
+  if (out == NULL) {
+    return MPROC_EINVAL;
+  }
+  *out = NULL;
+  if (target == NULL || (arg == NULL && len > 0)) {
+    return MPROC_EINVAL;
+  }
+  mproc_process *p = calloc(1, sizeof *p);
+  if (p == NULL) {
+    return MPROC_ENOMEM;
+  }
+  if (len > 0) {
+    p->arg = malloc(len);
+    if (p->arg == NULL) {
+      free(p);
+      return MPROC_ENOMEM;
+    }
+    memcpy(p->arg, arg, len);
+  }
+  p->magic = PROCESS_MAGIC;
+  p->kind = KIND_CHILD;
+  p->state = ST_INITIAL;
+  p->sentinel = -1;
+  p->owner = mproc__getpid();
+  p->target = target;
+  p->len = len;
+  p->daemon = (opts != NULL && opts->daemon) ? 1 : 0;
+
+  pthread_mutex_lock(&reg.mu);
+  unsigned n = ++reg.counter;
+  p->id = ++reg.next_id;
+  pthread_mutex_unlock(&reg.mu);
+  if (self.ident[0] != '\0') {
+    snprintf(p->ident, sizeof p->ident, "%.48s:%u", self.ident, n);
+  } else {
+    snprintf(p->ident, sizeof p->ident, "%u", n);
+  }
+  if (opts != NULL && opts->name != NULL) {
+    copy_name(p->name, opts->name);
+  } else {
+    snprintf(p->name, sizeof p->name, "Process-%s", p->ident);
+  }
+  *out = p;
+  return 0;
+}
+
+int mproc_process_start(mproc_process *p) {
+  int r = check_child_op(p);
+  if (r != 0) {
+    return r;
+  }
+  pthread_once(&atfork_once, install_atfork);
+
+  pthread_mutex_lock(&reg.mu);
+  if (p->closed) {
+    r = MPROC_ECLOSED;
+  } else if (p->state != ST_INITIAL) {
+    r = MPROC_ESTARTED;
+  } else if (self.daemon) {
+    r = MPROC_EDAEMONIC;
+  } else {
+    r = ensure_reaper();
+  }
+  if (r != 0) {
+    pthread_mutex_unlock(&reg.mu);
+    return r;
+  }
+  p->state = ST_STARTING;
+  if (reg.pidfd_ok < 0) {
+    int fd = mproc__pidfd_open(mproc__getpid());
+    reg.pidfd_ok = fd >= 0;
+    mproc__close(fd);
+  }
+  /* Without pidfd, the sentinel is a pipe whose write end the child
+   * keeps.  It is created under the lock and parked in reg.pending, so a
+   * concurrent fork's child closes it instead of holding it open. */
+  int pfd[2] = {-1, -1};
+  size_t slot = 0;
+  if (!reg.pidfd_ok) {
+    for (slot = 0; slot < MPROC__ARRAY_SIZE(reg.pending); slot++) {
+      if (reg.pending[slot] < 0) {
+        break;
+      }
+    }
+    r = slot == MPROC__ARRAY_SIZE(reg.pending) ? MPROC_EAGAIN
+                                               : mproc__pipe(pfd, 0);
+    if (r != 0) {
+      p->state = ST_INITIAL;
+      pthread_mutex_unlock(&reg.mu);
+      return r;
+    }
+    reg.pending[slot] = pfd[1];
+  }
+  pthread_mutex_unlock(&reg.mu);
+
+  /* The arena must exist before the first child, so that it is shared. */
+  r = mproc__arena_ensure();
+  pid_t pid = 0;
+  if (r == 0) {
+    fflush(NULL);
+    sigset_t mask;
+    pthread_sigmask(SIG_SETMASK, NULL, &mask);
+    pid = mproc__is_main_thread() ? fork_child(p, &mask, pfd[1])
+                                  : fork_on_starter(p, &mask, pfd[1]);
+    if (pid < 0) {
+      r = (pid == -EAGAIN || pid == -ENOMEM) ? MPROC_EAGAIN : (int)pid;
+    }
+  }
+
+  pthread_mutex_lock(&reg.mu);
+  if (pfd[1] >= 0) {
+    reg.pending[slot] = -1;
+    mproc__close(pfd[1]);
+  }
+  if (r != 0) {
+    mproc__close(pfd[0]);
+    p->state = ST_INITIAL;
+    pthread_mutex_unlock(&reg.mu);
+    MPROC__WARN("cannot start %s: %s", p->name, mproc_strerror(r));
+    return r;
+  }
+  p->pid = pid;
+  if (reg.pidfd_ok) {
+    int fd = mproc__pidfd_open(pid);
+    if (fd >= 0) {
+      p->sentinel = fd;
+    } else {
+      /* The child exists but cannot be watched (EMFILE): stop it rather
+       * than leave an unwatched process behind. */
+      (void)mproc__kill(pid, SIGKILL);
+      int code;
+      (void)mproc__reap(pid, 0, &code);
+      p->pid = 0;
+      p->state = ST_INITIAL;
+      pthread_mutex_unlock(&reg.mu);
+      return fd;
+    }
+  } else {
+    p->sentinel = pfd[0];
+    p->sentinel_is_pipe = 1;
+  }
+  p->state = ST_STARTED;
+  list_insert(p);
+  if (mproc__epoll_add(reg.epfd, p->sentinel, p->id) != 0) {
+    /* Still joinable; only the background reaping is lost for it. */
+    MPROC__WARN("cannot watch %s in the background", p->name);
+  }
+  pthread_mutex_unlock(&reg.mu);
+  MPROC__INFO("started %s, pid %d%s", p->name, (int)pid,
+              p->daemon ? " (daemon)" : "");
+  return 0;
+}
+
+/* join() for the parent object: wait until the parent process ends. */
+static int join_parent(double timeout) {
+  mproc__deadline d;
+  if (mproc__deadline_init(&d, timeout) != 0) {
+    return MPROC_EINVAL;
+  }
+  int fd = mproc__pidfd_open(parent_obj.pid);
+  if (fd >= 0) {
+    int r = mproc__getppid() == parent_obj.pid ? mproc__wait_readable(fd, &d)
+                                               : 1;
+    mproc__close(fd);
+    return r > 0 ? 0 : r == 0 ? MPROC_ETIMEDOUT : r;
+  }
+  /* No pidfd: we were reparented when the parent died. */
+  while (mproc__getppid() == parent_obj.pid) {
+    if (mproc__deadline_left_ns(&d) == 0) {
+      return MPROC_ETIMEDOUT;
+    }
+    mproc__sleep_ns(2000000u);
+  }
+  return 0;
+}
+
+int mproc_process_join(mproc_process *p, double timeout) {
+  if (!valid(p)) {
+    return MPROC_EINVAL;
+  }
+  if (p->kind == KIND_PARENT && self.is_child) {
+    return join_parent(timeout);
+  }
+  int r = check_child_op(p);
+  if (r != 0) {
+    return r;
+  }
+  mproc__deadline d;
+  if (mproc__deadline_init(&d, timeout) != 0) {
+    return MPROC_EINVAL;
+  }
+  pthread_mutex_lock(&reg.mu);
+  if (p->closed) {
+    r = MPROC_ECLOSED;
+  } else if (p->state == ST_INITIAL || p->state == ST_STARTING) {
+    r = MPROC_ENOTSTARTED;
+  } else if (try_reap(p, 0)) {
+    r = 0;
+  } else {
+    int fd = p->sentinel;
+    p->waiters++;
+    pthread_mutex_unlock(&reg.mu);
+    int w = mproc__wait_readable(fd, &d);
+    pthread_mutex_lock(&reg.mu);
+    p->waiters--;
+    if (w > 0) {
+      try_reap(p, 1);
+      r = 0;
+    } else if (w == 0) {
+      r = try_reap(p, 0) ? 0 : MPROC_ETIMEDOUT;
+    } else {
+      r = w;
+    }
+  }
+  pthread_mutex_unlock(&reg.mu);
+  return r;
+}
+
+int mproc_process_is_alive(mproc_process *p) {
+  if (!valid(p)) {
+    return MPROC_EINVAL;
+  }
+  if (p->kind == KIND_CURRENT) {
+    return 1;
+  }
+  if (p->kind == KIND_PARENT) {
+    return self.is_child && mproc__getppid() == parent_obj.pid;
+  }
+  if (p->owner != mproc__getpid()) {
+    return MPROC_EFORKED;
+  }
+  pthread_mutex_lock(&reg.mu);
+  int r;
+  if (p->closed) {
+    r = MPROC_ECLOSED;
+  } else {
+    r = p->state == ST_STARTED && !try_reap(p, 0);
+  }
+  pthread_mutex_unlock(&reg.mu);
+  return r;
+}
+
+int mproc_process_exitcode(mproc_process *p, int *code) {
+  if (!valid(p) || code == NULL) {
+    return MPROC_EINVAL;
+  }
+  if (p->kind != KIND_CHILD) {
+    return MPROC_ERUNNING; /* the current and the parent process run */
+  }
+  if (p->owner != mproc__getpid()) {
+    return MPROC_EFORKED;
+  }
+  pthread_mutex_lock(&reg.mu);
+  int r;
+  if (p->closed) {
+    r = MPROC_ECLOSED;
+  } else if (p->state == ST_INITIAL || p->state == ST_STARTING) {
+    r = MPROC_ENOTSTARTED;
+  } else if (try_reap(p, 0)) {
+    *code = p->exitcode;
+    r = 0;
+  } else {
+    r = MPROC_ERUNNING;
+  }
+  pthread_mutex_unlock(&reg.mu);
+  return r;
+}
+
+int mproc_process_signal(mproc_process *p, int sig) {
+  int r = check_child_op(p);
+  if (r != 0) {
+    return r;
+  }
+  if (sig <= 0 || sig >= NSIG) {
+    return MPROC_EINVAL;
+  }
+  pthread_mutex_lock(&reg.mu);
+  if (p->closed) {
+    r = MPROC_ECLOSED;
+  } else if (p->state == ST_INITIAL || p->state == ST_STARTING) {
+    r = MPROC_ENOTSTARTED;
+  } else if (p->state == ST_STARTED && !try_reap(p, 0)) {
+    /* Not reaped, and only we reap under this lock: the pid is still
+     * ours even on the pipe fallback. */
+    r = p->sentinel_is_pipe ? mproc__kill(p->pid, sig)
+                            : mproc__pidfd_signal(p->sentinel, sig);
+    if (r == -ESRCH) {
+      r = 0; /* it is exiting right now */
+    }
+    MPROC__DEBUG("sent signal %d to %s (pid %d)", sig, p->name, (int)p->pid);
+  }
+  pthread_mutex_unlock(&reg.mu);
+  return r;
+}
+
+int mproc_process_terminate(mproc_process *p) {
+  return mproc_process_signal(p, SIGTERM);
+}
+
+int mproc_process_kill(mproc_process *p) {
+  return mproc_process_signal(p, SIGKILL);
+}
+
+pid_t mproc_process_pid(const mproc_process *p) {
+  if (!valid(p)) {
+    return 0;
+  }
+  if (p->kind == KIND_CURRENT) {
+    return mproc__getpid();
+  }
+  return p->pid;
+}
+
+const char *mproc_process_name(const mproc_process *p) {
+  if (!valid(p)) {
+    return "";
+  }
+  if (p->kind == KIND_CURRENT) {
+    return self.name;
+  }
+  return p->name;
+}
+
+int mproc_process_daemon(const mproc_process *p) {
+  if (!valid(p)) {
+    return 0;
+  }
+  return p->kind == KIND_CURRENT ? self.daemon : p->daemon;
+}
+
+int mproc_process_sentinel(const mproc_process *p) {
+  if (!valid(p)) {
+    return MPROC_EINVAL;
+  }
+  if (p->kind != KIND_CHILD) {
+    return MPROC_ENOTCHILD;
+  }
+  pthread_mutex_lock(&reg.mu);
+  int r = p->closed                                             ? MPROC_ECLOSED
+          : (p->state == ST_INITIAL || p->state == ST_STARTING) ? MPROC_ENOTSTARTED
+                                                                : p->sentinel;
+  pthread_mutex_unlock(&reg.mu);
+  return r;
+}
+
+int mproc_process_close(mproc_process *p) {
+  int r = check_child_op(p);
+  if (r != 0) {
+    return r == MPROC_ENOTCHILD ? MPROC_EINVAL : r;
+  }
+  pthread_mutex_lock(&reg.mu);
+  if (p->closed) {
+    r = 0;
+  } else if (p->state == ST_STARTING ||
+             (p->state == ST_STARTED && !try_reap(p, 0))) {
+    r = MPROC_ERUNNING;
+  } else if (p->waiters > 0) {
+    r = MPROC_EBUSY;
+  } else {
+    if (p->state == ST_ENDED) {
+      list_remove(p);
+    }
+    mproc__close(p->sentinel);
+    p->sentinel = -1;
+    p->closed = 1;
+  }
+  pthread_mutex_unlock(&reg.mu);
+  return r;
+}
+
+int mproc_process_free(mproc_process *p) {
+  if (p == NULL) {
+    return 0;
+  }
+  int r = mproc_process_close(p);
+  if (r != 0) {
+    return r;
+  }
+  p->magic = PROCESS_DEAD_MAGIC;
+  free(p->arg);
+  free(p);
+  return 0;
+}
+
+mproc_process *mproc_current_process(void) { return &current_obj; }
+
+mproc_process *mproc_parent_process(void) {
+  return self.is_child ? &parent_obj : NULL;
+}
+
+int mproc_active_children(mproc_process **out, size_t cap) {
+  if (out == NULL && cap > 0) {
+    return MPROC_EINVAL;
+  }
+  pid_t me = mproc__getpid();
+  int n = 0;
+  pthread_mutex_lock(&reg.mu);
+  for (mproc_process *p = reg.head; p != NULL; p = p->next) {
+    if (p->owner == me && p->state == ST_STARTED && !try_reap(p, 0)) {
+      if ((size_t)n < cap) {
+        out[n] = p;
+      }
+      n++;
+    }
+  }
+  pthread_mutex_unlock(&reg.mu);
+  return n;
+}
+
+int mproc_cpu_count(void) { return mproc__cpu_count(); }
+
+/* ==================== internal ==================== */
+
+const char *mproc__current_name(void) { return self.name; }
+
+int mproc__internal_fds(int *out, int max) {
+  int fds[2];
+  int n = 0;
+  pthread_mutex_lock(&reg.mu);
+  if (reg.epfd >= 0) {
+    fds[n++] = reg.epfd;
+  }
+  pthread_mutex_unlock(&reg.mu);
+  int afd = mproc__arena_fd();
+  if (afd >= 0) {
+    fds[n++] = afd;
+  }
+  for (int i = 0; i < n && i < max; i++) {
+    out[i] = fds[i];
+  }
+  return n;
+}

@@ -200,3 +200,12 @@ int mproc__fd_count(void) {
   closedir(d);
   return n - 1; /* the directory's own fd */
 }
+
+int mproc__fd_set_cloexec(int fd, int on) {
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) {
+    return -errno;
+  }
+  flags = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+  return fcntl(fd, F_SETFD, flags) == 0 ? 0 : -errno;
+}

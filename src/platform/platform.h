@@ -84,6 +84,9 @@ int mproc__pipe(int fds[2], int extra_flags);
  * -errno (the original is closed either way when it had to move). */
 int mproc__fd_above_stdio(int fd);
 
+/* Set or clear FD_CLOEXEC.  Returns 0 or -errno. */
+int mproc__fd_set_cloexec(int fd, int on);
+
 /* dup2 with EINTR loop (the target keeps no CLOEXEC: used for stdio). */
 int mproc__dup2(int from, int to);
 
