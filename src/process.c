@@ -42,6 +42,11 @@
  * child, not the process, so children asked for by a thread other than the
  * main thread are forked by a long-lived internal "starter" thread instead;
  * a short-lived thread that starts a daemon does not kill it by exiting.
+ * (PR_SET_PDEATHSIG(2const) documents the per-thread rule, which kernels
+ * have applied for years; the 6.18 kernel this was tested on no longer
+ * sends the signal when another thread of the parent survives, and the
+ * test process_daemon_from_thread_dies_with_killed_parent passes either
+ * way.)
  * At normal exit (atexit in the main program, and explicitly at the end of
  * every child's target) daemon children get SIGTERM and every child is
  * joined, Python's util._exit_function.

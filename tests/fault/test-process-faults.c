@@ -1,0 +1,403 @@
+/*
+ * tests/fault/test-process-faults.c - processes under faults, with real
+ * processes and real signals: daemons when the parent exits or is
+ * SIGKILLed, non-daemon children joined at exit, fork failing with EAGAIN
+ * (made to fail by the kernel through a seccomp filter, not a mock), the
+ * pidfd-less fallback, daemons started from short-lived threads.
+ */
+#include "internal.h"
+#include "task.h"
+
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+static int report_fd = -1;
+
+static void report_pid(void) {
+  pid_t me = getpid();
+  ASSERT_EQ(write(report_fd, &me, sizeof me), (ssize_t)sizeof me);
+}
+
+static pid_t read_pid(int fd) {
+  pid_t pid = 0;
+  ASSERT_EQ(mproc__read_full(fd, &pid, sizeof pid), (ssize_t)sizeof pid);
+  return pid;
+}
+
+static int t_sleep_forever(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  report_pid();
+  for (;;) {
+    test_sleep(60);
+  }
+  return 0;
+}
+
+static volatile sig_atomic_t dummy;
+
+/* A daemon that tells, through the pipe, that it got SIGTERM. */
+static void on_term(int sig) {
+  (void)sig;
+  char t = 'T';
+  (void)!write(report_fd, &t, 1);
+  _exit(0);
+}
+
+static int t_daemon_reports_term(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  struct sigaction sa = {.sa_handler = on_term};
+  sigaction(SIGTERM, &sa, NULL);
+  report_pid();
+  for (;;) {
+    test_sleep(60);
+  }
+  return 0;
+}
+
+static int t_slow_nondaemon(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  test_sleep(0.4);
+  char n = 'N';
+  (void)!write(report_fd, &n, 1);
+  return 0;
+}
+
+/* The middle process: starts a daemon and a slow non-daemon child, then
+ * returns at once, so mproc's exit handling must SIGTERM the daemon and
+ * wait for the other. */
+static int t_parent_returns(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  mproc_process_opts d = {.daemon = 1};
+  mproc_process *a = NULL, *b = NULL;
+  if (mproc_process_new(&a, t_daemon_reports_term, NULL, 0, &d) != 0 ||
+      mproc_process_start(a) != 0) {
+    return 1;
+  }
+  if (mproc_process_new(&b, t_slow_nondaemon, NULL, 0, NULL) != 0 ||
+      mproc_process_start(b) != 0) {
+    return 2;
+  }
+  test_sleep(0.1); /* let the daemon install its handler */
+  return 0;
+}
+
+static void check_exit_handling(pid_t middle_or_zero, mproc_process *mp,
+                                int fd) {
+  double t0 = test_now();
+  if (mp != NULL) {
+    int code;
+    ASSERT_OK(mproc_process_join(mp, 10));
+    ASSERT_OK(mproc_process_exitcode(mp, &code));
+    ASSERT_EQ(code, 0);
+  } else {
+    ASSERT_EQ(test_wait_pid(middle_or_zero, 10), 0);
+  }
+  /* The middle process waited for its non-daemon child (0.4 s). */
+  ASSERT_DBL_GE(test_now() - t0, 0.25);
+  char buf[16] = {0};
+  pid_t daemon_pid = read_pid(fd);
+  ssize_t n = mproc__read_full(fd, buf, sizeof buf - 1);
+  ASSERT_EQ(n, 2);
+  /* The daemon got SIGTERM, and the non-daemon ran to its end. */
+  ASSERT(memchr(buf, 'T', 2) != NULL);
+  ASSERT(memchr(buf, 'N', 2) != NULL);
+  ASSERT_EQ(test_pid_running(daemon_pid), 0);
+}
+
+TEST_IMPL(process_daemon_terminated_at_child_exit) {
+  int fds[2];
+  ASSERT_OK(pipe(fds));
+  report_fd = fds[1];
+  mproc_process *mp = NULL;
+  ASSERT_OK(mproc_process_new(&mp, t_parent_returns, NULL, 0, NULL));
+  ASSERT_OK(mproc_process_start(mp));
+  close(fds[1]);
+  check_exit_handling(0, mp, fds[0]);
+  close(fds[0]);
+  ASSERT_OK(mproc_process_free(mp));
+  return 0;
+}
+
+/* The same from a main program that calls exit(): the atexit handler. */
+TEST_IMPL(process_daemon_terminated_at_main_exit) {
+  int fds[2];
+  ASSERT_OK(pipe(fds));
+  report_fd = fds[1];
+  pid_t sub = fork();
+  ASSERT_GE(sub, 0);
+  if (sub == 0) {
+    close(fds[0]);
+    exit(t_parent_returns(NULL, 0));
+  }
+  close(fds[1]);
+  check_exit_handling(sub, NULL, fds[0]);
+  close(fds[0]);
+  return 0;
+}
+
+/* The parent is SIGKILLed: its daemon child dies within 1 s (Python
+ * leaves it running). */
+static void daemon_dies_with_killed_parent(int from_thread);
+
+static void *start_daemon_thread(void *arg) {
+  mproc_process_opts d = {.daemon = 1};
+  mproc_process *p = NULL;
+  if (mproc_process_new(&p, t_sleep_forever, NULL, 0, &d) != 0 ||
+      mproc_process_start(p) != 0) {
+    _exit(3);
+  }
+  *(mproc_process **)arg = p;
+  return NULL;
+}
+
+static void daemon_dies_with_killed_parent(int from_thread) {
+  int fds[2];
+  ASSERT_OK(pipe(fds));
+  report_fd = fds[1];
+  pid_t middle = fork();
+  ASSERT_GE(middle, 0);
+  if (middle == 0) {
+    close(fds[0]);
+    mproc_process *p = NULL;
+    if (from_thread) {
+      /* The starting thread ends at once: the daemon must not die with
+       * it (PR_SET_PDEATHSIG follows the forking thread). */
+      pthread_t th;
+      pthread_create(&th, NULL, start_daemon_thread, &p);
+      pthread_join(th, NULL);
+    } else {
+      start_daemon_thread(&p);
+    }
+    for (;;) {
+      test_sleep(60);
+    }
+  }
+  close(fds[1]);
+  pid_t daemon_pid = read_pid(fds[0]);
+  close(fds[0]);
+  ASSERT(test_pid_running(daemon_pid));
+  if (from_thread) {
+    test_sleep(0.3);
+    ASSERT(test_pid_running(daemon_pid)); /* survived its thread */
+  }
+  ASSERT_EQ(kill(middle, SIGKILL), 0);
+  double t0 = test_now();
+  ASSERT_EQ(test_wait_pid(middle, 5), -SIGKILL);
+  /* The daemon was reparented to this test process (a subreaper). */
+  ASSERT_EQ(test_wait_pid(daemon_pid, 1.0), -SIGKILL);
+  ASSERT_DBL_LE(test_now() - t0, 1.0);
+}
+
+TEST_IMPL(process_daemon_dies_with_killed_parent) {
+  daemon_dies_with_killed_parent(0);
+  return 0;
+}
+
+TEST_IMPL(process_daemon_from_thread_dies_with_killed_parent) {
+  daemon_dies_with_killed_parent(1);
+  return 0;
+}
+
+/* A non-daemon child outlives a parent that is killed, as in Python. */
+TEST_IMPL(process_nondaemon_survives_killed_parent) {
+  int fds[2];
+  ASSERT_OK(pipe(fds));
+  report_fd = fds[1];
+  pid_t middle = fork();
+  ASSERT_GE(middle, 0);
+  if (middle == 0) {
+    close(fds[0]);
+    mproc_process *p = NULL;
+    if (mproc_process_new(&p, t_sleep_forever, NULL, 0, NULL) != 0 ||
+        mproc_process_start(p) != 0) {
+      _exit(3);
+    }
+    for (;;) {
+      test_sleep(60);
+    }
+  }
+  close(fds[1]);
+  pid_t child = read_pid(fds[0]);
+  close(fds[0]);
+  ASSERT_EQ(kill(middle, SIGKILL), 0);
+  ASSERT_EQ(test_wait_pid(middle, 5), -SIGKILL);
+  test_sleep(0.3);
+  ASSERT(test_pid_running(child));
+  kill(child, SIGKILL);
+  ASSERT_EQ(test_wait_pid(child, 5), -SIGKILL);
+  return 0;
+}
+
+/* Python: 'daemonic processes are not allowed to have children'. */
+static int t_daemon_tries_child(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  if (!mproc_process_daemon(mproc_current_process())) return 1;
+  mproc_process *p = NULL;
+  if (mproc_process_new(&p, t_sleep_forever, NULL, 0, NULL) != 0) return 2;
+  int r = mproc_process_start(p);
+  mproc_process_free(p);
+  return r == MPROC_EDAEMONIC ? 0 : 3;
+}
+
+TEST_IMPL(process_daemon_cannot_have_children) {
+  mproc_process_opts d = {.daemon = 1};
+  mproc_process *p = NULL;
+  ASSERT_OK(mproc_process_new(&p, t_daemon_tries_child, NULL, 0, &d));
+  ASSERT_EQ(mproc_process_daemon(p), 1);
+  ASSERT_OK(mproc_process_start(p));
+  int code;
+  ASSERT_OK(mproc_process_join(p, 10));
+  ASSERT_OK(mproc_process_exitcode(p, &code));
+  ASSERT_EQ(code, 0);
+  ASSERT_OK(mproc_process_free(p));
+  return 0;
+}
+
+/* ---- fork failing ---- */
+
+/* Make clone/fork/vfork/clone3 fail with EAGAIN in this process: a real
+ * kernel refusal (seccomp), as RLIMIT_NPROC would give a non-root user. */
+static int deny_fork(void) {
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 4, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_fork, 3, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_vfork, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 435 /* clone3 */, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EAGAIN & 0xffff)),
+  };
+  struct sock_fprog prog = {.len = MPROC__ARRAY_SIZE(f), .filter = f};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    return -1;
+  }
+  return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+}
+
+static int t_ret7(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  return 7;
+}
+
+static int fork_eagain_case(void) {
+  /* One successful start first, so the reaper thread exists (a thread is
+   * a clone too, and the filter would stop it). */
+  mproc_process *ok = NULL;
+  if (mproc_process_new(&ok, t_ret7, NULL, 0, NULL) != 0 ||
+      mproc_process_start(ok) != 0 || mproc_process_join(ok, 10) != 0) {
+    return 10;
+  }
+  mproc_process_free(ok);
+  int fds_before = test_fd_count();
+  if (deny_fork() != 0) {
+    return 77;
+  }
+  mproc_process *p = NULL;
+  if (mproc_process_new(&p, t_ret7, NULL, 0, NULL) != 0) return 11;
+  int r = mproc_process_start(p);
+  if (r != MPROC_EAGAIN) return 12;
+  /* Nothing half-registered: unstarted, no children, no fd. */
+  if (mproc_process_pid(p) != 0) return 13;
+  int code;
+  if (mproc_process_exitcode(p, &code) != MPROC_ENOTSTARTED) return 14;
+  if (mproc_process_join(p, 0) != MPROC_ENOTSTARTED) return 15;
+  if (mproc_active_children(NULL, 0) != 0) return 16;
+  if (test_fd_count() != fds_before) return 17;
+  if (mproc_process_start(p) != MPROC_EAGAIN) return 18;
+  if (mproc_process_free(p) != 0) return 19;
+  return 0;
+}
+
+static void run_fork_eagain(int no_pidfd) {
+  pid_t sub = fork();
+  ASSERT_GE(sub, 0);
+  if (sub == 0) {
+    if (no_pidfd) {
+      setenv("MPROC_NO_PIDFD", "1", 1);
+    }
+    _exit(fork_eagain_case());
+  }
+  int rc = test_wait_pid(sub, 20);
+  if (rc == 77) {
+    printf("# seccomp unavailable\n");
+  }
+  ASSERT_EQ(rc, 0);
+}
+
+TEST_IMPL(process_fork_eagain) {
+  run_fork_eagain(0);
+  return 0;
+}
+
+TEST_IMPL(process_fork_eagain_no_pidfd) {
+  run_fork_eagain(1);
+  return 0;
+}
+
+/* ---- kernels without pidfd: the pipe sentinel ---- */
+
+static int t_sleep_then(const void *arg, size_t len) {
+  (void)len;
+  test_sleep(((const double *)arg)[0]);
+  return (int)((const double *)arg)[1];
+}
+
+static int no_pidfd_case(void) {
+  double a[2] = {0.2, 9};
+  mproc_process *p = NULL;
+  if (mproc_process_new(&p, t_sleep_then, a, sizeof a, NULL) != 0) return 10;
+  if (mproc_process_start(p) != 0) return 11;
+  if (mproc_process_is_alive(p) != 1) return 12;
+  if (mproc_process_join(p, 0.05) != MPROC_ETIMEDOUT) return 13;
+  int code = -1;
+  if (mproc_process_join(p, 10) != 0) return 14;
+  if (mproc_process_exitcode(p, &code) != 0 || code != 9) return 15;
+  mproc_process_free(p);
+  /* terminate through kill(2) by pid, safe because unreaped */
+  double b[2] = {30, 0};
+  if (mproc_process_new(&p, t_sleep_then, b, sizeof b, NULL) != 0) return 16;
+  if (mproc_process_start(p) != 0) return 17;
+  if (mproc_process_terminate(p) != 0) return 18;
+  if (mproc_process_join(p, 10) != 0) return 19;
+  if (mproc_process_exitcode(p, &code) != 0 || code != -SIGTERM) return 20;
+  mproc_process_free(p);
+  /* reaped in the background without a join */
+  double c[2] = {0, 4};
+  if (mproc_process_new(&p, t_sleep_then, c, sizeof c, NULL) != 0) return 21;
+  if (mproc_process_start(p) != 0) return 22;
+  pid_t pid = mproc_process_pid(p);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d", (int)pid);
+  double end = test_now() + 5;
+  while (access(path, F_OK) == 0) {
+    if (test_now() > end) return 23;
+    test_sleep(0.005);
+  }
+  if (mproc_process_exitcode(p, &code) != 0 || code != 4) return 24;
+  mproc_process_free(p);
+  return 0;
+}
+
+TEST_IMPL(process_without_pidfd) {
+  pid_t sub = fork();
+  ASSERT_GE(sub, 0);
+  if (sub == 0) {
+    setenv("MPROC_NO_PIDFD", "1", 1);
+    _exit(no_pidfd_case());
+  }
+  ASSERT_EQ(test_wait_pid(sub, 30), 0);
+  return 0;
+}
