@@ -1,0 +1,93 @@
+# mproc - the front door.  CMake does the building; this file only names the
+# usual jobs.  Every target drives cmake/ctest directly, so any generator
+# works (set CMAKE_GENERATOR=Ninja in the environment to use Ninja).
+#
+#   make                  build (RelWithDebInfo) in $(BUILD)
+#   make check            install-deps, build, every test; then the same suite
+#                         built with ASan+UBSan in $(ASAN_BUILD)
+#   make demo             install-deps, build, run the demo
+#   make bench            install-deps, build, run the benchmarks
+#   make install          install into $(PREFIX) (default /usr/local;
+#                         DESTDIR is honoured)
+#   make clean            remove both build directories
+#
+# Variables (override on the command line: make BUILD=build-mine check):
+#   BUILD, ASAN_BUILD     build directories (build, build-asan)
+#   BUILD_TYPE            CMake build type of $(BUILD) (RelWithDebInfo)
+#   PREFIX                install prefix (/usr/local)
+#   JOBS                  parallel compile jobs (all CPUs)
+#   CTEST_JOBS            tests run at once (2)
+#   CMAKE_ARGS            extra arguments for both configure steps
+#   CMAKE, CTEST          the tools
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+BUILD_TYPE ?= RelWithDebInfo
+PREFIX     ?= /usr/local
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CTEST_JOBS ?= 2
+CMAKE      ?= cmake
+CTEST      ?= ctest
+CMAKE_ARGS ?=
+
+# The sanitizer build runs slower: the test runner stretches its per-case
+# timeout by this factor there.
+ASAN_TIMEOUT_MULTIPLIER ?= 3
+
+CTEST_FLAGS = --output-on-failure --no-tests=error -j$(CTEST_JOBS)
+
+# Recipes run in sh with -e: the first failing command fails the target.
+.SHELLFLAGS := -ec
+
+.PHONY: all build deps test asan test-asan check demo bench install clean help
+
+all: build
+
+help:
+	@sed -n '1,/^$$/s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+
+deps:
+	sh scripts/install-deps.sh
+
+# Configure every time: cheap when nothing changed, and it picks up changed
+# options (BUILD_TYPE, CMAKE_ARGS).
+build:
+	$(CMAKE) -S . -B "$(BUILD)" -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+	$(CMAKE) --build "$(BUILD)" --parallel $(JOBS)
+
+test: build
+	cd "$(BUILD)" && $(CTEST) $(CTEST_FLAGS)
+
+asan:
+	$(CMAKE) -S . -B "$(ASAN_BUILD)" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DMPROC_SANITIZE=ON -DMPROC_BUILD_EXAMPLES=OFF -DMPROC_BUILD_BENCH=OFF \
+	  $(CMAKE_ARGS)
+	$(CMAKE) --build "$(ASAN_BUILD)" --parallel $(JOBS)
+
+test-asan: asan
+	cd "$(ASAN_BUILD)" && \
+	  MPROC_TEST_TIMEOUT_MULTIPLIER=$(ASAN_TIMEOUT_MULTIPLIER) \
+	  UBSAN_OPTIONS="$${UBSAN_OPTIONS:-print_stacktrace=1}" \
+	  $(CTEST) $(CTEST_FLAGS)
+
+# Sequential on purpose, also under make -j: dependencies first, then the
+# normal suite, then the sanitizer suite; the first failure stops it.
+check: deps
+	$(MAKE) --no-print-directory test
+	$(MAKE) --no-print-directory test-asan
+	@echo "make check: all tests passed, also under ASan+UBSan"
+
+demo: deps
+	$(MAKE) --no-print-directory build
+	sh examples/demo.sh "$(BUILD)/examples"
+
+bench: deps
+	$(MAKE) --no-print-directory build
+	sh bench/run.sh "$(BUILD)"
+
+install: build
+	DESTDIR="$(DESTDIR)" $(CMAKE) --install "$(BUILD)" --prefix "$(PREFIX)"
+
+clean:
+	@test -n "$(BUILD)" && test -n "$(ASAN_BUILD)"
+	rm -rf -- "$(BUILD)" "$(ASAN_BUILD)"
