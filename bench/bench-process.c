@@ -1,0 +1,312 @@
+/*
+ * bench/bench-process.c - process start+join of a no-op target.
+ *
+ * Bench ID process_start_join, systems:
+ *   mproc     mproc_process_new + start + join(MPROC_FOREVER) + exitcode +
+ *             free; the target returns 0 at once;
+ *   raw_fork  fork(); the child calls _exit(0); the parent waitpid(pid),
+ *             in a pristine single-threaded process (see below).
+ * (python_fork and python_spawn come from bench/python/process_start_join.py.)
+ *
+ * The raw peer runs in a helper process forked at the very start, before
+ * the first mproc call: a plain single-threaded program, the floor the
+ * issue's target refers to.  Measured inside this process instead, after
+ * mproc has started its reaper thread, fork takes glibc's multi-threaded
+ * path (malloc/stdio locks around fork, more work in the child), which is
+ * mproc's cost, not the floor's; that figure is printed on stderr as
+ * "raw_fork_mt" for information, not reported as a result.
+ *
+ * Method: the systems run in alternating rounds (the order reverses every
+ * round: mproc, raw, raw_mt | raw_mt, raw, mproc | ...) so that all see the
+ * same noise of this shared, noisy machine; only one of the two processes
+ * works at a time (the other waits on a pipe).  A round times OPS
+ * start+join one after the other; its per-op time is the round's time /
+ * OPS.  The figure is the MEDIAN of the per-op times over the rounds, in ms
+ * (lower is better).  The first mproc start creates the shared arena and
+ * the reaper thread: warm-up operations of every system run first and are
+ * not counted (the first start's cost is printed on stderr).  The start /
+ * join split printed on stderr is informational.
+ *
+ * Output: one JSON object a line on stdout; details on stderr.
+ * BENCH_QUICK=1 shrinks the counts for a smoke run.  Exits non-zero only
+ * when something fails (an mproc call, fork, a child's exit status).
+ */
+#include "mproc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void fail(const char *what, int rc) {
+  fprintf(stderr, "bench-process: %s failed: %s (%d)\n", what,
+          mproc_strerror(rc), rc);
+  exit(1);
+}
+
+static int noop(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  return 0;
+}
+
+/* One mproc start+join; adds its start and join parts to the two sums. */
+static void mproc_once(double *t_start, double *t_join) {
+  mproc_process *p;
+  double t0 = now_ms();
+  int rc = mproc_process_new(&p, noop, NULL, 0, NULL);
+  if (rc != 0) fail("mproc_process_new", rc);
+  rc = mproc_process_start(p);
+  if (rc != 0) fail("mproc_process_start", rc);
+  double t1 = now_ms();
+  rc = mproc_process_join(p, MPROC_FOREVER);
+  if (rc != 0) fail("mproc_process_join", rc);
+  int code = -1;
+  rc = mproc_process_exitcode(p, &code);
+  if (rc != 0) fail("mproc_process_exitcode", rc);
+  if (code != 0) {
+    fprintf(stderr, "bench-process: mproc child exit code %d, want 0\n", code);
+    exit(1);
+  }
+  rc = mproc_process_free(p);
+  if (rc != 0) fail("mproc_process_free", rc);
+  double t2 = now_ms();
+  *t_start += t1 - t0;
+  *t_join += t2 - t1;
+}
+
+/* One raw fork + _exit(0) + waitpid. */
+static void raw_once(double *t_start, double *t_join) {
+  double t0 = now_ms();
+  pid_t pid = fork();
+  if (pid < 0) fail("fork", -errno);
+  if (pid == 0) _exit(0);
+  double t1 = now_ms();
+  int status;
+  pid_t r;
+  do {
+    r = waitpid(pid, &status, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r != pid) fail("waitpid", -errno);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "bench-process: raw child status 0x%x, want exit 0\n",
+            (unsigned)status);
+    exit(1);
+  }
+  double t2 = now_ms();
+  *t_start += t1 - t0;
+  *t_join += t2 - t1;
+}
+
+/* ---- the pristine raw_fork helper process ---- */
+
+static int helper_cmd = -1, helper_res = -1;
+static pid_t helper_pid;
+
+static int read_full(int fd, void *buf, size_t n) {
+  char *p = buf;
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t n) {
+  const char *p = buf;
+  while (n > 0) {
+    ssize_t r = write(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+/* In the helper: run raw rounds on request until told 0 or EOF. */
+static void helper_main(int cmd, int res) {
+  for (;;) {
+    int ops;
+    if (read_full(cmd, &ops, sizeof ops) != 0 || ops <= 0) _exit(0);
+    double out[3] = {0, 0, 0}; /* round ms, start sum, join sum */
+    double t0 = now_ms();
+    for (int i = 0; i < ops; i++) raw_once(&out[1], &out[2]);
+    out[0] = now_ms() - t0;
+    if (write_full(res, out, sizeof out) != 0) _exit(1);
+  }
+}
+
+/* Fork the helper: must run before the first mproc call. */
+static void helper_start(void) {
+  int c[2], r[2];
+  if (pipe(c) != 0 || pipe(r) != 0) fail("pipe", -errno);
+  fflush(NULL);
+  helper_pid = fork();
+  if (helper_pid < 0) fail("fork", -errno);
+  if (helper_pid == 0) {
+    close(c[1]);
+    close(r[0]);
+    helper_main(c[0], r[1]);
+  }
+  close(c[0]);
+  close(r[1]);
+  helper_cmd = c[1];
+  helper_res = r[0];
+}
+
+/* One raw round in the helper; adds the parts to the sums. */
+static double helper_round(int ops, double *t_start, double *t_join) {
+  double out[3];
+  if (write_full(helper_cmd, &ops, sizeof ops) != 0 ||
+      read_full(helper_res, out, sizeof out) != 0) {
+    fprintf(stderr, "bench-process: the raw_fork helper process died\n");
+    exit(1);
+  }
+  *t_start += out[1];
+  *t_join += out[2];
+  return out[0];
+}
+
+static void helper_stop(void) {
+  int zero = 0;
+  (void)write_full(helper_cmd, &zero, sizeof zero);
+  close(helper_cmd);
+  close(helper_res);
+  int status;
+  pid_t r;
+  do {
+    r = waitpid(helper_pid, &status, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r != helper_pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "bench-process: the raw_fork helper failed\n");
+    exit(1);
+  }
+}
+
+/* ---- rounds ---- */
+
+enum { SYS_MPROC, SYS_RAW, SYS_RAW_MT, NSYS };
+
+typedef struct series {
+  const char *system;
+  double *per_op;  /* per round: ms per start+join */
+  double start_ms; /* sums over all ops run */
+  double join_ms;
+  const char *start_what, *join_what;
+} series;
+
+static double run_round(int sys, series *s, int ops) {
+  if (sys == SYS_RAW) return helper_round(ops, &s->start_ms, &s->join_ms) / ops;
+  double t0 = now_ms();
+  for (int i = 0; i < ops; i++) {
+    if (sys == SYS_MPROC) {
+      mproc_once(&s->start_ms, &s->join_ms);
+    } else {
+      raw_once(&s->start_ms, &s->join_ms);
+    }
+  }
+  return (now_ms() - t0) / ops;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* q-quantile (0..1) of a sorted array, linear interpolation. */
+static double quantile(const double *v, int n, double q) {
+  double pos = q * (n - 1);
+  int lo = (int)pos;
+  if (lo >= n - 1) return v[n - 1];
+  return v[lo] + (v[lo + 1] - v[lo]) * (pos - lo);
+}
+
+int main(void) {
+  const char *quick = getenv("BENCH_QUICK");
+  int is_quick = quick != NULL && quick[0] != '\0' && strcmp(quick, "0") != 0;
+  int rounds = is_quick ? 5 : 41;
+  int ops = is_quick ? 5 : 50;
+
+  helper_start(); /* before any mproc call: a pristine process */
+
+  double *buf = calloc((size_t)rounds * NSYS, sizeof(double));
+  if (buf == NULL) fail("calloc", MPROC_ENOMEM);
+  series s[NSYS] = {
+      {"mproc", buf, 0, 0, "new+start", "join+free"},
+      {"raw_fork", buf + rounds, 0, 0, "fork", "waitpid"},
+      {"raw_fork_mt", buf + 2 * rounds, 0, 0, "fork", "waitpid"},
+  };
+
+  /* Warm-up, not counted.  The first mproc start creates the arena and the
+   * reaper thread; time it alone. */
+  series warm = {"warm-up", NULL, 0, 0, NULL, NULL};
+  double t0 = now_ms();
+  mproc_once(&warm.start_ms, &warm.join_ms);
+  double first = now_ms() - t0;
+  for (int k = 0; k < NSYS; k++) run_round(k, &warm, 10);
+  for (int k = 0; k < NSYS; k++) s[k].start_ms = s[k].join_ms = 0;
+
+  static const int order[2][NSYS] = {{SYS_MPROC, SYS_RAW, SYS_RAW_MT},
+                                     {SYS_RAW_MT, SYS_RAW, SYS_MPROC}};
+  for (int r = 0; r < rounds; r++) {
+    for (int j = 0; j < NSYS; j++) {
+      int k = order[r % 2][j];
+      s[k].per_op[r] = run_round(k, &s[k], ops);
+    }
+  }
+  helper_stop();
+
+  /* Nothing may be left running: every child was joined / waited for. */
+  int left = mproc_active_children(NULL, 0);
+  if (left != 0) {
+    fprintf(stderr, "bench-process: %d mproc children still running\n", left);
+    exit(1);
+  }
+
+  double med[NSYS];
+  fprintf(stderr,
+          "bench-process: %d rounds x %d start+join per system, order "
+          "reversed every round; first mproc start+join (creates arena + "
+          "reaper thread, not counted): %.3f ms\n",
+          rounds, ops, first);
+  for (int k = 0; k < NSYS; k++) {
+    double sorted[rounds];
+    memcpy(sorted, s[k].per_op, sizeof sorted);
+    qsort(sorted, (size_t)rounds, sizeof(double), cmp_double);
+    med[k] = quantile(sorted, rounds, 0.5);
+    double n = (double)rounds * ops;
+    fprintf(stderr,
+            "bench-process: %-11s per op ms: median %.4f  min %.4f  "
+            "p25 %.4f  p75 %.4f  max %.4f | mean split: %s %.4f + %s %.4f\n",
+            s[k].system, med[k], sorted[0], quantile(sorted, rounds, 0.25),
+            quantile(sorted, rounds, 0.75), sorted[rounds - 1],
+            s[k].start_what, s[k].start_ms / n, s[k].join_what,
+            s[k].join_ms / n);
+  }
+  fprintf(stderr,
+          "bench-process: raw_fork_mt = raw fork+waitpid inside this process "
+          "once mproc has started (its reaper thread makes fork take glibc's "
+          "multi-threaded path; mproc's atfork handlers run): %.2fx raw_fork; "
+          "not a result row\n",
+          med[SYS_RAW_MT] / med[SYS_RAW]);
+  for (int k = 0; k < SYS_RAW_MT; k++) {
+    printf("{\"bench\": \"process_start_join\", \"system\": \"%s\", "
+           "\"value\": %.6f, \"unit\": \"ms\", \"better\": \"lower\"}\n",
+           s[k].system, med[k]);
+  }
+  free(buf);
+  return fflush(stdout) == 0 ? 0 : 1;
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""bench/report.py RESULTS.jsonl - print the benchmark table.
+
+Reads one JSON object a line:
+  {"bench": ID, "system": NAME, "value": X, "unit": U, "better": "lower"|"higher"}
+and prints, per bench ID, the mproc row first and then its peers from the
+same run, each with its ratio to mproc (value / mproc's value) and, in
+words, how mproc compares ("mproc is 2.10x faster").  Then the targets
+the issues set, checked as text: a missed target is reported, never failed.
+
+Exit status: 0 whatever the figures are; 2 only when the file cannot be
+read or a line is not a valid result object.
+"""
+import json
+import sys
+
+# Targets from the issues: (bench, peer, max mproc/peer ratio, note).
+TARGETS = [
+    ("process_start_join", "raw_fork", 1.3,
+     "mproc start+join within 1.3x of raw fork+_exit+waitpid"),
+]
+
+# Table order for known bench IDs; unknown ones follow in the order they ran.
+ORDER = ["process_start_join", "arena_alloc_free", "arena_alloc_free_pair"]
+
+KEYS = ("bench", "system", "value", "unit", "better")
+
+
+def load(path):
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise SystemExit("report.py: %s:%d: not JSON: %s" % (path, n, e))
+            if (not isinstance(row, dict) or any(k not in row for k in KEYS)
+                    or row["better"] not in ("lower", "higher")
+                    or not isinstance(row["value"], (int, float))):
+                raise SystemExit("report.py: %s:%d: not a result object: %s"
+                                 % (path, n, line))
+            rows.append(row)
+    return rows
+
+
+def fmt_value(v):
+    if v == 0:
+        return "0"
+    if abs(v) >= 100:
+        return "%.1f" % v
+    if abs(v) >= 1:
+        return "%.3f" % v
+    return "%.4f" % v
+
+
+def verdict(row, ref):
+    """How mproc compares with this peer, in words."""
+    v, m = row["value"], ref["value"]
+    if v <= 0 or m <= 0:
+        return "-"
+    # speedup > 1: mproc is better
+    speedup = v / m if row["better"] == "lower" else m / v
+    word_good, word_bad = (("faster", "slower") if row["better"] == "lower"
+                           else ("better", "worse"))
+    if speedup >= 1:
+        return "mproc is %.2fx %s" % (speedup, word_good)
+    return "mproc is %.2fx %s" % (1 / speedup, word_bad)
+
+
+def main(argv):
+    if len(argv) != 2:
+        raise SystemExit("usage: report.py RESULTS.jsonl")
+    try:
+        rows = load(argv[1])
+    except OSError as e:
+        print("report.py: %s" % e, file=sys.stderr)
+        return 2
+    except SystemExit as e:
+        print(e, file=sys.stderr)
+        return 2
+
+    benches = {}  # the issues' benches first, then the order they ran
+    for bench in ORDER:
+        if any(r["bench"] == bench for r in rows):
+            benches[bench] = []
+    for row in rows:
+        benches.setdefault(row["bench"], []).append(row)
+
+    table = [("bench", "system", "value", "unit", "vs mproc", "")]
+    for bench, brows in benches.items():
+        mproc = next((r for r in brows if r["system"] == "mproc"), None)
+        ordered = sorted(brows, key=lambda r: r["system"] != "mproc")
+        for r in ordered:
+            if mproc is None:
+                ratio, words = "?", "no mproc row in this run"
+            elif r is mproc:
+                ratio, words = "1.00", "(%s is better)" % r["better"]
+            elif mproc["value"] > 0:
+                ratio = "%.2f" % (r["value"] / mproc["value"])
+                words = verdict(r, mproc)
+            else:
+                ratio, words = "-", "-"
+            table.append((bench, r["system"], fmt_value(r["value"]), r["unit"],
+                          ratio, words))
+
+    widths = [max(len(t[i]) for t in table) for i in range(6)]
+    right = {2, 4}
+    for i, t in enumerate(table):
+        cells = [(c.rjust(widths[j]) if j in right else c.ljust(widths[j]))
+                 for j, c in enumerate(t)]
+        print("  ".join(cells).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print("vs mproc = the system's value / mproc's value, same run.")
+
+    for bench, peer, limit, note in TARGETS:
+        brows = benches.get(bench, [])
+        m = next((r for r in brows if r["system"] == "mproc"), None)
+        p = next((r for r in brows if r["system"] == peer), None)
+        if m is None or p is None or p["value"] <= 0:
+            print("target %s: not measured in this run (%s)" % (bench, note))
+            continue
+        ratio = m["value"] / p["value"]
+        print("target %s: mproc/%s = %.2f, target <= %.2f: %s (%s)"
+              % (bench, peer, ratio, limit,
+                 "MET" if ratio <= limit else "MISSED", note))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
