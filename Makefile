@@ -3,8 +3,10 @@
 # works (set CMAKE_GENERATOR=Ninja in the environment to use Ninja).
 #
 #   make                  build (RelWithDebInfo) in $(BUILD)
-#   make check            install-deps, build, every test; then the same suite
-#                         built with ASan+UBSan in $(ASAN_BUILD)
+#   make check            install-deps, build, every test; again with the
+#                         kernel-feature fallbacks forced (no io_uring, no
+#                         pidfd); then the same suite built with ASan+UBSan
+#                         in $(ASAN_BUILD)
 #   make demo             install-deps, build, run the demo
 #   make bench            install-deps, build, run the benchmarks
 #   make install          install into $(PREFIX) (default /usr/local;
@@ -39,7 +41,8 @@ CTEST_FLAGS = --output-on-failure --no-tests=error -j$(CTEST_JOBS)
 # Recipes run in sh with -e: the first failing command fails the target.
 .SHELLFLAGS := -ec
 
-.PHONY: all build deps test asan test-asan check demo bench install clean help
+.PHONY: all build deps test test-fallbacks asan test-asan check demo bench \
+        install clean help
 
 all: build
 
@@ -58,6 +61,13 @@ build:
 test: build
 	cd "$(BUILD)" && $(CTEST) $(CTEST_FLAGS)
 
+# The same suite again with the kernel features mproc prefers switched off,
+# so the fallbacks stay tested on a new kernel: children reaped by a thread
+# instead of io_uring, and watched through pipes instead of pidfds.
+test-fallbacks: build
+	cd "$(BUILD)" && MPROC_NO_URING=1 $(CTEST) $(CTEST_FLAGS)
+	cd "$(BUILD)" && MPROC_NO_PIDFD=1 MPROC_NO_URING=1 $(CTEST) $(CTEST_FLAGS)
+
 asan:
 	$(CMAKE) -S . -B "$(ASAN_BUILD)" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DMPROC_SANITIZE=ON -DMPROC_BUILD_EXAMPLES=OFF -DMPROC_BUILD_BENCH=OFF \
@@ -74,8 +84,9 @@ test-asan: asan
 # normal suite, then the sanitizer suite; the first failure stops it.
 check: deps
 	$(MAKE) --no-print-directory test
+	$(MAKE) --no-print-directory test-fallbacks
 	$(MAKE) --no-print-directory test-asan
-	@echo "make check: all tests passed, also under ASan+UBSan"
+	@echo "make check: all tests passed, with the fallbacks, and under ASan+UBSan"
 
 demo: deps
 	$(MAKE) --no-print-directory build

@@ -41,6 +41,10 @@ void mproc__log_init(void);
 /* This process's name ("MainProcess" in the main process). */
 const char *mproc__current_name(void);
 
+/* How this process reaps children in the background: "io_uring",
+ * "thread" or "none yet" (before the first start).  For tests and logs. */
+const char *mproc__process_reaping_mode(void);
+
 /*
  * The fds mproc keeps open for the life of the process (arena memfd, the
  * reaper's epoll fd and eventfd, pidfds of live children).  Test harnesses

@@ -27,13 +27,19 @@
  * child holds the write end, so the read end sees end-of-file when the
  * child has exited (Python's sentinel).
  *
- * Reaping.  A reaper thread, started with the first child, waits in epoll
- * on the sentinels of all running children and reaps each as it ends, so a
- * child whose object is never joined never stays a zombie.  Reaping is by
- * pid (waitid P_PID, never waitpid(-1)) and always under reg.mu, so a pid
- * can never be recycled between a check and a kill(2): only we reap our
- * children.  join() does not wait for the reaper: it polls the sentinel
- * itself and reaps at once, so a join costs no thread hop.
+ * Reaping.  A child whose object is never joined must still never stay a
+ * zombie, so every child is reaped in the background as it ends.  Where
+ * the kernel has IORING_OP_WAITID (Linux 6.7), an io_uring request per
+ * child does it without any thread: the kernel reaps the child in task
+ * work of the thread that forked it and leaves the siginfo in a reap slot
+ * (see src/platform/uring.c for why a thread is worth avoiding: any second
+ * thread makes every later fork in the process slower).  Elsewhere a
+ * reaper thread waits in epoll on the sentinels of the running children.
+ * Reaping is by pid (waitid P_PID, never waitpid(-1)) and, in user space,
+ * always under reg.mu, so a pid can never be recycled between a check and
+ * a kill(2): only we reap our children.  join() does not wait for the
+ * background: it polls the sentinel itself and reaps at once, or takes the
+ * io_uring completion, so a join costs no thread hop.
  *
  * Daemons and the parent's death.  A daemon child asks the kernel for
  * SIGKILL when its parent dies (PR_SET_PDEATHSIG) and re-checks getppid()
@@ -64,8 +70,18 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
+
+/*
+ * The state a forked child writes while it sets itself up (the registry
+ * it resets, its identity) sits together in one page-aligned section:
+ * after fork every page either process writes costs a copy-on-write fault,
+ * a few microseconds each, so scattering this state over several pages
+ * would show directly in the cost of a process start.
+ */
+#define HOT __attribute__((section(".data.mproc_process_hot")))
 
 #define PROCESS_MAGIC 0x50524f43u /* "PROC" */
 #define PROCESS_DEAD_MAGIC 0x64656164u
@@ -83,6 +99,9 @@ struct mproc_process {
   int sentinel;            /* pidfd or pipe read end, -1; reg.mu */
   int sentinel_is_pipe;    /* 1 on kernels without pidfd */
   int waiters;             /* threads inside join's poll; reg.mu */
+  int in_epoll;            /* watched by the reaper thread; reg.mu */
+  struct reap_slot *slot;  /* pending io_uring waitid, or NULL; reg.mu */
+  int purge_stdin;         /* the child must drop stdin's buffer; start */
   pid_t pid;               /* 0 before start; kept after the end */
   pid_t owner;             /* pid of the creating process */
   uint64_t id;             /* epoll key, unique in this process */
@@ -101,9 +120,25 @@ struct mproc_process {
  * written with mu held.  mu is never held across fork (the atfork handlers
  * take it) nor across a blocking wait.
  */
+/*
+ * The memory an io_uring waitid writes its result to.  It must outlive the
+ * request, which may complete after the process object was freed (when a
+ * join reaped the child first, the request ends with ECHILD later), so it
+ * is not part of the object: slots are recycled only once their completion
+ * was drained.
+ */
+struct reap_slot {
+  siginfo_t si;            /* written by the kernel at completion */
+  mproc_process *p;        /* the child, or NULL once it no longer cares */
+  struct reap_slot *next;  /* free list */
+};
+
 static struct {
   pthread_mutex_t mu;
   struct mproc_process *head; /* started children not yet closed */
+  int uring_state;            /* -1 unknown, 0 none, 1 reg.uring is open */
+  mproc__uring uring;         /* background reaping without a thread */
+  struct reap_slot *free_slots;
   int epfd;                   /* the reaper's epoll set, -1 */
   int reaper_started;         /* the reaper thread exists */
   int exit_registered;        /* atexit(exit_cleanup) done */
@@ -112,8 +147,12 @@ static struct {
   uint64_t next_id;           /* next epoll key */
   int pidfd_ok;               /* -1 unknown, 0 no, 1 yes */
   int pending[16];            /* pipe write ends between pipe and fork */
-} reg = {.mu = PTHREAD_MUTEX_INITIALIZER,
+  int devnull;                /* /dev/null, the children's stdin, -1 */
+  pid_t pid;                  /* this process's pid, cached (self_pid) */
+} reg HOT __attribute__((aligned(4096))) = {.mu = PTHREAD_MUTEX_INITIALIZER,
          .epfd = -1,
+         .uring_state = -1,
+         .devnull = -1,
          .pidfd_ok = -1,
          .pending = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                      -1, -1}};
@@ -127,12 +166,12 @@ static struct {
   int is_child;                  /* started by mproc */
   pid_t parent_pid;              /* 0 in the main process */
   char parent_name[MPROC_NAME_MAX + 1];
-} self = {.name = "MainProcess"};
+} self HOT = {.name = "MainProcess"};
 
-static struct mproc_process current_obj = {.magic = PROCESS_MAGIC,
+static struct mproc_process current_obj HOT = {.magic = PROCESS_MAGIC,
                                            .kind = KIND_CURRENT,
                                            .sentinel = -1};
-static struct mproc_process parent_obj = {.magic = PROCESS_MAGIC,
+static struct mproc_process parent_obj HOT = {.magic = PROCESS_MAGIC,
                                           .kind = KIND_PARENT,
                                           .sentinel = -1};
 
@@ -142,6 +181,19 @@ static struct mproc_process parent_obj = {.magic = PROCESS_MAGIC,
 static __thread int keep_wfd = -1;
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* This process's pid, cached in reg.pid: getpid() is a system call, and
+ * the owner checks ask for it on every operation.  Reset by the fork child
+ * handler, so only a fork that bypasses libc (a raw clone) could make it
+ * stale. */
+static pid_t self_pid(void) {
+  pid_t pid = __atomic_load_n(&reg.pid, __ATOMIC_RELAXED);
+  if (pid == 0) {
+    pid = mproc__getpid();
+    __atomic_store_n(&reg.pid, pid, __ATOMIC_RELAXED);
+  }
+  return pid;
+}
 
 static void exit_cleanup(void);
 static void *reaper_main(void *unused);
@@ -161,6 +213,8 @@ static void starter_reset_in_child(void);
  * only, apart from re-initializing our own mutex.
  */
 static void atfork_child(void) {
+  reg.pid = 0;
+  mproc__thread_forget();
   for (struct mproc_process *p = reg.head; p != NULL; p = p->next) {
     mproc__close(p->sentinel);
   }
@@ -172,10 +226,19 @@ static void atfork_child(void) {
   }
   mproc__close(reg.epfd);
   reg.epfd = -1;
+  if (reg.uring_state == 1) {
+    /* The parent's ring is not ours.  Closing the fd is enough: its
+     * mappings go with the child, and unmapping them would only cost
+     * page writes on every start. */
+    mproc__close(reg.uring.fd);
+  }
+  reg.uring_state = -1;
   reg.head = NULL;
   reg.reaper_started = 0;
   reg.counter = 0;
-  pthread_mutex_init(&reg.mu, NULL);
+  /* Re-initialized by assignment, not pthread_mutex_init: no libc call
+   * (and no code page to fault in) in every new child. */
+  reg.mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
   starter_reset_in_child();
 }
 
@@ -197,10 +260,75 @@ static int check_child_op(const mproc_process *p) {
   if (p->kind != KIND_CHILD) {
     return MPROC_ENOTCHILD;
   }
-  if (p->owner != mproc__getpid()) {
+  if (p->owner != self_pid()) {
     return MPROC_EFORKED;
   }
   return 0;
+}
+
+/* The Python-style exit code in an io_uring waitid's siginfo. */
+static int code_from_siginfo(const siginfo_t *si) {
+  if (si->si_code == CLD_EXITED) {
+    return si->si_status;
+  }
+  if (si->si_code == CLD_KILLED || si->si_code == CLD_DUMPED) {
+    return -si->si_status;
+  }
+  return 255;
+}
+
+/* Record that p ended with code (reg.mu held). */
+static void mark_ended(mproc_process *p, int code) {
+  p->exitcode = code;
+  p->state = ST_ENDED;
+  if (p->in_epoll) {
+    /* A reaped pidfd stays readable: leave the reaper's set, or it would
+     * spin on it. */
+    (void)mproc__epoll_del(reg.epfd, p->sentinel);
+    p->in_epoll = 0;
+  }
+  if (p->slot != NULL) {
+    p->slot->p = NULL; /* its completion (ECHILD) is drained later */
+    p->slot = NULL;
+  }
+  MPROC__INFO("process %s (pid %d) ended with exitcode %d", p->name,
+              (int)p->pid, code);
+}
+
+static int watch_with_thread(mproc_process *p);
+
+/*
+ * Take the io_uring completions that arrived (reg.mu held): each is a
+ * child the kernel reaped for us, or a request that ended without reaping
+ * (ECHILD because a join reaped first; ECANCELED), whose child, if still
+ * running, the reaper thread then watches instead.
+ */
+static void drain_completions(void) {
+  if (reg.uring_state != 1) {
+    return;
+  }
+  uint64_t data[32];
+  int32_t res[32];
+  int n;
+  while ((n = mproc__uring_drain(&reg.uring, data, res, 32)) > 0) {
+    for (int i = 0; i < n; i++) {
+      struct reap_slot *slot = (struct reap_slot *)(uintptr_t)data[i];
+      mproc_process *p = slot->p;
+      if (p != NULL) {
+        p->slot = NULL;
+        if (p->state == ST_STARTED) {
+          if (res[i] == 0) {
+            mark_ended(p, code_from_siginfo(&slot->si));
+          } else if (watch_with_thread(p) != 0) {
+            MPROC__WARN("cannot watch %s in the background", p->name);
+          }
+        }
+      }
+      slot->p = NULL;
+      slot->next = reg.free_slots;
+      reg.free_slots = slot;
+    }
+  }
 }
 
 /*
@@ -212,10 +340,27 @@ static int try_reap(mproc_process *p, int block) {
   if (p->state != ST_STARTED) {
     return p->state == ST_ENDED;
   }
+  drain_completions();
+  if (p->state != ST_STARTED) {
+    return p->state == ST_ENDED;
+  }
   int code = 0;
   int r = mproc__reap(p->pid, !block, &code);
   if (r == 0) {
     return 0;
+  }
+  if (r == -ECHILD && p->slot != NULL) {
+    /* The kernel reaped it for our io_uring request, in the task work of
+     * the thread that submitted it; the completion follows at once. */
+    for (int i = 0; i < 2000 && p->state == ST_STARTED; i++) {
+      drain_completions();
+      if (p->state == ST_STARTED) {
+        mproc__sleep_ns(500000u);
+      }
+    }
+    if (p->state != ST_STARTED) {
+      return p->state == ST_ENDED;
+    }
   }
   if (r < 0) {
     /* ECHILD: somebody else reaped our child (waitpid(-1), SIGCHLD set to
@@ -225,15 +370,7 @@ static int try_reap(mproc_process *p, int block) {
                 (int)p->pid, mproc_strerror(r));
     code = 255;
   }
-  p->exitcode = code;
-  p->state = ST_ENDED;
-  if (reg.epfd >= 0 && p->sentinel >= 0) {
-    /* A reaped pidfd stays readable: leave the reaper's set, or it would
-     * spin on it. */
-    (void)mproc__epoll_del(reg.epfd, p->sentinel);
-  }
-  MPROC__INFO("process %s (pid %d) ended with exitcode %d", p->name,
-              (int)p->pid, code);
+  mark_ended(p, code);
   return 1;
 }
 
@@ -258,25 +395,42 @@ static void list_remove(mproc_process *p) {
   p->next = p->prev = NULL;
 }
 
+/* Copy a name, cut at MPROC_NAME_MAX.  A plain loop rather than libc's
+ * strlen/memcpy: it runs in every new child, where each libc code page
+ * touched for the first time is a page fault. */
 static void copy_name(char *dst, const char *src) {
-  size_t n = strlen(src);
-  if (n > MPROC_NAME_MAX) {
-    n = MPROC_NAME_MAX;
+  size_t n = 0;
+  while (n < MPROC_NAME_MAX && src[n] != '\0') {
+    dst[n] = src[n];
+    n++;
   }
-  memcpy(dst, src, n);
   dst[n] = '\0';
 }
 
 /* ==================== the reaper thread ==================== */
 
-/* Start the reaper and register the exit handler (reg.mu held). */
-static int ensure_reaper(void) {
+/*
+ * Make sure children started from now on are reaped in the background
+ * (reg.mu held): through io_uring when the kernel has IORING_OP_WAITID,
+ * else by the reaper thread.  Also registers the exit handler.
+ */
+static int ensure_watcher(void) {
   if (!reg.exit_registered) {
     if (atexit(exit_cleanup) != 0) {
       return MPROC_ENOMEM;
     }
     reg.exit_registered = 1;
   }
+  if (reg.uring_state < 0) {
+    reg.uring_state = mproc__uring_open(&reg.uring, 64) == 0;
+    MPROC__DEBUG("background reaping by %s",
+                 reg.uring_state ? "io_uring waitid" : "a reaper thread");
+  }
+  return 0;
+}
+
+/* Start the reaper thread if it is not running (reg.mu held). */
+static int ensure_reaper_thread(void) {
   if (reg.reaper_started) {
     return 0;
   }
@@ -304,6 +458,67 @@ static int ensure_reaper(void) {
   }
   reg.reaper_started = 1;
   return 0;
+}
+
+/* Have the reaper thread watch p's sentinel (reg.mu held). */
+static int watch_with_thread(mproc_process *p) {
+  int r = ensure_reaper_thread();
+  if (r == 0 && !p->in_epoll) {
+    r = mproc__epoll_add(reg.epfd, p->sentinel, p->id);
+    p->in_epoll = r == 0;
+  }
+  return r;
+}
+
+/*
+ * Add a page of reap slots to the free list (reg.mu held).  The page is
+ * not inherited by children (MADV_DONTFORK): the kernel writes each
+ * child's siginfo into it right after a fork, and a page shared
+ * copy-on-write with the new child would cost a fault on every start.
+ * Slot pages are never unmapped; a child never looks at its parent's.
+ */
+static void grow_slots(void) {
+  void *page = NULL;
+  size_t size = mproc__page_size();
+  if (mproc__map_private_nofork(size, &page) != 0) {
+    return;
+  }
+  struct reap_slot *slots = page;
+  for (size_t i = 0; i < size / sizeof *slots; i++) {
+    slots[i].next = reg.free_slots;
+    reg.free_slots = &slots[i];
+  }
+}
+
+/* Watch a just-started child in the background (reg.mu held).  Runs in
+ * the thread that forked it, which lives as long as the process (the main
+ * thread or the starter thread): io_uring completions run there. */
+static void watch_child(mproc_process *p) {
+  if (reg.uring_state == 1) {
+    if (reg.free_slots == NULL) {
+      grow_slots();
+    }
+    struct reap_slot *slot = reg.free_slots;
+    if (slot != NULL) {
+      reg.free_slots = slot->next;
+    }
+    if (slot != NULL) {
+      memset(slot, 0, sizeof *slot);
+      slot->p = p;
+      if (mproc__uring_waitid(&reg.uring, p->pid, &slot->si,
+                              (uint64_t)(uintptr_t)slot) == 0) {
+        p->slot = slot;
+        return;
+      }
+      slot->p = NULL;
+      slot->next = reg.free_slots;
+      reg.free_slots = slot;
+    }
+  }
+  if (watch_with_thread(p) != 0) {
+    /* Still joinable; only the background reaping is lost for it. */
+    MPROC__WARN("cannot watch %s in the background", p->name);
+  }
 }
 
 static void *reaper_main(void *unused) {
@@ -348,8 +563,9 @@ static void *reaper_main(void *unused) {
 typedef struct start_req {
   mproc_process *p;
   const sigset_t *mask; /* the requesting thread's signal mask */
-  int wfd;              /* sentinel pipe write end or -1 */
-  pid_t result;         /* pid or -errno */
+  const int *pfd;       /* sentinel pipe or {-1, -1} */
+  size_t pend;          /* its slot in reg.pending */
+  int result;           /* fork_child's result */
   int done;
   struct start_req *next;
 } start_req;
@@ -359,16 +575,18 @@ static struct {
   pthread_cond_t cv;
   int running;
   start_req *queue;
-} starter = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} starter HOT = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                .cv = PTHREAD_COND_INITIALIZER};
 
 static void starter_reset_in_child(void) {
-  pthread_mutex_init(&starter.mu, NULL);
-  pthread_cond_init(&starter.cv, NULL);
+  starter.mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+  starter.cv = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
   starter.running = 0;
   starter.queue = NULL;
 }
 
-static pid_t fork_child(mproc_process *p, const sigset_t *mask, int wfd);
+static int fork_child(mproc_process *p, const sigset_t *mask, const int *pfd,
+                      size_t pend);
 
 static void *starter_main(void *unused) {
   (void)unused;
@@ -380,18 +598,18 @@ static void *starter_main(void *unused) {
     start_req *r = starter.queue;
     starter.queue = r->next;
     pthread_mutex_unlock(&starter.mu);
-    pid_t pid = fork_child(r->p, r->mask, r->wfd);
+    int res = fork_child(r->p, r->mask, r->pfd, r->pend);
     pthread_mutex_lock(&starter.mu);
-    r->result = pid;
+    r->result = res;
     r->done = 1;
     pthread_cond_broadcast(&starter.cv);
   }
   return NULL;
 }
 
-static pid_t fork_on_starter(mproc_process *p, const sigset_t *mask,
-                             int wfd) {
-  start_req req = {.p = p, .mask = mask, .wfd = wfd, .result = 0};
+static int fork_on_starter(mproc_process *p, const sigset_t *mask,
+                           const int *pfd, size_t pend) {
+  start_req req = {.p = p, .mask = mask, .pfd = pfd, .pend = pend};
   pthread_mutex_lock(&starter.mu);
   if (!starter.running) {
     sigset_t old;
@@ -405,7 +623,15 @@ static pid_t fork_on_starter(mproc_process *p, const sigset_t *mask,
     mproc__signals_restore(&old);
     if (r != 0) {
       pthread_mutex_unlock(&starter.mu);
-      return -r;
+      pthread_mutex_lock(&reg.mu);
+      if (pfd[1] >= 0) {
+        reg.pending[pend] = -1;
+      }
+      mproc__close(pfd[0]);
+      mproc__close(pfd[1]);
+      p->state = ST_INITIAL;
+      pthread_mutex_unlock(&reg.mu);
+      return r == EAGAIN ? MPROC_EAGAIN : -r;
     }
     starter.running = 1;
   }
@@ -424,6 +650,11 @@ static pid_t fork_on_starter(mproc_process *p, const sigset_t *mask,
 /* Python's util._exit_function for our children: SIGTERM every running
  * daemon child, then join every running child. */
 static void exit_cleanup(void) {
+  if (__atomic_load_n(&reg.head, __ATOMIC_ACQUIRE) == NULL) {
+    /* No child was started, or all were closed: nothing to wait for, and
+     * no lock to take (a child that started none leaves faster). */
+    return;
+  }
   pthread_mutex_lock(&reg.mu);
   for (mproc_process *p = reg.head; p != NULL; p = p->next) {
     if (p->state == ST_STARTED && p->daemon && !try_reap(p, 0)) {
@@ -480,17 +711,19 @@ __attribute__((noreturn)) static void child_main(mproc_process *p,
   }
   mproc__signals_restore(mask);
 
-  /* stdin is /dev/null, as in Python's child bootstrap.  freopen keeps fd
-   * 0 and drops whatever the parent's stdin buffer held. */
-  if (freopen("/dev/null", "r", stdin) == NULL) {
-    int fd = mproc__open("/dev/null", 0, 0);
-    if (fd >= 0) {
-      (void)mproc__dup2(fd, 0);
-      mproc__close(fd);
-    }
+  /* stdin is /dev/null, as in Python's child bootstrap: fd 0 becomes the
+   * /dev/null the parent opened once, and whatever the parent's stdin
+   * buffer held is dropped. */
+  if (reg.devnull >= 0) {
+    (void)mproc__dup2(reg.devnull, 0);
+  }
+  if (p->purge_stdin) {
+    /* Only then (the parent looked): these write to the FILE. */
+    __fpurge(stdin);
+    clearerr(stdin);
   }
 
-  MPROC__INFO("child process calling target (pid %d)", (int)mproc__getpid());
+  MPROC__INFO("child process calling target (pid %d)", (int)self_pid());
   int rc = p->target(p->arg, p->len);
   exit_cleanup();
   MPROC__INFO("process exiting with exitcode %d", rc & 0xff);
@@ -499,24 +732,70 @@ __attribute__((noreturn)) static void child_main(mproc_process *p,
 }
 
 /*
- * Fork and run the child.  Returns the child's pid or -errno in the
- * parent; never returns in the child.  Runs in the caller's thread or the
- * starter thread.
+ * Fork and run the child, then, in the parent, register and watch it.
+ * Runs in the caller's thread when that is the main thread, else in the
+ * starter thread: the thread that forks must live as long as the process
+ * (the child's death signal and the io_uring completions follow it).
+ * pfd: the sentinel pipe on kernels without pidfd ({-1, -1} otherwise),
+ * parked in reg.pending[pend].  Returns 0 or a negative code, with p back
+ * in ST_INITIAL and nothing left behind on failure.
  */
-static pid_t fork_child(mproc_process *p, const sigset_t *mask, int wfd) {
-  pid_t parent = mproc__getpid();
-  keep_wfd = wfd;
+static int fork_child(mproc_process *p, const sigset_t *mask, const int *pfd,
+                      size_t pend) {
+  pid_t parent = self_pid();
+  if (pfd[1] >= 0) {
+    keep_wfd = pfd[1];
+  }
   /* Signals stay blocked from fork until the child has set itself up, so
    * no handler runs in the child between fork and that point. */
   sigset_t old;
   mproc__signals_block_all(&old);
   pid_t pid = mproc__fork();
   if (pid == 0) {
-    child_main(p, mask, parent, wfd);
+    child_main(p, mask != NULL ? mask : &old, parent, pfd[1]);
   }
   mproc__signals_restore(&old);
-  keep_wfd = -1;
-  return pid;
+  if (pfd[1] >= 0) {
+    keep_wfd = -1;
+  }
+
+  pthread_mutex_lock(&reg.mu);
+  if (pfd[1] >= 0) {
+    reg.pending[pend] = -1;
+    mproc__close(pfd[1]);
+  }
+  int r = 0;
+  if (pid < 0) {
+    r = (pid == -EAGAIN || pid == -ENOMEM) ? MPROC_EAGAIN : (int)pid;
+  } else if (pfd[0] >= 0) {
+    p->sentinel = pfd[0];
+    p->sentinel_is_pipe = 1;
+  } else {
+    /* Opened under reg.mu: no concurrent fork can inherit it unseen. */
+    int fd = mproc__pidfd_open(pid);
+    if (fd >= 0) {
+      p->sentinel = fd;
+    } else {
+      /* The child exists but cannot be watched (EMFILE): stop it rather
+       * than leave an unwatched process behind. */
+      int code;
+      (void)mproc__kill(pid, SIGKILL);
+      (void)mproc__reap(pid, 0, &code);
+      r = fd;
+    }
+  }
+  if (r != 0) {
+    mproc__close(pfd[0]);
+    p->state = ST_INITIAL;
+    pthread_mutex_unlock(&reg.mu);
+    return r;
+  }
+  p->pid = pid;
+  p->state = ST_STARTED;
+  list_insert(p);
+  watch_child(p);
+  pthread_mutex_unlock(&reg.mu);
+  return 0;
 }
 
 /* ==================== public API ==================== */
@@ -547,7 +826,7 @@ int mproc_process_new(mproc_process **out, mproc_target_fn target,
   p->kind = KIND_CHILD;
   p->state = ST_INITIAL;
   p->sentinel = -1;
-  p->owner = mproc__getpid();
+  p->owner = self_pid();
   p->target = target;
   p->len = len;
   p->daemon = (opts != NULL && opts->daemon) ? 1 : 0;
@@ -585,7 +864,7 @@ int mproc_process_start(mproc_process *p) {
   } else if (self.daemon) {
     r = MPROC_EDAEMONIC;
   } else {
-    r = ensure_reaper();
+    r = ensure_watcher();
   }
   if (r != 0) {
     pthread_mutex_unlock(&reg.mu);
@@ -593,9 +872,19 @@ int mproc_process_start(mproc_process *p) {
   }
   p->state = ST_STARTING;
   if (reg.pidfd_ok < 0) {
-    int fd = mproc__pidfd_open(mproc__getpid());
+    int fd = mproc__pidfd_open(self_pid());
     reg.pidfd_ok = fd >= 0;
     mproc__close(fd);
+  }
+  if (reg.devnull < 0) {
+    reg.devnull = mproc__open("/dev/null", 0 /* O_RDONLY */, 0);
+    if (reg.devnull < 0) {
+      r = reg.devnull;
+      reg.devnull = -1;
+      p->state = ST_INITIAL;
+      pthread_mutex_unlock(&reg.mu);
+      return r;
+    }
   }
   /* Without pidfd, the sentinel is a pipe whose write end the child
    * keeps.  It is created under the lock and parked in reg.pending, so a
@@ -621,58 +910,32 @@ int mproc_process_start(mproc_process *p) {
 
   /* The arena must exist before the first child, so that it is shared. */
   r = mproc__arena_ensure();
-  pid_t pid = 0;
   if (r == 0) {
     fflush(NULL);
-    sigset_t mask;
-    pthread_sigmask(SIG_SETMASK, NULL, &mask);
-    pid = mproc__is_main_thread() ? fork_child(p, &mask, pfd[1])
-                                  : fork_on_starter(p, &mask, pfd[1]);
-    if (pid < 0) {
-      r = (pid == -EAGAIN || pid == -ENOMEM) ? MPROC_EAGAIN : (int)pid;
+    p->purge_stdin = __fbufsize(stdin) > 0 || feof(stdin) || ferror(stdin);
+    if (mproc__is_main_thread()) {
+      /* The child restores the mask fork_child saved: this thread's. */
+      r = fork_child(p, NULL, pfd, slot);
+    } else {
+      sigset_t mask;
+      pthread_sigmask(SIG_SETMASK, NULL, &mask);
+      r = fork_on_starter(p, &mask, pfd, slot);
     }
-  }
-
-  pthread_mutex_lock(&reg.mu);
-  if (pfd[1] >= 0) {
-    reg.pending[slot] = -1;
-    mproc__close(pfd[1]);
-  }
-  if (r != 0) {
+  } else {
+    pthread_mutex_lock(&reg.mu);
+    if (pfd[1] >= 0) {
+      reg.pending[slot] = -1;
+    }
     mproc__close(pfd[0]);
+    mproc__close(pfd[1]);
     p->state = ST_INITIAL;
     pthread_mutex_unlock(&reg.mu);
+  }
+  if (r != 0) {
     MPROC__WARN("cannot start %s: %s", p->name, mproc_strerror(r));
     return r;
   }
-  p->pid = pid;
-  if (reg.pidfd_ok) {
-    int fd = mproc__pidfd_open(pid);
-    if (fd >= 0) {
-      p->sentinel = fd;
-    } else {
-      /* The child exists but cannot be watched (EMFILE): stop it rather
-       * than leave an unwatched process behind. */
-      (void)mproc__kill(pid, SIGKILL);
-      int code;
-      (void)mproc__reap(pid, 0, &code);
-      p->pid = 0;
-      p->state = ST_INITIAL;
-      pthread_mutex_unlock(&reg.mu);
-      return fd;
-    }
-  } else {
-    p->sentinel = pfd[0];
-    p->sentinel_is_pipe = 1;
-  }
-  p->state = ST_STARTED;
-  list_insert(p);
-  if (mproc__epoll_add(reg.epfd, p->sentinel, p->id) != 0) {
-    /* Still joinable; only the background reaping is lost for it. */
-    MPROC__WARN("cannot watch %s in the background", p->name);
-  }
-  pthread_mutex_unlock(&reg.mu);
-  MPROC__INFO("started %s, pid %d%s", p->name, (int)pid,
+  MPROC__INFO("started %s, pid %d%s", p->name, (int)p->pid,
               p->daemon ? " (daemon)" : "");
   return 0;
 }
@@ -752,7 +1015,7 @@ int mproc_process_is_alive(mproc_process *p) {
   if (p->kind == KIND_PARENT) {
     return self.is_child && mproc__getppid() == parent_obj.pid;
   }
-  if (p->owner != mproc__getpid()) {
+  if (p->owner != self_pid()) {
     return MPROC_EFORKED;
   }
   pthread_mutex_lock(&reg.mu);
@@ -773,7 +1036,7 @@ int mproc_process_exitcode(mproc_process *p, int *code) {
   if (p->kind != KIND_CHILD) {
     return MPROC_ERUNNING; /* the current and the parent process run */
   }
-  if (p->owner != mproc__getpid()) {
+  if (p->owner != self_pid()) {
     return MPROC_EFORKED;
   }
   pthread_mutex_lock(&reg.mu);
@@ -832,7 +1095,7 @@ pid_t mproc_process_pid(const mproc_process *p) {
     return 0;
   }
   if (p->kind == KIND_CURRENT) {
-    return mproc__getpid();
+    return self_pid();
   }
   return p->pid;
 }
@@ -918,7 +1181,7 @@ int mproc_active_children(mproc_process **out, size_t cap) {
   if (out == NULL && cap > 0) {
     return MPROC_EINVAL;
   }
-  pid_t me = mproc__getpid();
+  pid_t me = self_pid();
   int n = 0;
   pthread_mutex_lock(&reg.mu);
   for (mproc_process *p = reg.head; p != NULL; p = p->next) {
@@ -939,12 +1202,27 @@ int mproc_cpu_count(void) { return mproc__cpu_count(); }
 
 const char *mproc__current_name(void) { return self.name; }
 
+const char *mproc__process_reaping_mode(void) {
+  pthread_mutex_lock(&reg.mu);
+  const char *m = reg.uring_state == 1 ? "io_uring"
+                  : reg.uring_state == 0 ? "thread"
+                                         : "none yet";
+  pthread_mutex_unlock(&reg.mu);
+  return m;
+}
+
 int mproc__internal_fds(int *out, int max) {
-  int fds[2];
+  int fds[4];
   int n = 0;
   pthread_mutex_lock(&reg.mu);
+  if (reg.devnull >= 0) {
+    fds[n++] = reg.devnull;
+  }
   if (reg.epfd >= 0) {
     fds[n++] = reg.epfd;
+  }
+  if (reg.uring_state == 1) {
+    fds[n++] = reg.uring.fd;
   }
   pthread_mutex_unlock(&reg.mu);
   int afd = mproc__arena_fd();

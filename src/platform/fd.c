@@ -21,11 +21,9 @@ void mproc__close(int fd) {
   if (fd < 0) {
     return;
   }
-  int saved = errno;
   /* Linux releases the fd even when close reports EINTR: retrying could
    * close an fd another thread just opened. */
   (void)close(fd);
-  errno = saved;
 }
 
 int mproc__fd_above_stdio(int fd) {

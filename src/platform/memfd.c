@@ -75,3 +75,18 @@ size_t mproc__page_size(void) {
   long ps = sysconf(_SC_PAGESIZE);
   return ps > 0 ? (size_t)ps : 4096;
 }
+
+int mproc__map_private_nofork(size_t size, void **out) {
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return -errno;
+  }
+  if (madvise(p, size, MADV_DONTFORK) != 0) {
+    int e = errno;
+    munmap(p, size);
+    return -e;
+  }
+  *out = p;
+  return 0;
+}

@@ -71,7 +71,10 @@ int mproc__futex_wake(uint32_t *addr, int n);
 
 /* ==================== fd.c: file descriptors ==================== */
 
-/* close(2), never retried; preserves errno.  Ignores fd < 0. */
+/* close(2), never retried.  Ignores fd < 0.  Leaves errno alone only as
+ * far as close does: mproc captures errno right after each failing call
+ * and never reads it later, and not touching errno here keeps a forked
+ * child from faulting in the page errno lives in. */
 void mproc__close(int fd);
 
 /* open(2) with O_CLOEXEC, EINTR loop, result >= 3.  Returns fd or -errno. */
@@ -162,6 +165,8 @@ int mproc__cpu_count(void);
 
 /* Whether the calling thread is the process's main thread. */
 int mproc__is_main_thread(void);
+/* Forget per-thread cached facts; call in a forked child. */
+void mproc__thread_forget(void);
 
 /* ==================== memfd.c: shared memory ==================== */
 
@@ -181,11 +186,51 @@ int mproc__truncate(int fd, uint64_t size);
  */
 int mproc__map_shared(int fd, size_t size, void *hint, int fixed, void **out);
 
+/* Private anonymous memory that a forked child does not inherit
+ * (MADV_DONTFORK), so a fork does not make its pages copy-on-write.
+ * Returns 0 and *out, or -errno. */
+int mproc__map_private_nofork(size_t size, void **out);
+
 /* munmap.  Returns 0 or -errno. */
 int mproc__unmap(void *addr, size_t size);
 
 /* Page size. */
 size_t mproc__page_size(void);
+
+/* ==================== uring.c: background reaping ==================== */
+
+/* A minimal io_uring used only for IORING_OP_WAITID (see uring.c). */
+typedef struct mproc__uring {
+  int fd;            /* the ring's fd (CLOEXEC), -1 when closed */
+  void *ring;        /* SQ and CQ rings, one mapping */
+  size_t ring_sz;
+  void *sqes;        /* the submission entries */
+  size_t sqes_sz;
+  unsigned *sq_head, *sq_tail, *sq_mask, *sq_array, *sq_flags;
+  unsigned *cq_head, *cq_tail, *cq_mask;
+  void *cqes;        /* struct io_uring_cqe[] */
+} mproc__uring;
+
+/* Set up a ring of `entries` entries that supports IORING_OP_WAITID.
+ * Returns 0, -ENOSYS when the kernel has no such ring (or MPROC_NO_URING is
+ * set in the environment), or -errno. */
+int mproc__uring_open(mproc__uring *u, unsigned entries);
+
+/* Ask the kernel to reap pid (waitid P_PID, WEXITED) when it exits,
+ * writing the result into *si, which must stay valid until the completion
+ * with `data` is drained.  Completions run in the calling thread's task
+ * work, so call it from a thread that lives as long as the process.
+ * Returns 0 or -errno. */
+int mproc__uring_waitid(mproc__uring *u, pid_t pid, siginfo_t *si,
+                        uint64_t data);
+
+/* Take up to max completions without blocking.  Returns how many. */
+int mproc__uring_drain(mproc__uring *u, uint64_t *data, int32_t *res,
+                       int max);
+
+/* Unmap and close (also in a forked child, which must not use the
+ * parent's ring).  Async-signal-safe. */
+void mproc__uring_close(mproc__uring *u);
 
 /* ==================== rmutex.c: robust process-shared mutex ============ */
 

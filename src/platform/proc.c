@@ -33,7 +33,20 @@ pid_t mproc__gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
 pid_t mproc__getppid(void) { return getppid(); }
 
-int mproc__is_main_thread(void) { return mproc__gettid() == getpid(); }
+/* Whether this thread is the main thread, cached per thread (two system
+ * calls otherwise).  A forked child's only thread is its main thread,
+ * whatever it was in the parent: mproc__thread_forget() resets the cache in
+ * the child. */
+static __thread int main_thread_cache = -1;
+
+int mproc__is_main_thread(void) {
+  if (main_thread_cache < 0) {
+    main_thread_cache = mproc__gettid() == getpid();
+  }
+  return main_thread_cache;
+}
+
+void mproc__thread_forget(void) { main_thread_cache = -1; }
 
 pid_t mproc__fork(void) {
   pid_t pid = fork();

@@ -8,6 +8,7 @@
 #include "internal.h"
 #include "task.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -391,13 +392,84 @@ static int no_pidfd_case(void) {
   return 0;
 }
 
-TEST_IMPL(process_without_pidfd) {
+/* Run no_pidfd_case (start, join, terminate, background reaping) in a
+ * fresh process with the given fallbacks forced. */
+static void run_fallback_case(int no_pidfd, int no_uring) {
   pid_t sub = fork();
   ASSERT_GE(sub, 0);
   if (sub == 0) {
-    setenv("MPROC_NO_PIDFD", "1", 1);
-    _exit(no_pidfd_case());
+    if (no_pidfd) {
+      setenv("MPROC_NO_PIDFD", "1", 1);
+    }
+    if (no_uring) {
+      setenv("MPROC_NO_URING", "1", 1);
+    }
+    int rc = no_pidfd_case();
+    if (rc == 0 && no_uring &&
+        strcmp(mproc__process_reaping_mode(), "thread") != 0) {
+      rc = 30;
+    }
+    _exit(rc);
   }
   ASSERT_EQ(test_wait_pid(sub, 30), 0);
+}
+
+TEST_IMPL(process_without_pidfd) {
+  run_fallback_case(1, 0);
+  return 0;
+}
+
+TEST_IMPL(process_reaper_thread) {
+  run_fallback_case(0, 1);
+  return 0;
+}
+
+TEST_IMPL(process_without_pidfd_and_io_uring) {
+  run_fallback_case(1, 1);
+  return 0;
+}
+
+/* Where the kernel reaps through io_uring, starting processes from the
+ * main thread creates no thread: every later fork stays on glibc's
+ * single-threaded path. */
+static int thread_count(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    n += e->d_name[0] != '.';
+  }
+  if (d != NULL) {
+    closedir(d);
+  }
+  return n;
+}
+
+TEST_IMPL(process_no_thread_with_io_uring) {
+  mproc_process *p = NULL;
+  ASSERT_OK(mproc_process_new(&p, t_ret7, NULL, 0, NULL));
+  ASSERT_OK(mproc_process_start(p));
+  if (strcmp(mproc__process_reaping_mode(), "io_uring") != 0) {
+    ASSERT_OK(mproc_process_join(p, 10));
+    mproc_process_free(p);
+    printf("# io_uring waitid unavailable here: %s\n",
+           mproc__process_reaping_mode());
+    return TEST_SKIP;
+  }
+  ASSERT_EQ(thread_count(), 1);
+  pid_t pid = mproc_process_pid(p);
+  /* Never joined: the kernel reaps it for us. */
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d", (int)pid);
+  double end = test_now() + 5;
+  while (access(path, F_OK) == 0) {
+    ASSERT(test_now() < end);
+    test_sleep(0.005);
+  }
+  int code;
+  ASSERT_OK(mproc_process_exitcode(p, &code));
+  ASSERT_EQ(code, 7);
+  ASSERT_EQ(thread_count(), 1);
+  ASSERT_OK(mproc_process_free(p));
   return 0;
 }
