@@ -28,10 +28,18 @@
  * program's child would).  The child starts with an empty list of children.
  *
  * Reaping: no zombies, ever.  mproc keeps a pidfd for every started child
- * (a pipe that closes at the child's exit on kernels without pidfd) and a
- * background reaper thread that collects exit statuses, so a child whose
- * object is never joined is still reaped, and its exitcode is kept for a
- * later join.  mproc reaps only its own children, by pid.  Do not call
+ * (a pipe that closes at the child's exit on kernels without pidfd) and
+ * reaps every child in the background as it ends, so a child whose object
+ * is never joined is still reaped, and its exitcode is kept for a later
+ * join.  On Linux 6.7 and later the kernel itself does it, through one
+ * io_uring waitid request per child, and mproc creates no thread (a second
+ * thread would make every later fork of the process slower).  The kernel
+ * runs that reaping in the thread that started the child, the way it runs
+ * a signal handler: a blocking call there that is never restarted after a
+ * signal (epoll_wait, sigtimedwait, ...; see signal(7)) may return EINTR
+ * when a child ends, exactly as if a SIGCHLD handler with SA_RESTART were
+ * installed.  Elsewhere, or with MPROC_NO_URING=1 in the environment, a
+ * reaper thread does the work and no call is interrupted.  mproc reaps only its own children, by pid.  Do not call
  * waitpid(-1) or set SIGCHLD to SIG_IGN in a program that uses mproc: that
  * steals the statuses mproc needs (a child reaped behind mproc's back gets
  * exitcode 255, as Python's forkserver reports an unreadable status).
