@@ -55,7 +55,9 @@ deps:
 # Configure every time: cheap when nothing changed, and it picks up changed
 # options (BUILD_TYPE, CMAKE_ARGS).
 build:
-	$(CMAKE) -S . -B "$(BUILD)" -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+	$(CMAKE) -S . -B "$(BUILD)" -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	  -DMPROC_BUILD_TESTS=ON -DMPROC_BUILD_EXAMPLES=ON -DMPROC_BUILD_BENCH=ON \
+	  $(CMAKE_ARGS)
 	$(CMAKE) --build "$(BUILD)" --parallel $(JOBS)
 
 test: build

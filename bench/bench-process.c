@@ -10,11 +10,11 @@
  *
  * The raw peer runs in a helper process forked at the very start, before
  * the first mproc call: a plain single-threaded program, the floor the
- * issue's target refers to.  Measured inside this process instead, after
- * mproc has started its reaper thread, fork takes glibc's multi-threaded
- * path (malloc/stdio locks around fork, more work in the child), which is
- * mproc's cost, not the floor's; that figure is printed on stderr as
- * "raw_fork_mt" for information, not reported as a result.
+ * issue's target refers to.  Measured inside this process instead, it
+ * pays for whatever mproc left in the process (its atfork handlers; on
+ * kernels without io_uring waitid, a reaper thread, which makes every fork
+ * take glibc's slower multi-threaded path); that figure is printed on
+ * stderr as "raw_fork_mt" for information, not reported as a result.
  *
  * Method: the systems run in alternating rounds (the order reverses every
  * round: mproc, raw, raw_mt | raw_mt, raw, mproc | ...) so that all see the
@@ -23,7 +23,8 @@
  * start+join one after the other; its per-op time is the round's time /
  * OPS.  The figure is the MEDIAN of the per-op times over the rounds, in ms
  * (lower is better).  The first mproc start creates the shared arena and
- * the reaper thread: warm-up operations of every system run first and are
+ * the background reaping (an io_uring, or a reaper thread on older
+ * kernels): warm-up operations of every system run first and are
  * not counted (the first start's cost is printed on stderr).  The start /
  * join split printed on stderr is informational.
  *
@@ -32,6 +33,7 @@
  * when something fails (an mproc call, fork, a child's exit status).
  */
 #include "mproc.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -251,7 +253,7 @@ int main(void) {
   };
 
   /* Warm-up, not counted.  The first mproc start creates the arena and the
-   * reaper thread; time it alone. */
+   * background reaping; time it alone. */
   series warm = {"warm-up", NULL, 0, 0, NULL, NULL};
   double t0 = now_ms();
   mproc_once(&warm.start_ms, &warm.join_ms);
@@ -280,8 +282,8 @@ int main(void) {
   fprintf(stderr,
           "bench-process: %d rounds x %d start+join per system, order "
           "reversed every round; first mproc start+join (creates arena + "
-          "reaper thread, not counted): %.3f ms\n",
-          rounds, ops, first);
+          "background reaping, not counted): %.3f ms; children reaped by %s\n",
+          rounds, ops, first, mproc__process_reaping_mode());
   for (int k = 0; k < NSYS; k++) {
     double sorted[rounds];
     memcpy(sorted, s[k].per_op, sizeof sorted);
@@ -298,9 +300,9 @@ int main(void) {
   }
   fprintf(stderr,
           "bench-process: raw_fork_mt = raw fork+waitpid inside this process "
-          "once mproc has started (its reaper thread makes fork take glibc's "
-          "multi-threaded path; mproc's atfork handlers run): %.2fx raw_fork; "
-          "not a result row\n",
+          "once mproc has started (mproc's atfork handlers run; a reaper "
+          "thread, where there is one, makes fork take glibc's multi-threaded "
+          "path): %.2fx raw_fork; not a result row\n",
           med[SYS_RAW_MT] / med[SYS_RAW]);
   for (int k = 0; k < SYS_RAW_MT; k++) {
     printf("{\"bench\": \"process_start_join\", \"system\": \"%s\", "
