@@ -45,6 +45,10 @@ const char *mproc__current_name(void);
  * "thread" or "none yet" (before the first start).  For tests and logs. */
 const char *mproc__process_reaping_mode(void);
 
+/* Reap slots on this process's free list (see process.c).  For tests: a
+ * new child must start with none, its parent's are not mapped in it. */
+int mproc__process_free_slots(void);
+
 /*
  * The fds mproc keeps open for the life of the process (arena memfd, the
  * reaper's epoll fd and eventfd, pidfds of live children).  Test harnesses

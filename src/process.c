@@ -115,12 +115,6 @@ struct mproc_process {
 };
 
 /*
- * The registry of this process's children.  Lock rules: everything here
- * and every field of every process object marked "reg.mu" is read and
- * written with mu held.  mu is never held across fork (the atfork handlers
- * take it) nor across a blocking wait.
- */
-/*
  * The memory an io_uring waitid writes its result to.  It must outlive the
  * request, which may complete after the process object was freed (when a
  * join reaped the child first, the request ends with ECHILD later), so it
@@ -133,6 +127,12 @@ struct reap_slot {
   struct reap_slot *next;  /* free list */
 };
 
+/*
+ * The registry of this process's children.  Lock rules: everything here
+ * and every field of every process object marked "reg.mu" is read and
+ * written with mu held.  mu is never held across fork (the atfork handlers
+ * take it) nor across a blocking wait.
+ */
 static struct {
   pthread_mutex_t mu;
   struct mproc_process *head; /* started children not yet closed */
@@ -233,6 +233,10 @@ static void atfork_child(void) {
     mproc__close(reg.uring.fd);
   }
   reg.uring_state = -1;
+  /* The parent's reap slots live in MADV_DONTFORK pages, absent here: the
+   * free list must not lead into them (the address may be reused by this
+   * child's own mappings). */
+  reg.free_slots = NULL;
   reg.head = NULL;
   reg.reaper_started = 0;
   reg.counter = 0;
@@ -1203,6 +1207,16 @@ int mproc_cpu_count(void) { return mproc__cpu_count(); }
 /* ==================== internal ==================== */
 
 const char *mproc__current_name(void) { return self.name; }
+
+int mproc__process_free_slots(void) {
+  int n = 0;
+  pthread_mutex_lock(&reg.mu);
+  for (struct reap_slot *s = reg.free_slots; s != NULL; s = s->next) {
+    n++;
+  }
+  pthread_mutex_unlock(&reg.mu);
+  return n;
+}
 
 const char *mproc__process_reaping_mode(void) {
   pthread_mutex_lock(&reg.mu);

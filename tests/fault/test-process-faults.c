@@ -473,3 +473,35 @@ TEST_IMPL(process_no_thread_with_io_uring) {
   ASSERT_OK(mproc_process_free(p));
   return 0;
 }
+
+/* A child does not inherit its parent's reap slots (they live in pages
+ * the child does not have), and reaps its own children with its own. */
+static int t_nested_reaping(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  if (mproc__process_free_slots() != 0) return 40;
+  for (int i = 0; i < 3; i++) {
+    mproc_process *p = NULL;
+    if (mproc_process_new(&p, t_ret7, NULL, 0, NULL) != 0) return 41;
+    if (mproc_process_start(p) != 0) return 42;
+    int code = -1;
+    if (mproc_process_join(p, 10) != 0) return 43;
+    if (mproc_process_exitcode(p, &code) != 0 || code != 7) return 44;
+    mproc_process_free(p);
+  }
+  return 0;
+}
+
+TEST_IMPL(process_child_has_own_reap_slots) {
+  for (int i = 0; i < 5; i++) {
+    mproc_process *p = NULL;
+    ASSERT_OK(mproc_process_new(&p, t_nested_reaping, NULL, 0, NULL));
+    ASSERT_OK(mproc_process_start(p));
+    int code = -1;
+    ASSERT_OK(mproc_process_join(p, 10));
+    ASSERT_OK(mproc_process_exitcode(p, &code));
+    ASSERT_EQ(code, 0);
+    ASSERT_OK(mproc_process_free(p));
+  }
+  return 0;
+}
