@@ -771,3 +771,22 @@ TEST_IMPL(log_off_by_default_and_on_by_env) {
   ASSERT_OK(mproc_log_set_level(MPROC_LOG_OFF));
   return 0;
 }
+
+/* More children end at once than the io_uring completion ring holds:
+ * the overflowing completions are kept by the kernel and still drained,
+ * so every exit code arrives. */
+TEST_IMPL(process_many_unjoined_overflow) {
+  enum { N = 300 };
+  static mproc_process *ps[N];
+  for (int i = 0; i < N; i++) {
+    int rc = i % 200;
+    ps[i] = start_target(t_return_arg, &rc, sizeof rc, NULL);
+  }
+  test_sleep(0.5);
+  for (int i = 0; i < N; i++) {
+    ASSERT_EQ(join_code(ps[i]), i % 200);
+    ASSERT_OK(mproc_process_free(ps[i]));
+  }
+  ASSERT_EQ(mproc_active_children(NULL, 0), 0);
+  return 0;
+}
