@@ -411,6 +411,22 @@ static void copy_name(char *dst, const char *src) {
   dst[n] = '\0';
 }
 
+/*
+ * Undo a start that failed before fork: close the sentinel pipe (if any,
+ * releasing its reg.pending slot) and make p unstarted again.  Takes
+ * reg.mu.
+ */
+static void undo_start(mproc_process *p, const int *pfd, size_t pend) {
+  pthread_mutex_lock(&reg.mu);
+  if (pfd[1] >= 0) {
+    reg.pending[pend] = -1;
+  }
+  mproc__close(pfd[0]);
+  mproc__close(pfd[1]);
+  p->state = ST_INITIAL;
+  pthread_mutex_unlock(&reg.mu);
+}
+
 /* ==================== the reaper thread ==================== */
 
 /*
@@ -433,6 +449,27 @@ static int ensure_watcher(void) {
   return 0;
 }
 
+/*
+ * Start a detached internal thread with every signal blocked (it inherits
+ * the creating thread's mask, and mproc's threads never handle signals).
+ * Returns 0 or -errno.
+ */
+static int start_internal_thread(void *(*fn)(void *), size_t stack) {
+  sigset_t old;
+  mproc__signals_block_all(&old);
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  if (stack > 0) {
+    pthread_attr_setstacksize(&a, stack);
+  }
+  int r = pthread_create(&t, &a, fn, NULL);
+  pthread_attr_destroy(&a);
+  mproc__signals_restore(&old);
+  return -r;
+}
+
 /* Start the reaper thread if it is not running (reg.mu held). */
 static int ensure_reaper_thread(void) {
   if (reg.reaper_started) {
@@ -445,20 +482,9 @@ static int ensure_reaper_thread(void) {
     }
     reg.epfd = ep;
   }
-  /* The reaper never handles signals: start it with all of them blocked
-   * (it inherits the creating thread's mask). */
-  sigset_t old;
-  mproc__signals_block_all(&old);
-  pthread_t t;
-  pthread_attr_t a;
-  pthread_attr_init(&a);
-  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&a, 64 * 1024);
-  int r = pthread_create(&t, &a, reaper_main, NULL);
-  pthread_attr_destroy(&a);
-  mproc__signals_restore(&old);
+  int r = start_internal_thread(reaper_main, 64 * 1024);
   if (r != 0) {
-    return -r;
+    return r;
   }
   reg.reaper_started = 1;
   return 0;
@@ -616,26 +642,12 @@ static int fork_on_starter(mproc_process *p, const sigset_t *mask,
   start_req req = {.p = p, .mask = mask, .pfd = pfd, .pend = pend};
   pthread_mutex_lock(&starter.mu);
   if (!starter.running) {
-    sigset_t old;
-    mproc__signals_block_all(&old);
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    int r = pthread_create(&t, &a, starter_main, NULL);
-    pthread_attr_destroy(&a);
-    mproc__signals_restore(&old);
+    /* The default stack: targets of children it forks run on it. */
+    int r = start_internal_thread(starter_main, 0);
     if (r != 0) {
       pthread_mutex_unlock(&starter.mu);
-      pthread_mutex_lock(&reg.mu);
-      if (pfd[1] >= 0) {
-        reg.pending[pend] = -1;
-      }
-      mproc__close(pfd[0]);
-      mproc__close(pfd[1]);
-      p->state = ST_INITIAL;
-      pthread_mutex_unlock(&reg.mu);
-      return r == EAGAIN ? MPROC_EAGAIN : -r;
+      undo_start(p, pfd, pend);
+      return r == -EAGAIN ? MPROC_EAGAIN : r;
     }
     starter.running = 1;
   }
@@ -926,14 +938,7 @@ int mproc_process_start(mproc_process *p) {
       r = fork_on_starter(p, &mask, pfd, slot);
     }
   } else {
-    pthread_mutex_lock(&reg.mu);
-    if (pfd[1] >= 0) {
-      reg.pending[slot] = -1;
-    }
-    mproc__close(pfd[0]);
-    mproc__close(pfd[1]);
-    p->state = ST_INITIAL;
-    pthread_mutex_unlock(&reg.mu);
+    undo_start(p, pfd, slot);
   }
   if (r != 0) {
     MPROC__WARN("cannot start %s: %s", p->name, mproc_strerror(r));

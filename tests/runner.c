@@ -150,6 +150,31 @@ int test_wait_pid(pid_t pid, double timeout) {
 
 int test_fd_count(void) { return mproc__fd_count(); }
 
+uint64_t test_rand(uint64_t *s) {
+  /* xorshift64*: fast, and the same sequence on every run for a seed. */
+  *s ^= *s >> 12;
+  *s ^= *s << 25;
+  *s ^= *s >> 27;
+  return *s * UINT64_C(2685821657736338717);
+}
+
+void test_fill(void *p, size_t n, uint64_t seed) {
+  unsigned char *c = p;
+  for (size_t i = 0; i < n; i++) {
+    c[i] = (unsigned char)(seed + i * 131u + (seed >> 8));
+  }
+}
+
+int test_check_fill(const void *p, size_t n, uint64_t seed) {
+  const unsigned char *c = p;
+  for (size_t i = 0; i < n; i++) {
+    if (c[i] != (unsigned char)(seed + i * 131u + (seed >> 8))) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
 /* ---- leftovers ---- */
 
 /* Children of pid (running or zombie), from /proc.  Returns the count. */

@@ -111,5 +111,10 @@ int test_pid_running(pid_t pid);
 int test_wait_pid(pid_t pid, double timeout);
 /* The number of fds open in this process. */
 int test_fd_count(void);
+/* A seeded pseudo-random sequence (xorshift64*); the state must not be 0. */
+uint64_t test_rand(uint64_t *state);
+/* Fill n bytes with a pattern derived from seed; check it (1 if intact). */
+void test_fill(void *p, size_t n, uint64_t seed);
+int test_check_fill(const void *p, size_t n, uint64_t seed);
 
 #endif /* MPROC_TEST_TASK_H */

@@ -62,6 +62,14 @@ static int join_code(mproc_process *p) {
   return code;
 }
 
+/* Start a target, join it, free it; its exit code. */
+static int run_to_end(mproc_target_fn fn, const void *arg, size_t len) {
+  mproc_process *p = start_target(fn, arg, len, NULL);
+  int code = join_code(p);
+  ASSERT_OK(mproc_process_free(p));
+  return code;
+}
+
 /* ---- current process ---- */
 
 TEST_IMPL(process_current) {
@@ -296,9 +304,7 @@ static int t_use_foreign(const void *arg, size_t len) {
 
 TEST_IMPL(process_foreign_object) {
   ASSERT_OK(mproc_process_new(&shared_obj, t_noop, NULL, 0, NULL));
-  mproc_process *p = start_target(t_use_foreign, NULL, 0, NULL);
-  ASSERT_EQ(join_code(p), 0);
-  ASSERT_OK(mproc_process_free(p));
+  ASSERT_EQ(run_to_end(t_use_foreign, NULL, 0), 0);
   ASSERT_OK(mproc_process_free(shared_obj));
   return 0;
 }
@@ -419,9 +425,7 @@ static int t_parent_info(const void *arg, size_t len) {
 }
 
 TEST_IMPL(process_parent_attributes) {
-  mproc_process *p = start_target(t_parent_info, NULL, 0, NULL);
-  ASSERT_EQ(join_code(p), 0);
-  ASSERT_OK(mproc_process_free(p));
+  ASSERT_EQ(run_to_end(t_parent_info, NULL, 0), 0);
   return 0;
 }
 
@@ -588,9 +592,7 @@ static int t_stdin_is_devnull(const void *arg, size_t len) {
 }
 
 TEST_IMPL(process_stdin_devnull) {
-  mproc_process *p = start_target(t_stdin_is_devnull, NULL, 0, NULL);
-  ASSERT_EQ(join_code(p), 0);
-  ASSERT_OK(mproc_process_free(p));
+  ASSERT_EQ(run_to_end(t_stdin_is_devnull, NULL, 0), 0);
   return 0;
 }
 

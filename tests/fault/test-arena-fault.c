@@ -25,30 +25,6 @@
 
 /* ---- helpers ---- */
 
-static uint64_t rnd(uint64_t *s) {
-  *s ^= *s >> 12;
-  *s ^= *s << 25;
-  *s ^= *s >> 27;
-  return *s * UINT64_C(2685821657736338717);
-}
-
-static void fill(void *p, size_t n, uint64_t seed) {
-  unsigned char *c = p;
-  for (size_t i = 0; i < n; i++) {
-    c[i] = (unsigned char)(seed + i * 131u + (seed >> 8));
-  }
-}
-
-static int verify(const void *p, size_t n, uint64_t seed) {
-  const unsigned char *c = p;
-  for (size_t i = 0; i < n; i++) {
-    if (c[i] != (unsigned char)(seed + i * 131u + (seed >> 8))) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
 static mproc_arena_stats stats(void) {
   mproc_arena_stats s;
   ASSERT_OK(mproc_arena_get_stats(&s));
@@ -179,7 +155,7 @@ static pid_t start_waiter(int ready_fd) {
     if (mproc_shm_alloc(&p, 200) != 0) { /* blocks until the kill */
       _exit(30);
     }
-    fill(p, 200, 77);
+    test_fill(p, 200, 77);
     if (mproc__arena_check() != 0) {
       _exit(31);
     }
@@ -194,7 +170,7 @@ static pid_t start_waiter(int ready_fd) {
         _exit(33);
       }
     }
-    if (!verify(p, 200, 77) || mproc_shm_free(p) != 0 ||
+    if (!test_check_fill(p, 200, 77) || mproc_shm_free(p) != 0 ||
         mproc__arena_check() != 0) {
       _exit(34);
     }
@@ -208,7 +184,7 @@ TEST_IMPL(arena_fault_kill_at_every_point) {
   void *mine[16];
   for (int i = 0; i < 16; i++) {
     ASSERT_OK(mproc_shm_alloc(&mine[i], (size_t)(100 * i + 1)));
-    fill(mine[i], (size_t)(100 * i + 1), (uint64_t)i);
+    test_fill(mine[i], (size_t)(100 * i + 1), (uint64_t)i);
   }
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
@@ -258,7 +234,7 @@ TEST_IMPL(arena_fault_kill_at_every_point) {
     }
     ASSERT_OK(mproc__arena_check());
     for (int i = 0; i < 16; i++) {
-      ASSERT(verify(mine[i], (size_t)(100 * i + 1), (uint64_t)i));
+      ASSERT(test_check_fill(mine[i], (size_t)(100 * i + 1), (uint64_t)i));
     }
   }
   close(fds[0]);
@@ -322,7 +298,7 @@ static void __attribute__((noreturn)) hammer_forever(void) {
   size_t len[RK_SLOTS] = {0};
   uint64_t s = (uint64_t)getpid() * UINT64_C(0x9E3779B97F4A7C15) + 7;
   for (uint64_t op = 0;; op++) {
-    int i = (int)(rnd(&s) % RK_SLOTS);
+    int i = (int)(test_rand(&s) % RK_SLOTS);
     if (slot[i] != NULL) {
       unsigned char *c = slot[i];
       if (c[0] != (unsigned char)i || c[len[i] - 1] != (unsigned char)~i) {
@@ -333,7 +309,7 @@ static void __attribute__((noreturn)) hammer_forever(void) {
       }
       slot[i] = NULL;
     } else {
-      uint64_t r = rnd(&s);
+      uint64_t r = test_rand(&s);
       size_t n = 2 + ((r % 8 == 0) ? (size_t)(r >> 8) % 20000
                                    : (size_t)(r >> 8) % 700);
       if (mproc_shm_alloc(&slot[i], n) != 0) {
@@ -350,7 +326,7 @@ TEST_IMPL(arena_fault_random_kills) {
   void *mine[16];
   for (int i = 0; i < 16; i++) {
     ASSERT_OK(mproc_shm_alloc(&mine[i], (size_t)(300 * i + 5)));
-    fill(mine[i], (size_t)(300 * i + 5), (uint64_t)(i + 100));
+    test_fill(mine[i], (size_t)(300 * i + 5), (uint64_t)(i + 100));
   }
   uint64_t s = (uint64_t)getpid() + 12345;
   int rounds_repaired = 0;
@@ -366,11 +342,11 @@ TEST_IMPL(arena_fault_random_kills) {
         hammer_forever();
       }
     }
-    test_sleep(0.002 + (double)(rnd(&s) % 10000) / 1e6);
+    test_sleep(0.002 + (double)(test_rand(&s) % 10000) / 1e6);
     /* One at a time, so the survivors meet the dead holder's lock. */
     for (int k = 0; k < RK_KIDS; k++) {
       ASSERT_EQ(kill(kids[k], SIGKILL), 0);
-      test_sleep((double)(rnd(&s) % 1000) / 1e6);
+      test_sleep((double)(test_rand(&s) % 1000) / 1e6);
     }
     for (int k = 0; k < RK_KIDS; k++) {
       int code = test_wait_pid(kids[k], 30);
@@ -381,7 +357,7 @@ TEST_IMPL(arena_fault_random_kills) {
     }
     ASSERT_OK(mproc__arena_check());
     for (int i = 0; i < 16; i++) {
-      ASSERT(verify(mine[i], (size_t)(300 * i + 5), (uint64_t)(i + 100)));
+      ASSERT(test_check_fill(mine[i], (size_t)(300 * i + 5), (uint64_t)(i + 100)));
     }
     void *p[32];
     for (int i = 0; i < 32; i++) {

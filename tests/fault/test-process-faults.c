@@ -130,63 +130,87 @@ TEST_IMPL(process_daemon_terminated_at_child_exit) {
   return 0;
 }
 
-/* The same from a main program that calls exit(): the atexit handler. */
-TEST_IMPL(process_daemon_terminated_at_main_exit) {
+/*
+ * Fork a plain "middle" process (not an mproc child) that runs body, which
+ * does not return; report_fd is the write end of a pipe whose read end
+ * comes back in *rfd.
+ */
+static pid_t fork_middle(void (*body)(void), int *rfd) {
   int fds[2];
   ASSERT_OK(pipe(fds));
   report_fd = fds[1];
-  pid_t sub = fork();
-  ASSERT_GE(sub, 0);
-  if (sub == 0) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
     close(fds[0]);
-    exit(t_parent_returns(NULL, 0));
+    body();
+    _exit(0);
   }
   close(fds[1]);
-  check_exit_handling(sub, NULL, fds[0]);
-  close(fds[0]);
+  *rfd = fds[0];
+  return pid;
+}
+
+static void middle_returns_via_exit(void) { exit(t_parent_returns(NULL, 0)); }
+
+/* The same from a main program that calls exit(): the atexit handler. */
+TEST_IMPL(process_daemon_terminated_at_main_exit) {
+  int rfd;
+  pid_t sub = fork_middle(middle_returns_via_exit, &rfd);
+  check_exit_handling(sub, NULL, rfd);
+  close(rfd);
   return 0;
+}
+
+static void start_or_exit(int daemon) {
+  mproc_process_opts o = {.daemon = daemon};
+  mproc_process *p = NULL;
+  if (mproc_process_new(&p, t_sleep_forever, NULL, 0, &o) != 0 ||
+      mproc_process_start(p) != 0) {
+    _exit(3);
+  }
+}
+
+static void *start_daemon_thread(void *arg) {
+  (void)arg;
+  start_or_exit(1);
+  return NULL;
+}
+
+static void middle_starts_daemon(void) {
+  start_or_exit(1);
+  for (;;) {
+    test_sleep(60);
+  }
+}
+
+/* The starting thread ends at once: the daemon must not die with it
+ * (PR_SET_PDEATHSIG follows the forking thread). */
+static void middle_starts_daemon_from_thread(void) {
+  pthread_t th;
+  pthread_create(&th, NULL, start_daemon_thread, NULL);
+  pthread_join(th, NULL);
+  for (;;) {
+    test_sleep(60);
+  }
+}
+
+static void middle_starts_nondaemon(void) {
+  start_or_exit(0);
+  for (;;) {
+    test_sleep(60);
+  }
 }
 
 /* The parent is SIGKILLed: its daemon child dies within 1 s (Python
  * leaves it running). */
-static void daemon_dies_with_killed_parent(int from_thread);
-
-static void *start_daemon_thread(void *arg) {
-  mproc_process_opts d = {.daemon = 1};
-  mproc_process *p = NULL;
-  if (mproc_process_new(&p, t_sleep_forever, NULL, 0, &d) != 0 ||
-      mproc_process_start(p) != 0) {
-    _exit(3);
-  }
-  *(mproc_process **)arg = p;
-  return NULL;
-}
-
 static void daemon_dies_with_killed_parent(int from_thread) {
-  int fds[2];
-  ASSERT_OK(pipe(fds));
-  report_fd = fds[1];
-  pid_t middle = fork();
-  ASSERT_GE(middle, 0);
-  if (middle == 0) {
-    close(fds[0]);
-    mproc_process *p = NULL;
-    if (from_thread) {
-      /* The starting thread ends at once: the daemon must not die with
-       * it (PR_SET_PDEATHSIG follows the forking thread). */
-      pthread_t th;
-      pthread_create(&th, NULL, start_daemon_thread, &p);
-      pthread_join(th, NULL);
-    } else {
-      start_daemon_thread(&p);
-    }
-    for (;;) {
-      test_sleep(60);
-    }
-  }
-  close(fds[1]);
-  pid_t daemon_pid = read_pid(fds[0]);
-  close(fds[0]);
+  int rfd;
+  pid_t middle = fork_middle(from_thread ? middle_starts_daemon_from_thread
+                                         : middle_starts_daemon,
+                             &rfd);
+  pid_t daemon_pid = read_pid(rfd);
+  close(rfd);
   ASSERT(test_pid_running(daemon_pid));
   if (from_thread) {
     test_sleep(0.3);
@@ -212,25 +236,10 @@ TEST_IMPL(process_daemon_from_thread_dies_with_killed_parent) {
 
 /* A non-daemon child outlives a parent that is killed, as in Python. */
 TEST_IMPL(process_nondaemon_survives_killed_parent) {
-  int fds[2];
-  ASSERT_OK(pipe(fds));
-  report_fd = fds[1];
-  pid_t middle = fork();
-  ASSERT_GE(middle, 0);
-  if (middle == 0) {
-    close(fds[0]);
-    mproc_process *p = NULL;
-    if (mproc_process_new(&p, t_sleep_forever, NULL, 0, NULL) != 0 ||
-        mproc_process_start(p) != 0) {
-      _exit(3);
-    }
-    for (;;) {
-      test_sleep(60);
-    }
-  }
-  close(fds[1]);
-  pid_t child = read_pid(fds[0]);
-  close(fds[0]);
+  int rfd;
+  pid_t middle = fork_middle(middle_starts_nondaemon, &rfd);
+  pid_t child = read_pid(rfd);
+  close(rfd);
   ASSERT_EQ(kill(middle, SIGKILL), 0);
   ASSERT_EQ(test_wait_pid(middle, 5), -SIGKILL);
   test_sleep(0.3);

@@ -33,30 +33,6 @@ static pid_t fork_child(int (*fn)(int), int arg) {
 static int wait_child(pid_t pid) { return test_wait_pid(pid, 60.0); }
 
 /* xorshift64*: a cheap per-process random stream. */
-static uint64_t rnd(uint64_t *s) {
-  *s ^= *s >> 12;
-  *s ^= *s << 25;
-  *s ^= *s >> 27;
-  return *s * UINT64_C(2685821657736338717);
-}
-
-static void fill(void *p, size_t n, uint64_t seed) {
-  unsigned char *c = p;
-  for (size_t i = 0; i < n; i++) {
-    c[i] = (unsigned char)(seed + i * 131u + (seed >> 8));
-  }
-}
-
-static int verify(const void *p, size_t n, uint64_t seed) {
-  const unsigned char *c = p;
-  for (size_t i = 0; i < n; i++) {
-    if (c[i] != (unsigned char)(seed + i * 131u + (seed >> 8))) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
 static mproc_arena_stats stats(void) {
   mproc_arena_stats s;
   ASSERT_OK(mproc_arena_get_stats(&s));
@@ -402,17 +378,17 @@ static int xp_pipe[2];
  * read and free, and send its address. */
 static int xp_child(int k) {
   for (int i = k; i < XP_BLOCKS; i += 4) {
-    fill(xp_blocks[i], 512, (uint64_t)(i * 7 + 1));
+    test_fill(xp_blocks[i], 512, (uint64_t)(i * 7 + 1));
   }
   void *mine[32];
   for (int i = 0; i < 32; i++) {
     if (mproc_shm_alloc(&mine[i], (size_t)(16 * i + 8)) != 0) {
       return 2;
     }
-    fill(mine[i], (size_t)(16 * i + 8), (uint64_t)i);
+    test_fill(mine[i], (size_t)(16 * i + 8), (uint64_t)i);
   }
   for (int i = 0; i < 32; i++) {
-    if (!verify(mine[i], (size_t)(16 * i + 8), (uint64_t)i) ||
+    if (!test_check_fill(mine[i], (size_t)(16 * i + 8), (uint64_t)i) ||
         mproc_shm_free(mine[i]) != 0) {
       return 3;
     }
@@ -421,7 +397,7 @@ static int xp_child(int k) {
   if (mproc_shm_alloc(&gift, 1000) != 0) {
     return 4;
   }
-  fill(gift, 1000, (uint64_t)(1000 + k));
+  test_fill(gift, 1000, (uint64_t)(1000 + k));
   if (write(xp_pipe[1], &gift, sizeof gift) != (ssize_t)sizeof gift) {
     return 5;
   }
@@ -445,7 +421,7 @@ TEST_IMPL(arena_pointers_valid_across_processes) {
   close(xp_pipe[1]);
   /* The children's writes are visible here, at the same addresses. */
   for (int i = 0; i < XP_BLOCKS; i++) {
-    ASSERT(verify(xp_blocks[i], 512, (uint64_t)(i * 7 + 1)));
+    ASSERT(test_check_fill(xp_blocks[i], 512, (uint64_t)(i * 7 + 1)));
   }
   /* Blocks the children allocated: readable and freeable here. */
   int gifts = 0;
@@ -454,7 +430,7 @@ TEST_IMPL(arena_pointers_valid_across_processes) {
     ASSERT(mproc_arena_contains(gift));
     int ok = 0;
     for (int k = 0; k < 4; k++) {
-      ok |= verify(gift, 1000, (uint64_t)(1000 + k));
+      ok |= test_check_fill(gift, 1000, (uint64_t)(1000 + k));
     }
     ASSERT(ok);
     ASSERT_OK(mproc_shm_free(gift));
@@ -486,9 +462,9 @@ static int hammer(int ops) {
   uint64_t s = (uint64_t)getpid() * UINT64_C(0x9E3779B97F4A7C15) + 1;
   uint64_t pidpart = (uint64_t)getpid() << 20;
   for (int op = 0; op < ops; op++) {
-    int i = (int)(rnd(&s) % MP_SLOTS);
+    int i = (int)(test_rand(&s) % MP_SLOTS);
     if (slot[i] != NULL) {
-      if (!verify(slot[i], len[i], seed[i])) {
+      if (!test_check_fill(slot[i], len[i], seed[i])) {
         return 10;
       }
       if (mproc_shm_free(slot[i]) != 0) {
@@ -496,7 +472,7 @@ static int hammer(int ops) {
       }
       slot[i] = NULL;
     } else {
-      uint64_t r = rnd(&s);
+      uint64_t r = test_rand(&s);
       size_t n = (r % 16 == 0) ? (size_t)(r >> 8) % 70000
                                : (size_t)(r >> 8) % 600;
       if (mproc_shm_alloc(&slot[i], n) != 0) {
@@ -504,12 +480,12 @@ static int hammer(int ops) {
       }
       len[i] = n;
       seed[i] = pidpart + (uint64_t)op;
-      fill(slot[i], n, seed[i]);
+      test_fill(slot[i], n, seed[i]);
     }
   }
   for (int i = 0; i < MP_SLOTS; i++) {
     if (slot[i] != NULL) {
-      if (!verify(slot[i], len[i], seed[i]) || mproc_shm_free(slot[i])) {
+      if (!test_check_fill(slot[i], len[i], seed[i]) || mproc_shm_free(slot[i])) {
         return 13;
       }
     }
