@@ -256,6 +256,11 @@ static int valid(const mproc_process *p) {
   return p != NULL && p->magic == PROCESS_MAGIC;
 }
 
+/* Not started yet (or being started right now): Python's "not started". */
+static int unstarted(const mproc_process *p) {
+  return p->state == ST_INITIAL || p->state == ST_STARTING;
+}
+
 /* Checks for operations only the owner may do on a child object. */
 static int check_child_op(const mproc_process *p) {
   if (!valid(p)) {
@@ -990,7 +995,7 @@ int mproc_process_join(mproc_process *p, double timeout) {
   pthread_mutex_lock(&reg.mu);
   if (p->closed) {
     r = MPROC_ECLOSED;
-  } else if (p->state == ST_INITIAL || p->state == ST_STARTING) {
+  } else if (unstarted(p)) {
     r = MPROC_ENOTSTARTED;
   } else if ((drain_completions(), p->state == ST_ENDED)) {
     r = 0;
@@ -1054,7 +1059,7 @@ int mproc_process_exitcode(mproc_process *p, int *code) {
   int r;
   if (p->closed) {
     r = MPROC_ECLOSED;
-  } else if (p->state == ST_INITIAL || p->state == ST_STARTING) {
+  } else if (unstarted(p)) {
     r = MPROC_ENOTSTARTED;
   } else if (try_reap(p, 0)) {
     *code = p->exitcode;
@@ -1077,7 +1082,7 @@ int mproc_process_signal(mproc_process *p, int sig) {
   pthread_mutex_lock(&reg.mu);
   if (p->closed) {
     r = MPROC_ECLOSED;
-  } else if (p->state == ST_INITIAL || p->state == ST_STARTING) {
+  } else if (unstarted(p)) {
     r = MPROC_ENOTSTARTED;
   } else if (p->state == ST_STARTED && !try_reap(p, 0)) {
     /* Not reaped, and only we reap under this lock: the pid is still
@@ -1137,7 +1142,7 @@ int mproc_process_sentinel(const mproc_process *p) {
   }
   pthread_mutex_lock(&reg.mu);
   int r = p->closed                                             ? MPROC_ECLOSED
-          : (p->state == ST_INITIAL || p->state == ST_STARTING) ? MPROC_ENOTSTARTED
+          : unstarted(p) ? MPROC_ENOTSTARTED
                                                                 : p->sentinel;
   pthread_mutex_unlock(&reg.mu);
   return r;
