@@ -42,8 +42,6 @@ static int t_sleep_forever(const void *arg, size_t len) {
   return 0;
 }
 
-static volatile sig_atomic_t dummy;
-
 /* A daemon that tells, through the pipe, that it got SIGTERM. */
 static void on_term(int sig) {
   (void)sig;
