@@ -9,6 +9,9 @@
  *   mproc/log.h       the optional diagnostic log (MPROC_LOG=debug|info|warn)
  *   mproc/arena.h     the shared arena: mproc_shm_alloc/calloc/free
  *   mproc/process.h   Process: start, join, terminate, exitcode, names
+ *   mproc/sync.h      Lock, RLock, Semaphore, Event, Condition, Barrier
+ *   mproc/shared.h    Value, Array, RawValue, RawArray
+ *   mproc/shm.h       SharedMemory, named and Python-compatible
  */
 #ifndef MPROC_H
 #define MPROC_H
@@ -19,5 +22,8 @@
 #include "mproc/log.h"
 #include "mproc/arena.h"
 #include "mproc/process.h"
+#include "mproc/sync.h"
+#include "mproc/shared.h"
+#include "mproc/shm.h"
 
 #endif /* MPROC_H */

@@ -165,6 +165,8 @@ typedef struct arena_hdr {
   uint64_t recoveries;  /* repairs after a dead lock holder */
   uint64_t bitmap[BITMAP_WORDS]; /* bit i: bins[i] non-empty (derived) */
   uint64_t bins[NBINS]; /* free-list heads, block offsets, 0 = empty */
+  void *roots[MPROC__ARENA_ROOTS]; /* modules' program-wide objects, set
+                                      once with a CAS (mproc__arena_root) */
 } arena_hdr;
 
 /* ==================== process-local state ==================== */
@@ -652,6 +654,14 @@ done:
     h->peak = h->in_use;
   }
   return b;
+}
+
+void **mproc__arena_root(int index) {
+  arena_hdr *h;
+  if (index < 0 || index >= MPROC__ARENA_ROOTS || get_arena(&h) != 0) {
+    return NULL;
+  }
+  return &h->roots[index];
 }
 
 int mproc_shm_alloc(void **out, size_t size) {

@@ -67,6 +67,18 @@ int mproc__arena_ensure(void);
 int mproc__arena_fd(void);
 
 /*
+ * Program-wide slots in the arena header, zero when the arena is made, for
+ * objects a module needs every process to find (the sync module's table
+ * of process tokens).  A module claims its index below and publishes its
+ * object with a compare-and-swap from NULL, so two processes racing to
+ * create it agree on one.  Returns the slot's address (creating the arena
+ * if needed), or NULL on error.
+ */
+#define MPROC__ARENA_ROOTS 8
+#define MPROC__ROOT_SYNC_OWNERS 0 /* sync.c: the process token table */
+void **mproc__arena_root(int index);
+
+/*
  * Walk the whole heap and check every invariant (block chain, footers,
  * free lists, counters).  Returns 0 if consistent, MPROC_ECORRUPT if not.
  * For tests.

@@ -83,7 +83,9 @@ extern "C" {
   XX(EBROKEN, MPROC__ERRBASE - 14, "object is broken")                        \
   XX(EINIT, MPROC__ERRBASE - 15, "initializer failed")                        \
   XX(ESTATE, MPROC__ERRBASE - 16, "operation not valid in the current state") \
-  XX(ECORRUPT, MPROC__ERRBASE - 17, "shared data structure is corrupt")
+  XX(ECORRUPT, MPROC__ERRBASE - 17, "shared data structure is corrupt")    \
+  XX(EUNLOCKED, MPROC__ERRBASE - 18,                                          \
+     "semaphore or lock released too many times")
 
 /* MPROC_EPERM, MPROC_ETIMEDOUT, MPROC_EOF, ... */
 typedef enum mproc_errno {

@@ -1,0 +1,263 @@
+/*
+ * mproc/sync.h - Python's Lock, RLock, Semaphore, BoundedSemaphore, Event,
+ * Condition and Barrier, shared between processes, safe when a process
+ * dies at the worst moment.
+ *
+ * DESIGN
+ * Every object lives in the shared arena (mproc/arena.h), so the pointer a
+ * constructor returns is valid, unchanged, in every process of the program:
+ * create it before starting the children that use it, or pass the pointer
+ * in a task's argument bytes, or store it in another arena object.  Objects
+ * are built on futex words in the arena (shared futex operations), not on
+ * sem_t, and every one carries a magic word: a freed or foreign pointer is
+ * MPROC_EINVAL, not a crash.
+ *
+ * Owners and death.  A process that uses a sync object is given a token in
+ * a table in the arena (its pid, its start time and a generation), and a
+ * holder writes its token into the object.  A waiter that has waited a
+ * while checks whether the holder's process still exists (the pid is alive
+ * and has the recorded start time, so a recycled pid is not mistaken for
+ * the holder).  So a death is noticed within 100 ms by a process already
+ * waiting, and at once by one that arrives later:
+ *   - Lock, RLock: the next acquirer gets the lock and MPROC_EOWNERDEAD.
+ *     It may repair the state the lock protects and must then call
+ *     mproc_lock_consistent(); releasing without that makes the lock
+ *     unusable for good (every later acquire returns
+ *     MPROC_ENOTRECOVERABLE), as POSIX robust mutexes do.  Python blocks
+ *     forever here.
+ *   - Semaphore: units a dead process acquired and had not released itself
+ *     are returned (a release by another process counts as a plain release,
+ *     not as the acquirer's).  So a semaphore used as a resource counter
+ *     recovers its units; see mproc_semaphore_opts for signalling use.
+ *   - Condition, Event: waiting leaves no trace (a futex sequence word), so
+ *     a process killed inside wait never blocks a later notify or set
+ *     (Python's notify can block forever there).
+ *   - Barrier: a party that dies while others wait breaks the barrier: they
+ *     get MPROC_EBROKEN instead of waiting forever.
+ *
+ * Timeouts are double seconds on CLOCK_MONOTONIC (mproc/common.h):
+ * MPROC_FOREVER waits, 0 polls; the deadline is fixed once and kept across
+ * EINTR.  Every function may be used from several threads and processes at
+ * once unless it says otherwise.
+ *
+ * Lifetime.  Exactly one process frees an object, once no process uses it
+ * any more (as with pthread_mutex_destroy); freeing an object another
+ * process is waiting on is undefined.  mproc_X_free(NULL) is a no-op.
+ */
+#ifndef MPROC_SYNC_H
+#define MPROC_SYNC_H
+
+#include "mproc/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==================== Lock and RLock ==================== */
+
+/* One type for both: a Lock (ownerless, not recursive) or an RLock. */
+typedef struct mproc_lock mproc_lock;
+
+/*
+ * mproc_lock_new - a Lock: unlocked; any process or thread may release it,
+ * as in Python; acquiring it again while holding it blocks (deadlock).
+ * mproc_rlock_new - an RLock: the holding thread may acquire it again; only
+ * the holder may release it.
+ *
+ * CONSTRUCTOR: mproc_lock
+ * Returns 0 and *out; MPROC_EINVAL (out NULL); MPROC_ENOMEM (arena full).
+ */
+MPROC_EXTERN int mproc_lock_new(mproc_lock **out);
+MPROC_EXTERN int mproc_rlock_new(mproc_lock **out);
+
+/*
+ * mproc_lock_acquire - take the lock, waiting at most timeout seconds.
+ *
+ * METHOD: mproc_lock
+ * Returns 0 (acquired); MPROC_EOWNERDEAD (acquired, but the previous holder
+ * died holding it: repair, then mproc_lock_consistent); MPROC_ETIMEDOUT
+ * (not acquired; 0 polls); MPROC_ENOTRECOVERABLE; MPROC_EINVAL (not a live
+ * lock, NaN timeout).
+ */
+MPROC_EXTERN int mproc_lock_acquire(mproc_lock *l, double timeout);
+
+/*
+ * mproc_lock_release - release the lock (one level of an RLock).
+ *
+ * Returns 0; MPROC_EUNLOCKED when the lock is not held ("semaphore or lock
+ * released too many times"); for an RLock, MPROC_EPERM when the caller is
+ * not the holder ("attempt to release recursive lock not owned by
+ * thread"); MPROC_EINVAL.
+ */
+MPROC_EXTERN int mproc_lock_release(mproc_lock *l);
+
+/*
+ * mproc_lock_consistent - after MPROC_EOWNERDEAD, declare the protected
+ * state repaired, so the lock stays usable after release.
+ * Returns 0; MPROC_EPERM if the caller does not hold a lock in that state;
+ * MPROC_EINVAL.
+ */
+MPROC_EXTERN int mproc_lock_consistent(mproc_lock *l);
+
+/*
+ * mproc_lock_is_locked - 1 if some process holds it, 0 if not (a snapshot).
+ * mproc_lock_is_mine - 1 if this thread holds it (for an RLock, at any
+ * depth; for a Lock, if this process's token is the holder).
+ */
+MPROC_EXTERN int mproc_lock_is_locked(const mproc_lock *l);
+MPROC_EXTERN int mproc_lock_is_mine(const mproc_lock *l);
+
+/* DESTRUCTOR: mproc_lock.  Returns 0, MPROC_EBUSY while held, or
+ * MPROC_EINVAL. */
+MPROC_EXTERN int mproc_lock_free(mproc_lock *l);
+
+/* ==================== Semaphore and BoundedSemaphore ==================== */
+
+typedef struct mproc_semaphore mproc_semaphore;
+
+typedef struct mproc_semaphore_opts {
+  int bounded;         /* nonzero: BoundedSemaphore (release above the
+                          initial value is MPROC_EUNLOCKED) */
+  int no_death_return; /* nonzero: do not return a dead process's units
+                          (for semaphores used to signal between
+                          processes, where one acquires what another
+                          released) */
+} mproc_semaphore_opts;
+
+/*
+ * mproc_semaphore_new - a Semaphore with value units (0 .. INT32_MAX).
+ *
+ * CONSTRUCTOR: mproc_semaphore
+ * Returns 0 and *out; MPROC_EINVAL (negative value, out NULL);
+ * MPROC_ENOMEM.
+ */
+MPROC_EXTERN int mproc_semaphore_new(mproc_semaphore **out, int value,
+                                     const mproc_semaphore_opts *opts);
+
+/* Returns 0 (a unit taken); MPROC_ETIMEDOUT; MPROC_EINVAL. */
+MPROC_EXTERN int mproc_semaphore_acquire(mproc_semaphore *s, double timeout);
+
+/* Returns 0; MPROC_EUNLOCKED (bounded and already at its initial value, or
+ * the value would pass INT32_MAX); MPROC_EINVAL. */
+MPROC_EXTERN int mproc_semaphore_release(mproc_semaphore *s);
+
+/* The current value (>= 0), or MPROC_EINVAL. */
+MPROC_EXTERN int mproc_semaphore_get_value(const mproc_semaphore *s);
+
+/* DESTRUCTOR: mproc_semaphore. */
+MPROC_EXTERN int mproc_semaphore_free(mproc_semaphore *s);
+
+/* ==================== Event ==================== */
+
+typedef struct mproc_event mproc_event;
+
+/* CONSTRUCTOR: mproc_event (unset).  Returns 0, MPROC_EINVAL, MPROC_ENOMEM. */
+MPROC_EXTERN int mproc_event_new(mproc_event **out);
+/* set: wakes every waiter; clear; is_set: 1 or 0. */
+MPROC_EXTERN int mproc_event_set(mproc_event *e);
+MPROC_EXTERN int mproc_event_clear(mproc_event *e);
+MPROC_EXTERN int mproc_event_is_set(const mproc_event *e);
+/* Returns 0 once the event is set (at once if it is), MPROC_ETIMEDOUT,
+ * MPROC_EINVAL.  Python's wait() returns the flag: 0 here is True. */
+MPROC_EXTERN int mproc_event_wait(mproc_event *e, double timeout);
+/* DESTRUCTOR: mproc_event. */
+MPROC_EXTERN int mproc_event_free(mproc_event *e);
+
+/* ==================== Condition ==================== */
+
+typedef struct mproc_cond mproc_cond;
+
+/*
+ * mproc_cond_new - a Condition over lock (a Lock or an RLock, which must
+ * outlive it); NULL makes a new RLock owned by the condition, as Python's
+ * default.
+ *
+ * CONSTRUCTOR: mproc_cond
+ */
+MPROC_EXTERN int mproc_cond_new(mproc_cond **out, mproc_lock *lock);
+
+/* The condition's lock: acquire and release it with mproc_lock_*. */
+MPROC_EXTERN mproc_lock *mproc_cond_lock(mproc_cond *c);
+
+/*
+ * mproc_cond_wait - release the lock (every level of an RLock), wait for a
+ * notify or the timeout, and take the lock back before returning (restoring
+ * the RLock's depth).
+ *
+ * Returns 0 (notified); MPROC_ETIMEDOUT (Python's False); MPROC_EPERM if
+ * the caller does not hold the lock ("must acquire() condition before using
+ * wait()"); MPROC_EOWNERDEAD if taking the lock back found its holder dead
+ * (the lock is held; as for mproc_lock_acquire); MPROC_EINVAL.
+ */
+MPROC_EXTERN int mproc_cond_wait(mproc_cond *c, double timeout);
+
+/* A predicate for wait_for: nonzero when the awaited state holds.  Called
+ * with the lock held. */
+typedef int (*mproc_predicate_fn)(void *arg);
+
+/*
+ * mproc_cond_wait_for - wait until pred(arg) is nonzero, checking it first
+ * and after every wakeup, at most timeout seconds in all.  Returns the
+ * predicate's last value (>= 0; 0 means the timeout expired first), or a
+ * negative error as mproc_cond_wait.
+ */
+MPROC_EXTERN int mproc_cond_wait_for(mproc_cond *c, mproc_predicate_fn pred,
+                                     void *arg, double timeout);
+
+/*
+ * mproc_cond_notify - wake up to n waiters (n >= 1); notify_all wakes all.
+ * The caller must hold the lock (MPROC_EPERM: "lock is not owned").  Never
+ * waits for the woken to run, so a dead waiter cannot block it.
+ */
+MPROC_EXTERN int mproc_cond_notify(mproc_cond *c, int n);
+MPROC_EXTERN int mproc_cond_notify_all(mproc_cond *c);
+
+/* DESTRUCTOR: mproc_cond (and the RLock it made, if it made one). */
+MPROC_EXTERN int mproc_cond_free(mproc_cond *c);
+
+/* ==================== Barrier ==================== */
+
+typedef struct mproc_barrier mproc_barrier;
+
+/* Run by exactly one party (the last to arrive) each time the barrier
+ * opens, before any party leaves wait. */
+typedef void (*mproc_barrier_action_fn)(void *arg);
+
+typedef struct mproc_barrier_opts {
+  mproc_barrier_action_fn action; /* NULL: none; a plain function pointer,
+                                     valid in every forked process */
+  void *action_arg;               /* passed to action */
+  double timeout;                 /* default for wait; 0 in a zeroed struct
+                                     means MPROC_FOREVER here */
+} mproc_barrier_opts;
+
+/* CONSTRUCTOR: mproc_barrier.  parties >= 1 (else MPROC_EINVAL). */
+MPROC_EXTERN int mproc_barrier_new(mproc_barrier **out, int parties,
+                                   const mproc_barrier_opts *opts);
+
+/*
+ * mproc_barrier_wait - wait until parties processes/threads have called
+ * wait.  Returns the arrival index 0 .. parties-1 (exactly one party gets
+ * each index); MPROC_EBROKEN if the barrier is or becomes broken (abort,
+ * reset while waiting, a timeout of any party, a party that died);
+ * MPROC_ETIMEDOUT for the party whose own timeout expired (it breaks the
+ * barrier for the others); MPROC_EINVAL.  timeout: seconds, 0 polls;
+ * MPROC_BARRIER_DEFAULT uses the barrier's default timeout (Python's
+ * wait(None)); any other negative value waits forever.
+ */
+#define MPROC_BARRIER_DEFAULT (-2.0)
+MPROC_EXTERN int mproc_barrier_wait(mproc_barrier *b, double timeout);
+/* abort: break it (waiters get MPROC_EBROKEN); reset: back to the initial
+ * state (waiters get MPROC_EBROKEN). */
+MPROC_EXTERN int mproc_barrier_abort(mproc_barrier *b);
+MPROC_EXTERN int mproc_barrier_reset(mproc_barrier *b);
+MPROC_EXTERN int mproc_barrier_parties(const mproc_barrier *b);
+MPROC_EXTERN int mproc_barrier_n_waiting(const mproc_barrier *b);
+MPROC_EXTERN int mproc_barrier_broken(const mproc_barrier *b);
+/* DESTRUCTOR: mproc_barrier. */
+MPROC_EXTERN int mproc_barrier_free(mproc_barrier *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MPROC_SYNC_H */
