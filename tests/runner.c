@@ -18,7 +18,11 @@
  * for slow builds such as the sanitizer one); a hang is a failure, and the
  * whole group is SIGKILLed.  It then fails the case if any process of the
  * group is still alive or if /dev/shm holds a new entry, and removes what
- * it finds, so one bad case does not poison the next.
+ * it finds, so one bad case does not poison the next.  Where the kernel
+ * lets it (root), each case gets a private /dev/shm (a mount namespace with
+ * its own tmpfs), audited by the test process itself: then cases running
+ * at once cannot see, or be blamed for, each other's segments.  Set
+ * MPROC_TEST_SHARED_DEV_SHM=1 to use the machine's /dev/shm instead.
  *
  * Exit status: 0 all passed (skips count as passes, reported as such; a
  * lone skipped case exits 77 for ctest's SKIP_RETURN_CODE), 1 otherwise.
@@ -32,6 +36,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -260,9 +266,34 @@ static char *shm_list(void) {
 }
 
 /* Runs in the test process: the case, then its own audit. */
-static int run_in_test_process(const test_entry *t) {
+/*
+ * Give the case a /dev/shm of its own, where the kernel allows it (root,
+ * or a user namespace): a private mount namespace with a fresh tmpfs on
+ * /dev/shm.  Cases then cannot see each other's segments while ctest runs
+ * several at once, a leak is attributed to the case that made it, and the
+ * tmpfs vanishes with the case, so nothing is ever left in the machine's
+ * /dev/shm.  Every process the case starts (Python peers included) shares
+ * the namespace.  Returns 1 when the private /dev/shm is in place.
+ */
+static int private_dev_shm(void) {
+  if (getenv("MPROC_TEST_SHARED_DEV_SHM") != NULL) {
+    return 0;
+  }
+  if (unshare(CLONE_NEWNS) != 0) {
+    return 0;
+  }
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+      mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
+            "mode=1777") != 0) {
+    return 0;
+  }
+  return 1;
+}
+
+static int run_in_test_process(const test_entry *t, int *private_shm) {
   setpgid(0, 0);
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  *private_shm = private_dev_shm();
   fdset before, after;
   fdset_read(&before);
 
@@ -271,6 +302,16 @@ static int run_in_test_process(const test_entry *t) {
   fflush(stderr);
   if (rc != 0) {
     return rc;
+  }
+  if (*private_shm) {
+    /* Anything in the private /dev/shm now was left by this case. */
+    char *left = shm_list();
+    if (left != NULL && strcmp(left, "\n") != 0) {
+      fprintf(stderr, "# LEAK: left in /dev/shm:%s", left);
+      free(left);
+      return 1;
+    }
+    free(left);
   }
 
   pid_t kids[64];
@@ -328,7 +369,8 @@ static int run_one(const test_entry *t) {
     return 1;
   }
   if (pid == 0) {
-    int rc = run_in_test_process(t);
+    int private_shm = 0;
+    int rc = run_in_test_process(t, &private_shm);
     exit(rc);
   }
   setpgid(pid, pid); /* also done by the child: whoever runs first */
