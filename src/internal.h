@@ -92,4 +92,11 @@ int mproc__arena_check(void);
  */
 extern void (*mproc__arena_fault_hook)(int point);
 
+/* ---- shm.c ---- */
+
+/* Unlink the segments this process created with MPROC_SHM_UNLINK_ON_EXIT
+ * and has not unlinked or closed.  Registered with atexit(); process.c
+ * also calls it at the end of an mproc child, which leaves with _exit(). */
+void mproc__shm_exit_cleanup(void);
+
 #endif /* MPROC_INTERNAL_H */

@@ -747,6 +747,7 @@ __attribute__((noreturn)) static void child_main(mproc_process *p,
   MPROC__INFO("child process calling target (pid %d)", (int)self_pid());
   int rc = p->target(p->arg, p->len);
   exit_cleanup();
+  mproc__shm_exit_cleanup();
   MPROC__INFO("process exiting with exitcode %d", rc & 0xff);
   fflush(NULL);
   mproc__exit_now(rc & 0xff);

@@ -17,7 +17,8 @@
  *
  * The files: clock.c (deadlines), futex.c, fd.c (fds, poll, epoll, eventfd),
  * proc.c (fork, pidfd, waitid, signals, prctl, cpu count), memfd.c (memfd
- * and shared mappings), rmutex.c (robust process-shared mutexes).
+ * and shared mappings), rmutex.c (robust process-shared mutexes),
+ * shm-posix.c (named POSIX shared memory, file checks, random bytes).
  */
 #ifndef MPROC_PLATFORM_H
 #define MPROC_PLATFORM_H
@@ -247,5 +248,50 @@ int mproc__rmutex_init(pthread_mutex_t *m);
 int mproc__rmutex_lock(pthread_mutex_t *m, const mproc__deadline *d);
 int mproc__rmutex_consistent(pthread_mutex_t *m);
 int mproc__rmutex_unlock(pthread_mutex_t *m);
+
+/* ==================== shm-posix.c: named shared memory ================ */
+
+/*
+ * shm_open(2) of "/" + name (name without the slash, already validated by
+ * the caller), adding O_NOFOLLOW and O_CLOEXEC; the fd is >= 3.  oflag:
+ * O_RDWR or O_RDONLY, with O_CREAT | O_EXCL to create (then mode is used,
+ * minus the umask: follow with mproc__fchmod).  Returns the fd or -errno
+ * (-ENAMETOOLONG for a name longer than the file system takes).
+ */
+int mproc__shm_open(const char *name, int oflag, mode_t mode);
+
+/* shm_unlink(2) of "/" + name.  Returns 0 or -errno. */
+int mproc__shm_unlink(const char *name);
+
+/* fchmod(2).  Returns 0 or -errno. */
+int mproc__fchmod(int fd, mode_t mode);
+
+/*
+ * Reserve size bytes from offset 0 (posix_fallocate): the file grows to
+ * size and its blocks are allocated now, so a full file system is -ENOSPC
+ * here rather than SIGBUS at the first write through a mapping.  EINTR is
+ * retried.  Returns 0 or -errno.
+ */
+int mproc__fallocate(int fd, uint64_t size);
+
+/* What mproc checks of an open file. */
+typedef struct mproc__file_info {
+  uint64_t dev, ino; /* identity: (dev, ino) */
+  uint64_t size;     /* st_size */
+  uint64_t blocks;   /* st_blocks, 512-byte units */
+  uint32_t uid;      /* owner */
+  uint32_t mode;     /* permission bits (st_mode & 07777) */
+  int regular;       /* 1: a regular file */
+} mproc__file_info;
+
+/* fstat(2) into *out.  Returns 0 or -errno. */
+int mproc__fstat(int fd, mproc__file_info *out);
+
+/* geteuid(2). */
+uid_t mproc__geteuid(void);
+
+/* n bytes from the kernel's random source (getrandom(2), /dev/urandom on
+ * kernels without it).  Returns 0 or -errno. */
+int mproc__random_bytes(void *buf, size_t n);
 
 #endif /* MPROC_PLATFORM_H */
