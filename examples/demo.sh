@@ -1,17 +1,20 @@
 #!/bin/sh
-# demo.sh - run the examples that use Process, one after the other.
+# demo.sh - run the examples, one after the other.
 #
 # Usage: sh examples/demo.sh [EXAMPLES_DIR]   (default: build/examples)
 #
 # Each example prints a header line, then its own output.  Every example
 # runs even when an earlier one failed, so that one run shows all failures;
 # the script exits non-zero if any example failed or is missing.  The whole
-# run takes well under 15 seconds (process_download sleeps at most 9 s).
+# run takes well under 20 seconds (process_download sleeps at most 9 s;
+# the seed-001 Lock/Value/Array examples about 1 to 2 s each).
 
 dir=${1:-build/examples}
 
 # Seed order: 000 (pids), 002 (downloads), 004 (named processes).
 examples="process_pids process_download process_named"
+# Seed 001 (Lock, Value, Array): in the tutorial's order.
+examples="$examples lock_add_nolock lock_add_lock value_add array_negate"
 
 failed=""
 for name in $examples; do

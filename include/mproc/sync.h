@@ -35,6 +35,12 @@
  *   - Barrier: a party that dies while others wait breaks the barrier: they
  *     get MPROC_EBROKEN instead of waiting forever.
  *
+ * The mechanism (process tokens in a table in the arena, the lock word,
+ * when liveness is checked, the semaphore's per-process accounting and
+ * its limits) is described in docs/sync.md and src/sync/.  The first sync
+ * call of a process registers it (a few microseconds); with 4094 live
+ * processes registered, a call that must register fails with MPROC_EAGAIN.
+ *
  * Timeouts are double seconds on CLOCK_MONOTONIC (mproc/common.h):
  * MPROC_FOREVER waits, 0 polls; the deadline is fixed once and kept across
  * EINTR.  Every function may be used from several threads and processes at
@@ -77,17 +83,21 @@ MPROC_EXTERN int mproc_rlock_new(mproc_lock **out);
  * Returns 0 (acquired); MPROC_EOWNERDEAD (acquired, but the previous holder
  * died holding it: repair, then mproc_lock_consistent); MPROC_ETIMEDOUT
  * (not acquired; 0 polls); MPROC_ENOTRECOVERABLE; MPROC_EINVAL (not a live
- * lock, NaN timeout).
+ * lock, NaN timeout); MPROC_EOVERFLOW (RLock depth past UINT32_MAX);
+ * MPROC_EAGAIN (see "first call" above).
  */
 MPROC_EXTERN int mproc_lock_acquire(mproc_lock *l, double timeout);
 
 /*
  * mproc_lock_release - release the lock (one level of an RLock).
  *
- * Returns 0; MPROC_EUNLOCKED when the lock is not held ("semaphore or lock
- * released too many times"); for an RLock, MPROC_EPERM when the caller is
- * not the holder ("attempt to release recursive lock not owned by
- * thread"); MPROC_EINVAL.
+ * Returns 0; for a Lock, MPROC_EUNLOCKED when it is not held ("semaphore
+ * or lock released too many times") and MPROC_ENOTRECOVERABLE when it is
+ * not recoverable; for an RLock, MPROC_EPERM when the caller is not the
+ * holder, also when nobody holds it ("attempt to release recursive lock
+ * not owned by thread", as Python); MPROC_EINVAL.  Releasing a lock taken
+ * with MPROC_EOWNERDEAD before mproc_lock_consistent returns 0 and makes
+ * it not recoverable.
  */
 MPROC_EXTERN int mproc_lock_release(mproc_lock *l);
 
@@ -108,7 +118,7 @@ MPROC_EXTERN int mproc_lock_is_locked(const mproc_lock *l);
 MPROC_EXTERN int mproc_lock_is_mine(const mproc_lock *l);
 
 /* DESTRUCTOR: mproc_lock.  Returns 0, MPROC_EBUSY while held, or
- * MPROC_EINVAL. */
+ * MPROC_EINVAL.  A not-recoverable lock may be freed. */
 MPROC_EXTERN int mproc_lock_free(mproc_lock *l);
 
 /* ==================== Semaphore and BoundedSemaphore ==================== */
@@ -134,14 +144,20 @@ typedef struct mproc_semaphore_opts {
 MPROC_EXTERN int mproc_semaphore_new(mproc_semaphore **out, int value,
                                      const mproc_semaphore_opts *opts);
 
-/* Returns 0 (a unit taken); MPROC_ETIMEDOUT; MPROC_EINVAL. */
+/* Returns 0 (a unit taken); MPROC_ETIMEDOUT; MPROC_EINVAL; MPROC_EAGAIN.
+ * Unless no_death_return, the unit is recorded as this process's: if the
+ * process dies before releasing it, it is returned (a semaphore tracks 64
+ * processes holding units at once; units of any further process are not
+ * tracked). */
 MPROC_EXTERN int mproc_semaphore_acquire(mproc_semaphore *s, double timeout);
 
 /* Returns 0; MPROC_EUNLOCKED (bounded and already at its initial value, or
- * the value would pass INT32_MAX); MPROC_EINVAL. */
+ * the value would pass INT32_MAX); MPROC_EINVAL.  A process that holds
+ * units gives back one of its own; otherwise it is a plain release. */
 MPROC_EXTERN int mproc_semaphore_release(mproc_semaphore *s);
 
-/* The current value (>= 0), or MPROC_EINVAL. */
+/* The current value (>= 0), or MPROC_EINVAL.  Returns dead processes'
+ * units first (one /proc read per other process holding units). */
 MPROC_EXTERN int mproc_semaphore_get_value(const mproc_semaphore *s);
 
 /* DESTRUCTOR: mproc_semaphore. */
@@ -158,7 +174,9 @@ MPROC_EXTERN int mproc_event_set(mproc_event *e);
 MPROC_EXTERN int mproc_event_clear(mproc_event *e);
 MPROC_EXTERN int mproc_event_is_set(const mproc_event *e);
 /* Returns 0 once the event is set (at once if it is), MPROC_ETIMEDOUT,
- * MPROC_EINVAL.  Python's wait() returns the flag: 0 here is True. */
+ * MPROC_EINVAL.  Python's wait() returns the flag: 0 here is True.  A set
+ * that happened during the wait counts even if a clear followed before
+ * the waiter ran (threading.Event's behaviour: no lost wakeup). */
 MPROC_EXTERN int mproc_event_wait(mproc_event *e, double timeout);
 /* DESTRUCTOR: mproc_event. */
 MPROC_EXTERN int mproc_event_free(mproc_event *e);
@@ -184,10 +202,15 @@ MPROC_EXTERN mproc_lock *mproc_cond_lock(mproc_cond *c);
  * notify or the timeout, and take the lock back before returning (restoring
  * the RLock's depth).
  *
- * Returns 0 (notified); MPROC_ETIMEDOUT (Python's False); MPROC_EPERM if
- * the caller does not hold the lock ("must acquire() condition before using
- * wait()"); MPROC_EOWNERDEAD if taking the lock back found its holder dead
- * (the lock is held; as for mproc_lock_acquire); MPROC_EINVAL.
+ * Returns 0 (notified; also when the timeout expired but a notify chose
+ * this waiter before it got the lock back, so no notify is lost);
+ * MPROC_ETIMEDOUT (Python's False); MPROC_EPERM if the caller does not
+ * hold the lock ("must acquire() condition before using wait()"), or holds
+ * it in the state MPROC_EOWNERDEAD left it (call mproc_lock_consistent
+ * first); MPROC_EOWNERDEAD if taking the lock back found its holder dead
+ * (the lock is held; as for mproc_lock_acquire); MPROC_ENOTRECOVERABLE
+ * (the lock could not be taken back: it is not held); MPROC_ENOMEM (the
+ * wait record, on first use); MPROC_EINVAL.
  */
 MPROC_EXTERN int mproc_cond_wait(mproc_cond *c, double timeout);
 
@@ -198,21 +221,26 @@ typedef int (*mproc_predicate_fn)(void *arg);
 /*
  * mproc_cond_wait_for - wait until pred(arg) is nonzero, checking it first
  * and after every wakeup, at most timeout seconds in all.  Returns the
- * predicate's last value (>= 0; 0 means the timeout expired first), or a
- * negative error as mproc_cond_wait.
+ * predicate's last value (>= 0; 0 means the timeout expired first; a
+ * negative value from pred is returned as 1), or a negative error as
+ * mproc_cond_wait (MPROC_EPERM without the lock, even if pred holds).
  */
 MPROC_EXTERN int mproc_cond_wait_for(mproc_cond *c, mproc_predicate_fn pred,
                                      void *arg, double timeout);
 
 /*
- * mproc_cond_notify - wake up to n waiters (n >= 1); notify_all wakes all.
- * The caller must hold the lock (MPROC_EPERM: "lock is not owned").  Never
- * waits for the woken to run, so a dead waiter cannot block it.
+ * mproc_cond_notify - wake up to n of the current waiters, oldest first
+ * (n >= 0; 0 does nothing, negative is MPROC_EINVAL); notify_all wakes
+ * all.  A waiter that starts waiting after the notify is not woken by it;
+ * a waiter that died in its wait is skipped, not counted.  The caller must
+ * hold the lock (MPROC_EPERM: "lock is not owned").  Never waits for the
+ * woken to run, so a dead waiter cannot block it.
  */
 MPROC_EXTERN int mproc_cond_notify(mproc_cond *c, int n);
 MPROC_EXTERN int mproc_cond_notify_all(mproc_cond *c);
 
-/* DESTRUCTOR: mproc_cond (and the RLock it made, if it made one). */
+/* DESTRUCTOR: mproc_cond (and the RLock it made, if it made one).
+ * MPROC_EBUSY while a live process waits on it or its own RLock is held. */
 MPROC_EXTERN int mproc_cond_free(mproc_cond *c);
 
 /* ==================== Barrier ==================== */
@@ -238,10 +266,14 @@ MPROC_EXTERN int mproc_barrier_new(mproc_barrier **out, int parties,
 /*
  * mproc_barrier_wait - wait until parties processes/threads have called
  * wait.  Returns the arrival index 0 .. parties-1 (exactly one party gets
- * each index); MPROC_EBROKEN if the barrier is or becomes broken (abort,
- * reset while waiting, a timeout of any party, a party that died);
- * MPROC_ETIMEDOUT for the party whose own timeout expired (it breaks the
- * barrier for the others); MPROC_EINVAL.  timeout: seconds, 0 polls;
+ * each index; the last to arrive gets parties-1 and runs the action);
+ * MPROC_EBROKEN if the barrier is or becomes broken (abort, reset while
+ * waiting, a timeout of any party, a party that died) before the pass
+ * completes (a party released by a completed pass succeeds, even if an
+ * abort follows before it wakes); MPROC_ETIMEDOUT for the party whose own
+ * timeout expired (it breaks the barrier for the others), or for a wait
+ * held up by the previous pass still draining (the barrier stays
+ * intact); MPROC_EINVAL; MPROC_EAGAIN.  timeout: seconds, 0 polls;
  * MPROC_BARRIER_DEFAULT uses the barrier's default timeout (Python's
  * wait(None)); any other negative value waits forever.
  */
@@ -254,7 +286,8 @@ MPROC_EXTERN int mproc_barrier_reset(mproc_barrier *b);
 MPROC_EXTERN int mproc_barrier_parties(const mproc_barrier *b);
 MPROC_EXTERN int mproc_barrier_n_waiting(const mproc_barrier *b);
 MPROC_EXTERN int mproc_barrier_broken(const mproc_barrier *b);
-/* DESTRUCTOR: mproc_barrier. */
+/* DESTRUCTOR: mproc_barrier.  MPROC_EBUSY while a live party is inside
+ * wait. */
 MPROC_EXTERN int mproc_barrier_free(mproc_barrier *b);
 
 #ifdef __cplusplus

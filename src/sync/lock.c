@@ -1,0 +1,444 @@
+/*
+ * src/sync/lock.c - Lock and RLock: a futex word holding the holder's
+ * process token, with owner-death recovery.
+ *
+ * DESIGN
+ * The 32-bit futex word is 0 when the lock is free, else the holder's
+ * token (30 bits, see sync-internal.h) plus SYNC_WAITERS when some thread
+ * may sleep on it.  Acquire is one CAS 0 -> token; release is one atomic
+ * exchange word -> 0 and a FUTEX_WAKE of one sleeper only if SYNC_WAITERS
+ * was set: no system call and no table lookup on the uncontended path (the token is
+ * cached in the process); the exchange, after checking the word, is 3-4
+ * ns cheaper than a CAS here.  The slow path spins SYNC_SPINS rounds, then
+ * sets SYNC_WAITERS and sleeps on the word (shared futex op) in slices; a
+ * thread that took the lock after sleeping sets SYNC_WAITERS again
+ * (it cannot know whether others still sleep), as glibc's lll_lock does.
+ *
+ * An RLock also records the holding thread (kernel tid) and the depth;
+ * only the holder reads or writes them, so they need no atomics beyond
+ * what the word's acquire/release ordering gives.
+ *
+ * Owner death.  Before its first sleep, when a 50 ms slice of its wait
+ * ends without progress, and when a timed acquire gives up (or a poll
+ * fails), a waiter checks the holder token's liveness (rate-limited to
+ * one check per lock per 40 ms).  If the holder is dead, the waiter replaces
+ * its token by its own with a CAS (so exactly one waiter wins), marks the
+ * lock INCONSISTENT and returns MPROC_EOWNERDEAD with the lock held.
+ * mproc_lock_consistent clears the mark; a release while it is set stores
+ * the reserved token SYNC_TOKEN_NOTREC instead of 0 and wakes everyone:
+ * the word is never free again, and every acquire sees that token and
+ * returns MPROC_ENOTRECOVERABLE, with no extra load on the fast path.
+ * A holder that dies after taking over, before consistent, passes the
+ * mark on to the next taker.
+ *
+ * A Lock is ownerless, as in Python: any thread of any process may release
+ * it.  Its token still names the process that acquired it, so if that
+ * process dies before someone releases the lock, the next acquirer gets
+ * MPROC_EOWNERDEAD.
+ */
+#include "sync-internal.h"
+
+#include <errno.h>
+
+#define TOK(v) ((v) & SYNC_TOKEN_MASK)
+
+static inline int lock_valid(const struct mproc_lock *l) {
+  return sync_in_arena(l, sizeof *l) &&
+         __atomic_load_n(&l->magic, __ATOMIC_RELAXED) == SYNC_LOCK_MAGIC;
+}
+
+int mproc__lock_valid(const struct mproc_lock *l) { return lock_valid(l); }
+
+void mproc__lock_init(struct mproc_lock *l, uint32_t kind) {
+  l->word = 0;
+  l->kind = kind;
+  l->flags = 0;
+  l->owner_tid = 0;
+  l->depth = 0;
+  l->checked_ns = 0;
+  __atomic_store_n(&l->magic, SYNC_LOCK_MAGIC, __ATOMIC_RELEASE);
+}
+
+static int lock_new(mproc_lock **out, uint32_t kind) {
+  if (out == NULL) {
+    return MPROC_EINVAL;
+  }
+  *out = NULL;
+  struct mproc_lock *l = NULL;
+  int r = mproc_shm_alloc((void **)&l, sizeof *l);
+  if (r != 0) {
+    return r;
+  }
+  mproc__lock_init(l, kind);
+  *out = l;
+  return 0;
+}
+
+int mproc_lock_new(mproc_lock **out) { return lock_new(out, SYNC_KIND_LOCK); }
+
+int mproc_rlock_new(mproc_lock **out) {
+  return lock_new(out, SYNC_KIND_RLOCK);
+}
+
+/* Taken: record the holder (RLock) and the outcome. */
+static int got(struct mproc_lock *l, int dead) {
+  if (l->kind == SYNC_KIND_RLOCK) {
+    l->owner_tid = mproc__sync_tid();
+    l->depth = 1;
+  }
+  if (dead) {
+    l->flags |= SYNC_LOCK_INCONSISTENT;
+    return MPROC_EOWNERDEAD;
+  }
+  return 0;
+}
+
+/*
+ * The holder `owner` was found dead: take its place.  Returns 1 (ours,
+ * EOWNERDEAD), 0 (the word moved on: look again).
+ */
+static int take_over(struct mproc_lock *l, uint32_t owner, uint32_t tok) {
+  uint32_t v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
+  while (TOK(v) == owner) {
+    if (__atomic_compare_exchange_n(&l->word, &v,
+                                    tok | (v & SYNC_WAITERS), 1,
+                                    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+      MPROC__WARN("sync: lock %p: holder (pid %d) died; taken over",
+                  (void *)l, (int)mproc__sync_token_pid(owner));
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* The holder this process last found alive before a first sleep.  The
+ * check before a first sleep is skipped for it: under contention between
+ * the same processes it would otherwise cost a clock read and a miss on
+ * the word's line for every sleep.  If that holder dies later, the slice
+ * checks find it within 50 ms. */
+static uint32_t last_alive;
+
+/* Liveness check of the holder, if it is this caller's turn. */
+static int holder_dead(struct mproc_lock *l, uint32_t owner, uint32_t tok) {
+  if (owner == tok || owner == SYNC_TOKEN_NOTREC) {
+    return 0;
+  }
+  if (!mproc__sync_check_turn(&l->checked_ns, 0)) {
+    return 0;
+  }
+  __atomic_store_n(&last_alive, 0, __ATOMIC_RELAXED);
+  return !mproc__sync_token_alive(owner);
+}
+
+/* The check before a first sleep. */
+static int holder_dead_first(uint32_t owner, uint32_t tok) {
+  if (owner == __atomic_load_n(&last_alive, __ATOMIC_RELAXED) ||
+      owner == tok || owner == SYNC_TOKEN_NOTREC) {
+    return 0;
+  }
+  if (!mproc__sync_token_alive(owner)) {
+    return 1;
+  }
+  __atomic_store_n(&last_alive, owner, __ATOMIC_RELAXED);
+  return 0;
+}
+
+static int acquire_slow(struct mproc_lock *l, uint32_t tok,
+                        const mproc__deadline *d) {
+  int poll = !d->forever && d->at_ns <= mproc__now_ns();
+  uint32_t v;
+  if (!poll) {
+    for (int i = 0; i < SYNC_SPINS; i++) {
+      v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
+      if (TOK(v) == 0) {
+        if (__atomic_compare_exchange_n(&l->word, &v, tok | v, 0,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+          return got(l, 0);
+        }
+        continue;
+      }
+      if (TOK(v) == SYNC_TOKEN_NOTREC || (v & SYNC_WAITERS)) {
+        break; /* sleepers already: join them */
+      }
+      sync_pause();
+    }
+  }
+  uint32_t waiters = 0; /* SYNC_WAITERS once this thread has slept */
+  int checked = 0;       /* the check before the first sleep is done */
+  for (;;) {
+    v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
+    uint32_t owner = TOK(v);
+    if (owner == 0) {
+      if (__atomic_compare_exchange_n(&l->word, &v, tok | v | waiters, 0,
+                                      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        return got(l, 0);
+      }
+      continue;
+    }
+    if (owner == SYNC_TOKEN_NOTREC) {
+      return MPROC_ENOTRECOVERABLE;
+    }
+    if (poll) {
+      /* No sleep, so no WAITERS bit (it would cost the holder a wake). */
+      if (holder_dead(l, owner, tok) && take_over(l, owner, tok)) {
+        return got(l, 1);
+      }
+      v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
+      if (TOK(v) == 0) {
+        continue;
+      }
+      return MPROC_ETIMEDOUT;
+    }
+    if (!checked) {
+      /* Before the first sleep: a holder that died before anybody waited
+       * is found at once (rate-limited, so cheap under contention). */
+      checked = 1;
+      if (holder_dead_first(owner, tok) && take_over(l, owner, tok)) {
+        return got(l, 1);
+      }
+      continue;
+    }
+    if (!(v & SYNC_WAITERS)) {
+      if (!__atomic_compare_exchange_n(&l->word, &v, v | SYNC_WAITERS, 0,
+                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        continue;
+      }
+      v |= SYNC_WAITERS;
+    }
+    int r = mproc__sync_wait_slice(&l->word, v, d, SYNC_SLICE_NS);
+    waiters = SYNC_WAITERS;
+    if (r == 0) {
+      continue;
+    }
+    /* A slice ended, or the caller's deadline passed: is the holder
+     * still there, and alive? */
+    v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
+    if (TOK(v) == owner && holder_dead(l, owner, tok) &&
+        take_over(l, owner, tok)) {
+      return got(l, 1);
+    }
+    if (r == MPROC_ETIMEDOUT) {
+      /* Last chance: free right now? */
+      v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
+      if (TOK(v) == 0 &&
+          __atomic_compare_exchange_n(&l->word, &v, tok | v | waiters, 0,
+                                      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        return got(l, 0);
+      }
+      return MPROC_ETIMEDOUT;
+    }
+  }
+}
+
+/* After a failed CAS that saw v: recursion, unrecoverable, or wait. */
+__attribute__((noinline)) static int acquire_after(struct mproc_lock *l,
+                                                  uint32_t tok, uint32_t v,
+                                                  double timeout,
+                                                  const mproc__deadline *dl) {
+  if (l->kind == SYNC_KIND_RLOCK && TOK(v) == tok &&
+      l->owner_tid == mproc__sync_tid()) {
+    if (l->depth == UINT32_MAX) {
+      return MPROC_EOVERFLOW;
+    }
+    l->depth++;
+    return 0;
+  }
+  if (TOK(v) == SYNC_TOKEN_NOTREC) {
+    return MPROC_ENOTRECOVERABLE;
+  }
+  if (dl != NULL) {
+    return acquire_slow(l, tok, dl);
+  }
+  mproc__deadline d;
+  if (mproc__deadline_init(&d, timeout) != 0) {
+    return MPROC_EINVAL;
+  }
+  return acquire_slow(l, tok, &d);
+}
+
+/* The common part of the public and the internal acquire. */
+static inline int acquire(struct mproc_lock *l, uint32_t tok, double timeout,
+                          const mproc__deadline *dl) {
+  uint32_t v = 0;
+  if (MPROC__LIKELY(__atomic_compare_exchange_n(
+          &l->word, &v, tok, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))) {
+    if (l->kind == SYNC_KIND_RLOCK) {
+      l->owner_tid = mproc__sync_tid();
+      l->depth = 1;
+    }
+    return 0;
+  }
+  return acquire_after(l, tok, v, timeout, dl);
+}
+
+__attribute__((noinline)) static int acquire_checked(struct mproc_lock *l,
+                                                    double timeout) {
+  if (!lock_valid(l) || timeout != timeout) {
+    return MPROC_EINVAL;
+  }
+  int64_t tok = sync_self();
+  if (tok < 0) {
+    return (int)tok;
+  }
+  return acquire(l, (uint32_t)tok, timeout, NULL);
+}
+
+int mproc_lock_acquire(mproc_lock *l, double timeout) {
+  /* The uncontended path: checks, one CAS, no call. */
+  uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
+  if (MPROC__LIKELY(tok != 0 && lock_valid(l))) {
+    uint32_t v = 0;
+    if (MPROC__LIKELY(__atomic_compare_exchange_n(
+            &l->word, &v, tok, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))) {
+      if (l->kind == SYNC_KIND_RLOCK) {
+        l->owner_tid = mproc__sync_tid();
+        l->depth = 1;
+      }
+      return 0;
+    }
+    if (MPROC__UNLIKELY(timeout != timeout)) {
+      return MPROC_EINVAL;
+    }
+    return acquire_after(l, tok, v, timeout, NULL);
+  }
+  return acquire_checked(l, timeout);
+}
+
+int mproc__lock_acquire_d(struct mproc_lock *l, const mproc__deadline *d) {
+  int64_t tok = sync_self();
+  if (tok < 0) {
+    return (int)tok;
+  }
+  return acquire(l, (uint32_t)tok, 0, d);
+}
+
+/* Release while inconsistent: unusable for good. */
+__attribute__((noinline)) static int release_notrec(struct mproc_lock *l) {
+  l->flags = 0;
+  __atomic_store_n(&l->word, SYNC_TOKEN_NOTREC, __ATOMIC_RELEASE);
+  mproc__futex_wake(&l->word, INT32_MAX);
+  MPROC__WARN("sync: lock %p released while inconsistent: not recoverable",
+              (void *)l);
+  return 0;
+}
+
+/* Release the word (the caller checked that it may). */
+static inline int release_word(struct mproc_lock *l, uint32_t v) {
+  if (MPROC__UNLIKELY(l->flags & SYNC_LOCK_INCONSISTENT)) {
+    return release_notrec(l);
+  }
+  (void)v;
+  /* An exchange, not a CAS: a few ns less on the uncontended path.  The
+   * caller checked the word, and only a thread that may release changes
+   * it then, except for a racing second release of a Lock (a misuse):
+   * then the word was 0 or SYNC_TOKEN_NOTREC, which is put back. */
+  v = __atomic_exchange_n(&l->word, 0, __ATOMIC_RELEASE);
+  if (MPROC__UNLIKELY(TOK(v) == 0 || TOK(v) == SYNC_TOKEN_NOTREC)) {
+    if (TOK(v) == SYNC_TOKEN_NOTREC) {
+      __atomic_store_n(&l->word, SYNC_TOKEN_NOTREC, __ATOMIC_RELAXED);
+      return MPROC_ENOTRECOVERABLE;
+    }
+    return MPROC_EUNLOCKED;
+  }
+  if (v & SYNC_WAITERS) {
+    mproc__futex_wake(&l->word, 1);
+  }
+  return 0;
+}
+
+int mproc_lock_release(mproc_lock *l) {
+  if (MPROC__UNLIKELY(!lock_valid(l))) {
+    return MPROC_EINVAL;
+  }
+  uint32_t v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
+  if (l->kind == SYNC_KIND_RLOCK) {
+    uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
+    if (tok == 0 || TOK(v) != tok || l->owner_tid != mproc__sync_tid()) {
+      return MPROC_EPERM;
+    }
+    if (l->depth > 1) {
+      l->depth--;
+      return 0;
+    }
+    l->owner_tid = 0;
+    l->depth = 0;
+    return release_word(l, v);
+  }
+  if (TOK(v) == 0) {
+    return MPROC_EUNLOCKED;
+  }
+  if (TOK(v) == SYNC_TOKEN_NOTREC) {
+    return MPROC_ENOTRECOVERABLE;
+  }
+  return release_word(l, v);
+}
+
+int mproc__lock_mine(const struct mproc_lock *l) {
+  uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
+  uint32_t v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
+  if (tok == 0 || TOK(v) != tok) {
+    return 0;
+  }
+  return l->kind != SYNC_KIND_RLOCK || l->owner_tid == mproc__sync_tid();
+}
+
+int mproc_lock_consistent(mproc_lock *l) {
+  if (!mproc__lock_valid(l)) {
+    return MPROC_EINVAL;
+  }
+  if (!mproc__lock_mine(l) || !(l->flags & SYNC_LOCK_INCONSISTENT)) {
+    return MPROC_EPERM;
+  }
+  l->flags &= ~SYNC_LOCK_INCONSISTENT;
+  return 0;
+}
+
+int mproc_lock_is_locked(const mproc_lock *l) {
+  if (!mproc__lock_valid(l)) {
+    return MPROC_EINVAL;
+  }
+  return TOK(__atomic_load_n(&l->word, __ATOMIC_RELAXED)) != 0;
+}
+
+int mproc_lock_is_mine(const mproc_lock *l) {
+  if (!mproc__lock_valid(l)) {
+    return MPROC_EINVAL;
+  }
+  return mproc__lock_mine(l);
+}
+
+int mproc_lock_free(mproc_lock *l) {
+  if (l == NULL) {
+    return 0;
+  }
+  if (!mproc__lock_valid(l)) {
+    return MPROC_EINVAL;
+  }
+  uint32_t v = TOK(__atomic_load_n(&l->word, __ATOMIC_RELAXED));
+  if (v != 0 && v != SYNC_TOKEN_NOTREC) {
+    return MPROC_EBUSY;
+  }
+  __atomic_store_n(&l->magic, SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
+  return mproc_shm_free(l);
+}
+
+int mproc__lock_release_all(struct mproc_lock *l, uint32_t *depth) {
+  uint32_t v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
+  if (l->kind == SYNC_KIND_RLOCK) {
+    *depth = l->depth;
+    l->owner_tid = 0;
+    l->depth = 0;
+  } else {
+    *depth = 1;
+  }
+  return release_word(l, v);
+}
+
+int mproc__lock_restore(struct mproc_lock *l, uint32_t depth) {
+  mproc__deadline forever = {1, 0};
+  int r = mproc__lock_acquire_d(l, &forever);
+  if ((r == 0 || r == MPROC_EOWNERDEAD) && l->kind == SYNC_KIND_RLOCK) {
+    l->depth = depth;
+  }
+  return r;
+}

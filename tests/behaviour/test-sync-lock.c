@@ -1,0 +1,309 @@
+/*
+ * tests/behaviour/test-sync-lock.c - Lock and RLock, ported from CPython's
+ * _TestLock (test_lock, test_rlock, test_lock_context) and
+ * TestSyncManagerTypes' "Lock acquired in child released in parent", plus
+ * mproc's own: timeouts on CLOCK_MONOTONIC, ownership across threads and
+ * forked processes, and many processes hammering one lock around a plain
+ * counter in the arena (the total must come out exact).
+ */
+#include "internal.h"
+#include "task.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+/* ---- helpers ---- */
+
+/* Upper slack for timing assertions: 60 ms, times the sanitizer build's
+ * multiplier. */
+static double slack(void) {
+  const char *m = getenv("MPROC_TEST_TIMEOUT_MULTIPLIER");
+  double k = m != NULL ? atof(m) : 1.0;
+  return 0.06 * (k > 1.0 ? k : 1.0);
+}
+
+static mproc_process *start_proc(mproc_target_fn fn, const void *arg,
+                                 size_t len) {
+  mproc_process *p = NULL;
+  ASSERT_OK(mproc_process_new(&p, fn, arg, len, NULL));
+  ASSERT_OK(mproc_process_start(p));
+  return p;
+}
+
+static int finish_proc(mproc_process *p) {
+  int code = -1000;
+  ASSERT_OK(mproc_process_join(p, 60));
+  ASSERT_OK(mproc_process_exitcode(p, &code));
+  ASSERT_OK(mproc_process_free(p));
+  return code;
+}
+
+/* ---- _TestLock ---- */
+
+TEST_IMPL(sync_lock_basic) {
+  mproc_lock *l = NULL;
+  ASSERT_OK(mproc_lock_new(&l));
+  ASSERT_EQ(mproc_lock_is_locked(l), 0);
+  ASSERT_EQ(mproc_lock_is_mine(l), 0);
+  ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
+  ASSERT_EQ(mproc_lock_is_locked(l), 1);
+  ASSERT_EQ(mproc_lock_is_mine(l), 1);
+  /* Python: lock.acquire(False) is False while held. */
+  ASSERT_ERR(mproc_lock_acquire(l, 0), MPROC_ETIMEDOUT);
+  ASSERT_ERR(mproc_lock_free(l), MPROC_EBUSY);
+  ASSERT_OK(mproc_lock_release(l));
+  ASSERT_EQ(mproc_lock_is_locked(l), 0);
+  /* Python: ValueError "semaphore or lock released too many times". */
+  ASSERT_ERR(mproc_lock_release(l), MPROC_EUNLOCKED);
+  ASSERT_OK(mproc_lock_acquire(l, 0));
+  ASSERT_OK(mproc_lock_release(l));
+  ASSERT_OK(mproc_lock_free(l));
+  return 0;
+}
+
+TEST_IMPL(sync_lock_acquire_timeout) {
+  mproc_lock *l = NULL;
+  ASSERT_OK(mproc_lock_new(&l));
+  ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
+  double t0 = test_now();
+  ASSERT_ERR(mproc_lock_acquire(l, 0), MPROC_ETIMEDOUT);
+  ASSERT_DBL_LE(test_now() - t0, slack());
+  t0 = test_now();
+  ASSERT_ERR(mproc_lock_acquire(l, 0.1), MPROC_ETIMEDOUT);
+  double el = test_now() - t0;
+  ASSERT_DBL_GE(el, 0.1);
+  ASSERT_DBL_LE(el, 0.1 + slack());
+  ASSERT_ERR(mproc_lock_acquire(l, NAN), MPROC_EINVAL);
+  ASSERT_OK(mproc_lock_release(l));
+  ASSERT_OK(mproc_lock_free(l));
+  return 0;
+}
+
+static int t_release(const void *arg, size_t len) {
+  (void)len;
+  mproc_lock *l = *(mproc_lock *const *)arg;
+  if (mproc_lock_is_mine(l) != 0) {
+    return 2;
+  }
+  if (mproc_lock_acquire(l, 0) != MPROC_ETIMEDOUT) {
+    return 3;
+  }
+  return mproc_lock_release(l) == 0 ? 0 : 4;
+}
+
+static int t_acquire(const void *arg, size_t len) {
+  (void)len;
+  mproc_lock *l = *(mproc_lock *const *)arg;
+  return mproc_lock_acquire(l, 5) == 0 ? 0 : 5;
+}
+
+/* A Lock is ownerless: acquired here, released by a child; acquired by a
+ * child, released here. */
+TEST_IMPL(sync_lock_release_by_other_process) {
+  mproc_lock *l = NULL;
+  ASSERT_OK(mproc_lock_new(&l));
+  ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
+  ASSERT_EQ(finish_proc(start_proc(t_release, &l, sizeof l)), 0);
+  ASSERT_EQ(mproc_lock_is_locked(l), 0);
+  ASSERT_EQ(finish_proc(start_proc(t_acquire, &l, sizeof l)), 0);
+  ASSERT_EQ(mproc_lock_is_locked(l), 1);
+  ASSERT_EQ(mproc_lock_is_mine(l), 0);
+  ASSERT_OK(mproc_lock_release(l));
+  ASSERT_ERR(mproc_lock_release(l), MPROC_EUNLOCKED);
+  ASSERT_OK(mproc_lock_free(l));
+  return 0;
+}
+
+/* A waiter blocked in another process gets the lock when it is
+ * released. */
+static int t_acquire_report(const void *arg, size_t len) {
+  (void)len;
+  mproc_lock *l = ((mproc_lock *const *)arg)[0];
+  int *flag = ((int *const *)arg)[1];
+  __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);
+  if (mproc_lock_acquire(l, 10) != 0) {
+    return 2;
+  }
+  __atomic_store_n(flag, 2, __ATOMIC_SEQ_CST);
+  return mproc_lock_release(l) == 0 ? 0 : 3;
+}
+
+TEST_IMPL(sync_lock_wakes_waiter) {
+  mproc_lock *l = NULL;
+  int *flag = NULL;
+  ASSERT_OK(mproc_lock_new(&l));
+  ASSERT_OK(mproc_shm_calloc((void **)&flag, 1, sizeof *flag));
+  ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
+  void *args[2] = {l, flag};
+  mproc_process *p = start_proc(t_acquire_report, args, sizeof args);
+  while (__atomic_load_n(flag, __ATOMIC_SEQ_CST) == 0) {
+    test_sleep(0.001);
+  }
+  test_sleep(0.1);
+  ASSERT_EQ(__atomic_load_n(flag, __ATOMIC_SEQ_CST), 1);
+  double t0 = test_now();
+  ASSERT_OK(mproc_lock_release(l));
+  ASSERT_EQ(finish_proc(p), 0);
+  ASSERT_EQ(*flag, 2);
+  ASSERT_DBL_LE(test_now() - t0, 0.5);
+  ASSERT_OK(mproc_lock_free(l));
+  ASSERT_OK(mproc_shm_free(flag));
+  return 0;
+}
+
+/* ---- RLock ---- */
+
+static void *th_rlock_other(void *arg) {
+  mproc_lock *l = arg;
+  intptr_t bad = 0;
+  if (mproc_lock_is_mine(l) != 0) bad |= 1;
+  if (mproc_lock_release(l) != MPROC_EPERM) bad |= 2;
+  if (mproc_lock_acquire(l, 0) != MPROC_ETIMEDOUT) bad |= 4;
+  if (mproc_lock_consistent(l) != MPROC_EPERM) bad |= 8;
+  return (void *)bad;
+}
+
+TEST_IMPL(sync_rlock_basic) {
+  mproc_lock *l = NULL;
+  ASSERT_OK(mproc_rlock_new(&l));
+  /* Python: 3 acquires, 3 releases, the 4th raises "not owned". */
+  ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
+  ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
+  ASSERT_OK(mproc_lock_acquire(l, 0));
+  ASSERT_EQ(mproc_lock_is_mine(l), 1);
+  pthread_t th;
+  void *res = NULL;
+  ASSERT_OK(pthread_create(&th, NULL, th_rlock_other, l));
+  ASSERT_OK(pthread_join(th, &res));
+  ASSERT_EQ((intptr_t)res, 0);
+  ASSERT_OK(mproc_lock_release(l));
+  ASSERT_OK(mproc_lock_release(l));
+  ASSERT_EQ(mproc_lock_is_locked(l), 1);
+  ASSERT_OK(mproc_lock_release(l));
+  ASSERT_EQ(mproc_lock_is_locked(l), 0);
+  ASSERT_EQ(mproc_lock_is_mine(l), 0);
+  ASSERT_ERR(mproc_lock_release(l), MPROC_EPERM);
+  ASSERT_OK(mproc_lock_free(l));
+  return 0;
+}
+
+static int t_rlock_foreign(const void *arg, size_t len) {
+  (void)len;
+  mproc_lock *l = *(mproc_lock *const *)arg;
+  if (mproc_lock_is_mine(l) != 0) return 2;
+  if (mproc_lock_release(l) != MPROC_EPERM) return 3;
+  if (mproc_lock_acquire(l, 0.05) != MPROC_ETIMEDOUT) return 4;
+  return 0;
+}
+
+/* A forked child is not the holder, even though it copied the holder's
+ * memory (its own token, its own thread). */
+TEST_IMPL(sync_rlock_other_process) {
+  mproc_lock *l = NULL;
+  ASSERT_OK(mproc_rlock_new(&l));
+  ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
+  ASSERT_EQ(finish_proc(start_proc(t_rlock_foreign, &l, sizeof l)), 0);
+  /* The same with a plain fork (libc's atfork handlers run). */
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    _exit(t_rlock_foreign(&l, sizeof l));
+  }
+  ASSERT_EQ(test_wait_pid(pid, 10), 0);
+  ASSERT_EQ(mproc_lock_is_mine(l), 1);
+  ASSERT_OK(mproc_lock_release(l));
+  ASSERT_OK(mproc_lock_free(l));
+  return 0;
+}
+
+/* ---- many processes, one counter ---- */
+
+#define HAMMER_PROCS 8
+#define HAMMER_ITERS 100000
+
+struct hammer {
+  mproc_lock *lock;
+  long counter;  /* plain, guarded by lock */
+  int depth;     /* RLock: nesting per increment */
+};
+
+static int t_hammer(const void *arg, size_t len) {
+  (void)len;
+  struct hammer *h = *(struct hammer *const *)arg;
+  for (int i = 0; i < HAMMER_ITERS; i++) {
+    for (int d = 0; d < h->depth; d++) {
+      if (mproc_lock_acquire(h->lock, MPROC_FOREVER) != 0) {
+        return 2;
+      }
+    }
+    h->counter++;
+    for (int d = 0; d < h->depth; d++) {
+      if (mproc_lock_release(h->lock) != 0) {
+        return 3;
+      }
+    }
+  }
+  return 0;
+}
+
+static void hammer(int rlock, int depth) {
+  struct hammer *h = NULL;
+  ASSERT_OK(mproc_shm_calloc((void **)&h, 1, sizeof *h));
+  ASSERT_OK(rlock ? mproc_rlock_new(&h->lock) : mproc_lock_new(&h->lock));
+  h->depth = depth;
+  mproc_process *p[HAMMER_PROCS];
+  for (int i = 0; i < HAMMER_PROCS; i++) {
+    p[i] = start_proc(t_hammer, &h, sizeof h);
+  }
+  for (int i = 0; i < HAMMER_PROCS; i++) {
+    ASSERT_EQ(finish_proc(p[i]), 0);
+  }
+  ASSERT_EQ(h->counter, (long)HAMMER_PROCS * HAMMER_ITERS);
+  ASSERT_EQ(mproc_lock_is_locked(h->lock), 0);
+  ASSERT_OK(mproc_lock_free(h->lock));
+  ASSERT_OK(mproc_shm_free(h));
+}
+
+TEST_IMPL(sync_lock_hammer_processes) {
+  hammer(0, 1);
+  return 0;
+}
+
+TEST_IMPL(sync_rlock_hammer_processes) {
+  hammer(1, 2);
+  return 0;
+}
+
+/* Threads and processes at once: 4 threads here, 2 child processes. */
+static void *th_hammer(void *arg) {
+  return (void *)(intptr_t)t_hammer(&arg, sizeof arg);
+}
+
+TEST_IMPL(sync_lock_hammer_threads_and_processes) {
+  struct hammer *h = NULL;
+  ASSERT_OK(mproc_shm_calloc((void **)&h, 1, sizeof *h));
+  ASSERT_OK(mproc_rlock_new(&h->lock));
+  h->depth = 1;
+  mproc_process *p[2];
+  for (int i = 0; i < 2; i++) {
+    p[i] = start_proc(t_hammer, &h, sizeof h);
+  }
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) {
+    ASSERT_OK(pthread_create(&th[i], NULL, th_hammer, h));
+  }
+  for (int i = 0; i < 4; i++) {
+    void *r;
+    ASSERT_OK(pthread_join(th[i], &r));
+    ASSERT_EQ((intptr_t)r, 0);
+  }
+  for (int i = 0; i < 2; i++) {
+    ASSERT_EQ(finish_proc(p[i]), 0);
+  }
+  ASSERT_EQ(h->counter, 6L * HAMMER_ITERS);
+  ASSERT_OK(mproc_lock_free(h->lock));
+  ASSERT_OK(mproc_shm_free(h));
+  return 0;
+}

@@ -1,0 +1,424 @@
+/*
+ * tests/fault/test-sync-death.c - Semaphore, Condition, Event and Barrier
+ * when a process using them is SIGKILLed (real processes, real signals):
+ * a dead holder's semaphore units come back; a process killed inside a
+ * condition or event wait blocks nobody and swallows no wakeup; a barrier
+ * party killed while others wait breaks the barrier for them within
+ * about 100 ms, also when it dies holding the barrier's internal lock.
+ */
+#include "internal.h"
+#include "task.h"
+
+#include <signal.h>
+
+static double mult(void) {
+  const char *m = getenv("MPROC_TEST_TIMEOUT_MULTIPLIER");
+  double k = m != NULL ? atof(m) : 1.0;
+  return k > 1.0 ? k : 1.0;
+}
+
+static mproc_process *start_proc(mproc_target_fn fn, const void *arg,
+                                 size_t len) {
+  mproc_process *p = NULL;
+  ASSERT_OK(mproc_process_new(&p, fn, arg, len, NULL));
+  ASSERT_OK(mproc_process_start(p));
+  return p;
+}
+
+static int finish_proc(mproc_process *p) {
+  int code = -1000;
+  ASSERT_OK(mproc_process_join(p, 60));
+  ASSERT_OK(mproc_process_exitcode(p, &code));
+  ASSERT_OK(mproc_process_free(p));
+  return code;
+}
+
+static void kill_proc(mproc_process *p) {
+  ASSERT_OK(mproc_process_kill(p));
+  ASSERT_EQ(finish_proc(p), -SIGKILL);
+}
+
+static void wait_count(int *counter, int want) {
+  double end = test_now() + 10;
+  while (__atomic_load_n(counter, __ATOMIC_SEQ_CST) < want) {
+    ASSERT(test_now() < end);
+    test_sleep(0.001);
+  }
+}
+
+static void sleep_forever(void) {
+  for (;;) {
+    test_sleep(60);
+  }
+}
+
+/* ==================== Semaphore ==================== */
+
+struct sd {
+  mproc_semaphore *sem;
+  int units;   /* how many the holder takes */
+  int ready;
+  int result;
+  double at;
+};
+
+static int t_sem_hold(const void *arg, size_t len) {
+  (void)len;
+  struct sd *s = *(struct sd *const *)arg;
+  for (int i = 0; i < s->units; i++) {
+    if (mproc_semaphore_acquire(s->sem, 5) != 0) {
+      return 2;
+    }
+  }
+  __atomic_add_fetch(&s->ready, 1, __ATOMIC_SEQ_CST);
+  sleep_forever();
+  return 0;
+}
+
+static struct sd *sd_new(int value, int bounded, int no_return) {
+  struct sd *s = NULL;
+  ASSERT_OK(mproc_shm_calloc((void **)&s, 1, sizeof *s));
+  mproc_semaphore_opts o = {.bounded = bounded, .no_death_return = no_return};
+  ASSERT_OK(mproc_semaphore_new(&s->sem, value, &o));
+  return s;
+}
+
+static void sd_free(struct sd *s) {
+  ASSERT_OK(mproc_semaphore_free(s->sem));
+  ASSERT_OK(mproc_shm_free(s));
+}
+
+TEST_IMPL(sync_semaphore_holder_killed_units_return) {
+  for (int bounded = 0; bounded < 2; bounded++) {
+    struct sd *s = sd_new(5, bounded, 0);
+    s->units = 2;
+    mproc_process *a = start_proc(t_sem_hold, &s, sizeof s);
+    wait_count(&s->ready, 1);
+    s->units = 1;
+    mproc_process *b = start_proc(t_sem_hold, &s, sizeof s);
+    wait_count(&s->ready, 2);
+    ASSERT_EQ(mproc_semaphore_get_value(s->sem), 2);
+    kill_proc(a);
+    ASSERT_EQ(mproc_semaphore_get_value(s->sem), 4);
+    ASSERT_EQ(mproc_semaphore_get_value(s->sem), 4); /* once only */
+    kill_proc(b);
+    ASSERT_EQ(mproc_semaphore_get_value(s->sem), 5);
+    sd_free(s);
+  }
+  return 0;
+}
+
+static int t_sem_wait(const void *arg, size_t len) {
+  (void)len;
+  struct sd *s = *(struct sd *const *)arg;
+  __atomic_store_n(&s->ready, 9, __ATOMIC_SEQ_CST);
+  int r = mproc_semaphore_acquire(s->sem, 10);
+  s->at = test_now();
+  __atomic_store_n(&s->result, r == 0 ? 1 : r, __ATOMIC_SEQ_CST);
+  return r == 0 ? 0 : 2;
+}
+
+/* A waiter blocked on the semaphore gets the dead holder's unit. */
+TEST_IMPL(sync_semaphore_holder_killed_waiter_gets_unit) {
+  struct sd *s = sd_new(1, 1, 0);
+  s->units = 1;
+  mproc_process *h = start_proc(t_sem_hold, &s, sizeof s);
+  wait_count(&s->ready, 1);
+  mproc_process *w = start_proc(t_sem_wait, &s, sizeof s);
+  wait_count(&s->ready, 9);
+  test_sleep(0.3);
+  ASSERT_EQ(s->result, 0);
+  double killed = test_now();
+  ASSERT_OK(mproc_process_kill(h));
+  ASSERT_EQ(finish_proc(w), 0);
+  ASSERT_EQ(s->result, 1);
+  ASSERT_DBL_LE(s->at - killed, 0.1 * mult());
+  ASSERT_EQ(finish_proc(h), -SIGKILL);
+  /* The waiter took the returned unit and died holding it in turn. */
+  ASSERT_EQ(mproc_semaphore_get_value(s->sem), 1);
+  sd_free(s);
+  return 0;
+}
+
+/* no_death_return: the units stay taken. */
+TEST_IMPL(sync_semaphore_no_death_return) {
+  struct sd *s = sd_new(3, 0, 1);
+  s->units = 2;
+  mproc_process *a = start_proc(t_sem_hold, &s, sizeof s);
+  wait_count(&s->ready, 1);
+  kill_proc(a);
+  ASSERT_EQ(mproc_semaphore_get_value(s->sem), 1);
+  ASSERT_ERR(mproc_semaphore_acquire(s->sem, 0.1), 0);
+  ASSERT_ERR(mproc_semaphore_acquire(s->sem, 0.1), MPROC_ETIMEDOUT);
+  sd_free(s);
+  return 0;
+}
+
+/* A release by another process is a plain release; the holder's units
+ * still come back when it dies (bounded: capped at the initial value). */
+TEST_IMPL(sync_semaphore_release_by_other_then_death) {
+  struct sd *s = sd_new(2, 1, 0);
+  s->units = 1;
+  mproc_process *a = start_proc(t_sem_hold, &s, sizeof s);
+  wait_count(&s->ready, 1);
+  ASSERT_EQ(mproc_semaphore_get_value(s->sem), 1);
+  ASSERT_OK(mproc_semaphore_release(s->sem)); /* plain: we hold none */
+  ASSERT_EQ(mproc_semaphore_get_value(s->sem), 2);
+  kill_proc(a);
+  ASSERT_EQ(mproc_semaphore_get_value(s->sem), 2); /* capped */
+  sd_free(s);
+  return 0;
+}
+
+/* ==================== Condition ==================== */
+
+struct cd {
+  mproc_cond *cond;
+  int started;
+  int woken;
+  int state;
+};
+
+static int t_cond_waiter(const void *arg, size_t len) {
+  (void)len;
+  struct cd *c = *(struct cd *const *)arg;
+  mproc_lock *l = mproc_cond_lock(c->cond);
+  if (mproc_lock_acquire(l, 10) != 0) return 2;
+  __atomic_add_fetch(&c->started, 1, __ATOMIC_SEQ_CST);
+  int r = mproc_cond_wait(c->cond, 20);
+  if (r != 0) return 3;
+  __atomic_add_fetch(&c->woken, 1, __ATOMIC_SEQ_CST);
+  return mproc_lock_release(l) == 0 ? 0 : 4;
+}
+
+static void cond_notify(struct cd *c, int n) {
+  mproc_lock *l = mproc_cond_lock(c->cond);
+  ASSERT_OK(mproc_lock_acquire(l, 10));
+  ASSERT_OK(mproc_cond_notify(c->cond, n));
+  ASSERT_OK(mproc_lock_release(l));
+}
+
+static void expect_woken(struct cd *c, int want) {
+  double end = test_now() + 5;
+  while (__atomic_load_n(&c->woken, __ATOMIC_SEQ_CST) < want &&
+         test_now() < end) {
+    test_sleep(0.002);
+  }
+  test_sleep(0.1);
+  ASSERT_EQ(c->woken, want);
+}
+
+/* The first waiter (first in line for a notify) is killed in its wait:
+ * notify(1) still wakes a live one, each time, and the condition can be
+ * freed afterwards. */
+TEST_IMPL(sync_cond_waiter_killed) {
+  struct cd *c = NULL;
+  ASSERT_OK(mproc_shm_calloc((void **)&c, 1, sizeof *c));
+  ASSERT_OK(mproc_cond_new(&c->cond, NULL));
+  mproc_process *victim = start_proc(t_cond_waiter, &c, sizeof c);
+  wait_count(&c->started, 1);
+  mproc_process *p[2];
+  for (int i = 0; i < 2; i++) {
+    p[i] = start_proc(t_cond_waiter, &c, sizeof c);
+    wait_count(&c->started, i + 2);
+  }
+  test_sleep(0.05);
+  kill_proc(victim);
+  cond_notify(c, 1);
+  expect_woken(c, 1);
+  cond_notify(c, 1);
+  expect_woken(c, 2);
+  for (int i = 0; i < 2; i++) {
+    ASSERT_EQ(finish_proc(p[i]), 0);
+  }
+  /* A waiter killed with nobody notifying afterwards: free still works. */
+  victim = start_proc(t_cond_waiter, &c, sizeof c);
+  wait_count(&c->started, 4);
+  test_sleep(0.05);
+  kill_proc(victim);
+  ASSERT_OK(mproc_cond_free(c->cond));
+  ASSERT_OK(mproc_shm_free(c));
+  return 0;
+}
+
+/* notify_all with a dead waiter among the live ones. */
+TEST_IMPL(sync_cond_waiter_killed_notify_all) {
+  struct cd *c = NULL;
+  ASSERT_OK(mproc_shm_calloc((void **)&c, 1, sizeof *c));
+  ASSERT_OK(mproc_cond_new(&c->cond, NULL));
+  mproc_process *p[4];
+  for (int i = 0; i < 4; i++) {
+    p[i] = start_proc(t_cond_waiter, &c, sizeof c);
+    wait_count(&c->started, i + 1);
+  }
+  test_sleep(0.05);
+  kill_proc(p[1]);
+  cond_notify(c, -1 & INT32_MAX);
+  expect_woken(c, 3);
+  for (int i = 0; i < 4; i++) {
+    if (i != 1) {
+      ASSERT_EQ(finish_proc(p[i]), 0);
+    }
+  }
+  ASSERT_OK(mproc_cond_free(c->cond));
+  ASSERT_OK(mproc_shm_free(c));
+  return 0;
+}
+
+/* ==================== Event ==================== */
+
+static int t_event_waiter(const void *arg, size_t len) {
+  (void)len;
+  struct cd *c = *(struct cd *const *)arg;
+  mproc_event *e = (mproc_event *)(void *)c->cond; /* reused field */
+  __atomic_add_fetch(&c->started, 1, __ATOMIC_SEQ_CST);
+  int r = mproc_event_wait(e, 20);
+  __atomic_add_fetch(&c->woken, 1, __ATOMIC_SEQ_CST);
+  return r == 0 ? 0 : 2;
+}
+
+TEST_IMPL(sync_event_waiter_killed) {
+  struct cd *c = NULL;
+  mproc_event *e = NULL;
+  ASSERT_OK(mproc_shm_calloc((void **)&c, 1, sizeof *c));
+  ASSERT_OK(mproc_event_new(&e));
+  c->cond = (mproc_cond *)(void *)e;
+  mproc_process *p[3];
+  for (int i = 0; i < 3; i++) {
+    p[i] = start_proc(t_event_waiter, &c, sizeof c);
+  }
+  wait_count(&c->started, 3);
+  test_sleep(0.05);
+  kill_proc(p[0]);
+  double t0 = test_now();
+  ASSERT_OK(mproc_event_set(e));
+  ASSERT_DBL_LE(test_now() - t0, 0.05 * mult());
+  ASSERT_EQ(finish_proc(p[1]), 0);
+  ASSERT_EQ(finish_proc(p[2]), 0);
+  ASSERT_EQ(c->woken, 2);
+  /* Still a working event. */
+  ASSERT_OK(mproc_event_clear(e));
+  ASSERT_ERR(mproc_event_wait(e, 0.05), MPROC_ETIMEDOUT);
+  ASSERT_OK(mproc_event_set(e));
+  ASSERT_OK(mproc_event_wait(e, 0));
+  ASSERT_OK(mproc_event_free(e));
+  ASSERT_OK(mproc_shm_free(c));
+  return 0;
+}
+
+/* ==================== Barrier ==================== */
+
+struct bd {
+  mproc_barrier *b;
+  int started;
+  int results[4];
+  double at[4];
+  int next;
+  int hang_in_action;
+};
+
+static int t_barrier_party(const void *arg, size_t len) {
+  (void)len;
+  struct bd *s = *(struct bd *const *)arg;
+  int me = __atomic_fetch_add(&s->next, 1, __ATOMIC_SEQ_CST);
+  __atomic_add_fetch(&s->started, 1, __ATOMIC_SEQ_CST);
+  int r = mproc_barrier_wait(s->b, 20);
+  s->at[me] = test_now();
+  s->results[me] = r;
+  return 0;
+}
+
+static int t_barrier_doomed(const void *arg, size_t len) {
+  (void)len;
+  struct bd *s = *(struct bd *const *)arg;
+  __atomic_add_fetch(&s->started, 1, __ATOMIC_SEQ_CST);
+  mproc_barrier_wait(s->b, MPROC_FOREVER);
+  sleep_forever();
+  return 0;
+}
+
+/* Parties 4: two wait, a third waits and is killed: the two get
+ * MPROC_EBROKEN within ~100 ms of the kill. */
+TEST_IMPL(sync_barrier_party_killed) {
+  struct bd *s = NULL;
+  ASSERT_OK(mproc_shm_calloc((void **)&s, 1, sizeof *s));
+  ASSERT_OK(mproc_barrier_new(&s->b, 4, NULL));
+  mproc_process *p[2];
+  for (int i = 0; i < 2; i++) {
+    p[i] = start_proc(t_barrier_party, &s, sizeof s);
+  }
+  mproc_process *doomed = start_proc(t_barrier_doomed, &s, sizeof s);
+  wait_count(&s->started, 3);
+  double end = test_now() + 5;
+  while (mproc_barrier_n_waiting(s->b) < 3 && test_now() < end) {
+    test_sleep(0.001);
+  }
+  ASSERT_EQ(mproc_barrier_n_waiting(s->b), 3);
+  test_sleep(0.2);
+  double killed = test_now();
+  ASSERT_OK(mproc_process_kill(doomed));
+  for (int i = 0; i < 2; i++) {
+    ASSERT_EQ(finish_proc(p[i]), 0);
+  }
+  ASSERT_EQ(finish_proc(doomed), -SIGKILL);
+  for (int i = 0; i < 2; i++) {
+    ASSERT_ERR(s->results[i], MPROC_EBROKEN);
+    ASSERT_DBL_LE(s->at[i] - killed, 0.1 * mult());
+  }
+  ASSERT_EQ(mproc_barrier_broken(s->b), 1);
+  ASSERT_OK(mproc_barrier_reset(s->b));
+  ASSERT_EQ(mproc_barrier_broken(s->b), 0);
+  ASSERT_EQ(mproc_barrier_n_waiting(s->b), 0);
+  ASSERT_OK(mproc_barrier_free(s->b));
+  ASSERT_OK(mproc_shm_free(s));
+  return 0;
+}
+
+/* The last party dies inside the action, holding the barrier's internal
+ * lock: the others get MPROC_EBROKEN, and the barrier can be reset and
+ * used again. */
+static void hang_action(void *arg) {
+  struct bd *s = arg;
+  __atomic_store_n(&s->hang_in_action, 1, __ATOMIC_SEQ_CST);
+  sleep_forever();
+}
+
+TEST_IMPL(sync_barrier_killed_in_action) {
+  struct bd *s = NULL;
+  ASSERT_OK(mproc_shm_calloc((void **)&s, 1, sizeof *s));
+  mproc_barrier_opts o = {.action = hang_action};
+  o.action_arg = s;
+  ASSERT_OK(mproc_barrier_new(&s->b, 3, &o));
+  mproc_process *p[2];
+  for (int i = 0; i < 2; i++) {
+    p[i] = start_proc(t_barrier_party, &s, sizeof s);
+  }
+  wait_count(&s->started, 2);
+  double end = test_now() + 5;
+  while (mproc_barrier_n_waiting(s->b) < 2 && test_now() < end) {
+    test_sleep(0.001);
+  }
+  mproc_process *doomed = start_proc(t_barrier_doomed, &s, sizeof s);
+  wait_count(&s->hang_in_action, 1);
+  test_sleep(0.1);
+  double killed = test_now();
+  ASSERT_OK(mproc_process_kill(doomed));
+  for (int i = 0; i < 2; i++) {
+    ASSERT_EQ(finish_proc(p[i]), 0);
+  }
+  ASSERT_EQ(finish_proc(doomed), -SIGKILL);
+  for (int i = 0; i < 2; i++) {
+    ASSERT_ERR(s->results[i], MPROC_EBROKEN);
+    ASSERT_DBL_LE(s->at[i] - killed, 0.2 * mult());
+  }
+  ASSERT_EQ(mproc_barrier_broken(s->b), 1);
+  ASSERT_OK(mproc_barrier_reset(s->b));
+  ASSERT_EQ(mproc_barrier_broken(s->b), 0);
+  ASSERT_OK(mproc_barrier_free(s->b));
+  /* A new barrier without the action works as usual. */
+  ASSERT_OK(mproc_barrier_new(&s->b, 1, NULL));
+  ASSERT_EQ(mproc_barrier_wait(s->b, 1), 0);
+  ASSERT_OK(mproc_barrier_free(s->b));
+  ASSERT_OK(mproc_shm_free(s));
+  return 0;
+}
