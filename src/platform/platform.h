@@ -18,7 +18,8 @@
  * The files: clock.c (deadlines), futex.c, fd.c (fds, poll, epoll, eventfd),
  * proc.c (fork, pidfd, waitid, signals, prctl, cpu count), memfd.c (memfd
  * and shared mappings), rmutex.c (robust process-shared mutexes),
- * shm-posix.c (named POSIX shared memory, file checks, random bytes).
+ * shm-posix.c (named POSIX shared memory, file checks, random bytes),
+ * uring.c (io_uring waitid), procinfo.c (other processes' /proc facts).
  */
 #ifndef MPROC_PLATFORM_H
 #define MPROC_PLATFORM_H
@@ -293,5 +294,18 @@ uid_t mproc__geteuid(void);
 /* n bytes from the kernel's random source (getrandom(2), /dev/urandom on
  * kernels without it).  Returns 0 or -errno. */
 int mproc__random_bytes(void *buf, size_t n);
+
+/* ==================== procinfo.c: other processes ================ */
+
+/* Read /proc/PID/stat: start time (clock ticks after boot), state letter,
+ * thread count (any out pointer may be NULL).  Returns 0, -ESRCH (no such
+ * process) or -errno. */
+int mproc__proc_stat(pid_t pid, uint64_t *start_ticks, char *state,
+                     long *nthreads);
+
+/* 1 if pid is alive with that start time, 0 if provably gone (no such
+ * process, a zombie, another start time: a recycled pid).  Other errors
+ * count as alive. */
+int mproc__proc_alive(pid_t pid, uint64_t start_ticks);
 
 #endif /* MPROC_PLATFORM_H */

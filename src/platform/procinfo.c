@@ -4,9 +4,7 @@
  * thread count (to tell a zombie from a live process).
  *
  * Used by the sync module to decide whether the process behind an owner
- * token is still alive.  The declaration lives in src/sync/sync-internal.h
- * for now (platform.h belongs to another engineer); it should move to
- * platform.h.
+ * token is still alive.
  */
 #include "platform.h"
 
@@ -15,11 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Defined here, declared in src/sync/sync-internal.h. */
-int mproc__proc_stat(pid_t pid, uint64_t *start_ticks, char *state,
-                     long *nthreads);
-int mproc__proc_alive(pid_t pid, uint64_t start_ticks);
 
 /*
  * Read /proc/PID/stat.  Fields after the command name (which may hold

@@ -7,22 +7,28 @@
  * token (30 bits, see sync-internal.h) plus SYNC_WAITERS when some thread
  * may sleep on it.  Acquire is one CAS 0 -> token; release is one atomic
  * exchange word -> 0 and a FUTEX_WAKE of one sleeper only if SYNC_WAITERS
- * was set: no system call and no table lookup on the uncontended path (the token is
- * cached in the process); the exchange, after checking the word, is 3-4
- * ns cheaper than a CAS here.  The slow path spins SYNC_SPINS rounds, then
- * sets SYNC_WAITERS and sleeps on the word (shared futex op) in slices; a
- * thread that took the lock after sleeping sets SYNC_WAITERS again
- * (it cannot know whether others still sleep), as glibc's lll_lock does.
+ * was set: no system call and no table lookup on the uncontended path
+ * (the token is cached in the process); the exchange, after checking the
+ * word, is 3-4 ns cheaper than a CAS here.  The slow path (after
+ * SYNC_SPINS rounds of spinning, none by default: see sync-internal.h)
+ * sets SYNC_WAITERS and sleeps on the word (shared futex op) in 50 ms
+ * slices; a thread that took the lock after sleeping sets SYNC_WAITERS
+ * again (it cannot know whether others still sleep), as glibc's lll_lock
+ * does.
  *
  * An RLock also records the holding thread (kernel tid) and the depth;
  * only the holder reads or writes them, so they need no atomics beyond
  * what the word's acquire/release ordering gives.
  *
- * Owner death.  Before its first sleep, when a 50 ms slice of its wait
- * ends without progress, and when a timed acquire gives up (or a poll
- * fails), a waiter checks the holder token's liveness (rate-limited to
- * one check per lock per 40 ms).  If the holder is dead, the waiter replaces
- * its token by its own with a CAS (so exactly one waiter wins), marks the
+ * Owner death.  When a 50 ms slice of its wait ends without progress, and
+ * when a timed acquire gives up (or a poll fails), a waiter checks the
+ * holder token's liveness, rate-limited to one check per lock per 40 ms.
+ * It also checks before its first sleep, unless the holder is the one
+ * this process last found alive there: so a holder that died before
+ * anybody waited is found at once, and contention between the same live
+ * processes costs no checks (a per-lock timestamp read there cost 5% of
+ * the contended rate).  If the holder is dead, the waiter replaces its
+ * token by its own with a CAS (so exactly one waiter wins), marks the
  * lock INCONSISTENT and returns MPROC_EOWNERDEAD with the lock held.
  * mproc_lock_consistent clears the mark; a release while it is set stores
  * the reserved token SYNC_TOKEN_NOTREC instead of 0 and wakes everyone:

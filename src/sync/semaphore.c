@@ -24,11 +24,11 @@
  *     process with no units in the table makes a plain release (the
  *     signalling use: one process acquires what another released);
  *   - a waiter about to sleep, or whose 50 ms sleep slice ends
- *     (rate-limited to one check per semaphore per 40 ms), a timed acquire
- *     that gives up, and get_value check the liveness of the tokens in the table; the
- *     entry of a dead process is freed with a CAS (so its units are
- *     returned exactly once) and its units added back to the value
- *     (capped at the bound, or INT32_MAX).
+ *     (rate-limited to one check per semaphore per 40 ms), a timed
+ *     acquire that gives up, and get_value check the liveness of the
+ *     tokens in the table; the entry of a dead process is freed with a
+ *     CAS (so its units are returned exactly once) and its units added
+ *     back to the value (capped at the bound, or INT32_MAX).
  * Limits, all on the safe side (never more units than were released):
  *   - the table full (64 processes holding units at once): a further
  *     process's units are not tracked, and are lost if it dies holding

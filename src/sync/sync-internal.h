@@ -20,11 +20,12 @@
  * the slot's pid is gone, is a zombie, or now has another start time.  A
  * check costs a kill(pid, 0) and a read of /proc/PID/stat (a few
  * microseconds), so nobody checks on a fast path: only a waiter about to
- * sleep for the first time, or whose sleep ran a whole 50 ms slice
- * without progress, rate-limited to one check per object per 40 ms, so a
- * dead holder is noticed within ~50 ms by a process already waiting and
- * at once by one that arrives later.  Only proof of death says "dead": an unreadable /proc
- * counts as alive.
+ * sleep for the first time (see lock.c for how that check is kept off
+ * the contended path), or whose sleep ran a whole 50 ms slice without
+ * progress, rate-limited to one check per object per 40 ms; so a dead
+ * holder is noticed within ~50 ms by a process already waiting and at
+ * once by one that arrives later.  Only proof of death says "dead": an
+ * unreadable /proc counts as alive.
  *
  * Registration claims a free slot (pid 0), or, when none is free, one
  * whose process is dead, by a CAS on the id word that also bumps the
@@ -44,17 +45,6 @@
 
 #include <limits.h>
 #include <stdint.h>
-
-/* ==================== platform: procinfo.c ==================== */
-/* (To move into src/platform/platform.h.) */
-
-/* Read /proc/PID/stat: start time (clock ticks after boot), state letter,
- * thread count.  Returns 0, -ESRCH (no such process) or -errno. */
-int mproc__proc_stat(pid_t pid, uint64_t *start_ticks, char *state,
-                     long *nthreads);
-/* 1 if pid is alive with that start time, 0 if provably gone (no such
- * process, zombie, other start time).  Other errors count as alive. */
-int mproc__proc_alive(pid_t pid, uint64_t start_ticks);
 
 /* ==================== owner.c: tokens ==================== */
 
