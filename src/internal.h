@@ -92,6 +92,19 @@ int mproc__arena_check(void);
  */
 extern void (*mproc__arena_fault_hook)(int point);
 
+/* ---- sync (src/sync/) ---- */
+
+/*
+ * A Lock or RLock made in place inside another arena object, so that the
+ * lock word and the data it guards share a cache line (a Value's own
+ * lock): MPROC__LOCK_BYTES of 8-aligned memory.  mproc_lock_free refuses
+ * it (MPROC_EINVAL); the owner retires it, which fails with MPROC_EBUSY
+ * while it is held.
+ */
+#define MPROC__LOCK_BYTES 32
+void mproc__lock_init_embedded(void *mem, int recursive);
+int mproc__lock_retire_embedded(void *mem);
+
 /* ---- shm.c ---- */
 
 /* Unlink the segments this process created with MPROC_SHM_UNLINK_ON_EXIT

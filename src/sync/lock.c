@@ -320,7 +320,7 @@ int mproc__lock_acquire_d(struct mproc_lock *l, const mproc__deadline *d) {
 
 /* Release while inconsistent: unusable for good. */
 __attribute__((noinline)) static int release_notrec(struct mproc_lock *l) {
-  l->flags = 0;
+  l->flags &= ~SYNC_LOCK_INCONSISTENT;
   __atomic_store_n(&l->word, SYNC_TOKEN_NOTREC, __ATOMIC_RELEASE);
   mproc__futex_wake(&l->word, INT32_MAX);
   MPROC__WARN("sync: lock %p released while inconsistent: not recoverable",
@@ -355,6 +355,24 @@ static inline int release_word(struct mproc_lock *l, uint32_t v) {
 int mproc_lock_release(mproc_lock *l) {
   if (MPROC__UNLIKELY(!lock_valid(l))) {
     return MPROC_EINVAL;
+  }
+  if (l->kind == SYNC_KIND_LOCK &&
+      MPROC__LIKELY(!(l->flags & SYNC_LOCK_INCONSISTENT))) {
+    /* A Lock's fast path: one exchange, checked afterwards.  A load of the
+     * word before the locked instruction measurably slows the pair (the
+     * line is fetched shared, then again exclusive). */
+    uint32_t o = __atomic_exchange_n(&l->word, 0, __ATOMIC_RELEASE);
+    if (MPROC__UNLIKELY(TOK(o) == 0 || TOK(o) == SYNC_TOKEN_NOTREC)) {
+      if (TOK(o) == SYNC_TOKEN_NOTREC) {
+        __atomic_store_n(&l->word, SYNC_TOKEN_NOTREC, __ATOMIC_RELAXED);
+        return MPROC_ENOTRECOVERABLE;
+      }
+      return MPROC_EUNLOCKED;
+    }
+    if (o & SYNC_WAITERS) {
+      mproc__futex_wake(&l->word, 1);
+    }
+    return 0;
   }
   uint32_t v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
   if (l->kind == SYNC_KIND_RLOCK) {
@@ -413,11 +431,31 @@ int mproc_lock_is_mine(const mproc_lock *l) {
   return mproc__lock_mine(l);
 }
 
+void mproc__lock_init_embedded(void *mem, int recursive) {
+  struct mproc_lock *l = mem;
+  mproc__lock_init(l, recursive ? SYNC_KIND_RLOCK : SYNC_KIND_LOCK);
+  l->flags = SYNC_LOCK_EMBEDDED;
+}
+
+int mproc__lock_retire_embedded(void *mem) {
+  struct mproc_lock *l = mem;
+  uint32_t v = TOK(__atomic_load_n(&l->word, __ATOMIC_RELAXED));
+  if (v != 0 && v != SYNC_TOKEN_NOTREC) {
+    return MPROC_EBUSY;
+  }
+  __atomic_store_n(&l->magic, SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
+  return 0;
+}
+
+MPROC__STATIC_ASSERT(sizeof(struct mproc_lock) == MPROC__LOCK_BYTES,
+                     "internal.h's MPROC__LOCK_BYTES is the lock's size");
+
 int mproc_lock_free(mproc_lock *l) {
   if (l == NULL) {
     return 0;
   }
-  if (!mproc__lock_valid(l)) {
+  if (!mproc__lock_valid(l) || (l->flags & SYNC_LOCK_EMBEDDED)) {
+    /* An embedded lock belongs to its Value and goes with it. */
     return MPROC_EINVAL;
   }
   uint32_t v = TOK(__atomic_load_n(&l->word, __ATOMIC_RELAXED));
