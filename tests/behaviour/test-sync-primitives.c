@@ -20,7 +20,7 @@
 static double slack(void) {
   const char *m = getenv("MPROC_TEST_TIMEOUT_MULTIPLIER");
   double k = m != NULL ? atof(m) : 1.0;
-  return 0.06 * (k > 1.0 ? k : 1.0);
+  return 0.05 * (k > 1.0 ? k : 1.0);
 }
 
 #define DELTA 0.1
