@@ -90,7 +90,9 @@ int mproc_rlock_new(mproc_lock **out) {
 static int got(struct mproc_lock *l, int dead) {
   if (l->kind == SYNC_KIND_RLOCK) {
     l->owner_tid = mproc__sync_tid();
-    l->depth = 1;
+    if (l->depth != 1) {
+      l->depth = 1;
+    }
   }
   if (dead) {
     l->flags |= SYNC_LOCK_INCONSISTENT;
@@ -270,7 +272,9 @@ static inline int acquire(struct mproc_lock *l, uint32_t tok, double timeout,
           &l->word, &v, tok, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))) {
     if (l->kind == SYNC_KIND_RLOCK) {
       l->owner_tid = mproc__sync_tid();
-      l->depth = 1;
+      if (l->depth != 1) {
+        l->depth = 1;
+      }
     }
     return 0;
   }
@@ -298,7 +302,9 @@ int mproc_lock_acquire(mproc_lock *l, double timeout) {
             &l->word, &v, tok, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))) {
       if (l->kind == SYNC_KIND_RLOCK) {
         l->owner_tid = mproc__sync_tid();
-        l->depth = 1;
+        if (l->depth != 1) {
+          l->depth = 1;
+        }
       }
       return 0;
     }
@@ -384,8 +390,8 @@ int mproc_lock_release(mproc_lock *l) {
       l->depth--;
       return 0;
     }
+    /* depth stays 1: the next acquire need not write it. */
     l->owner_tid = 0;
-    l->depth = 0;
     return release_word(l, v);
   }
   if (TOK(v) == 0) {

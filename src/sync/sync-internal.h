@@ -164,13 +164,18 @@ enum { SYNC_KIND_LOCK = 1, SYNC_KIND_RLOCK = 2 };
 #define SYNC_LOCK_EMBEDDED 2u
 
 struct mproc_lock {
+  /* The fields a locked update touches come first, so that a Value that
+   * embeds its lock right after its element keeps element, word and owner
+   * in one 16-byte chunk, and so in one cache line. */
   uint32_t word;       /* futex: holder token | SYNC_WAITERS; 0 free */
+  uint32_t owner_tid;  /* RLock: holding thread; 0 when not held */
+  uint32_t depth;      /* RLock: recursion depth while held; left at 1
+                          after the last release (written only when it
+                          changes) */
   uint32_t magic;      /* SYNC_LOCK_MAGIC */
   uint32_t kind;       /* SYNC_KIND_LOCK or SYNC_KIND_RLOCK */
   uint32_t flags;      /* SYNC_LOCK_INCONSISTENT (written by the holder),
                           SYNC_LOCK_EMBEDDED (set at init) */
-  uint32_t owner_tid;  /* RLock: holding thread; 0 when not held */
-  uint32_t depth;      /* RLock: recursion depth */
   uint64_t checked_ns; /* last liveness check of the holder (rate limit) */
 };
 
