@@ -45,6 +45,11 @@
  * MPROC_DEMO_LONG=1 restores 1 s).  The main process checks that every
  * element was negated and that number.value ends at 20, and exits
  * non-zero otherwise.
+ *
+ * This program is self-contained on purpose, so that it can be read and
+ * copied on its own: helpers such as nap() and report() and the start and
+ * join code repeat those of lock_add_nolock.c, lock_add_lock.c and
+ * value_add.c instead of being shared.
  */
 #include <errno.h>
 #include <inttypes.h>

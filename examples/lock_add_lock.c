@@ -40,6 +40,11 @@
  * critical section on a RawValue with atomic adds (a checker, not part of
  * the seed): a child that finds another one inside exits non-zero, as
  * does one that does not end at 5 * value.
+ *
+ * This program is self-contained on purpose, so that it can be read and
+ * copied on its own: helpers such as nap() and report() and the start and
+ * join code repeat those of lock_add_nolock.c, value_add.c and
+ * array_negate.c instead of being shared.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -33,6 +33,11 @@
  * (`--long` or MPROC_DEMO_LONG=1 restores 1 s).  Each child exits non-zero
  * unless it ended at 5 * value; the main process checks that its own
  * number is still 0 and that both children succeeded.
+ *
+ * This program is self-contained on purpose, so that it can be read and
+ * copied on its own: helpers such as nap() and report() and the start and
+ * join code repeat those of lock_add_lock.c, value_add.c and array_negate.c
+ * instead of being shared.
  */
 #include <errno.h>
 #include <stdio.h>

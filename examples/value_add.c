@@ -34,6 +34,11 @@
  * MPROC_DEMO_LONG=1 restores 1 s).  Each child checks that every value it
  * reads is the one it wrote (no one else writes while it holds the lock);
  * the main process checks that the final value is 20.
+ *
+ * This program is self-contained on purpose, so that it can be read and
+ * copied on its own: helpers such as nap() and report() and the start and
+ * join code repeat those of lock_add_nolock.c, lock_add_lock.c and
+ * array_negate.c instead of being shared.
  */
 #include <errno.h>
 #include <inttypes.h>

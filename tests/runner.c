@@ -156,6 +156,79 @@ int test_wait_pid(pid_t pid, double timeout) {
 
 int test_fd_count(void) { return mproc__fd_count(); }
 
+double test_timeout_mult(void) {
+  const char *m = getenv("MPROC_TEST_TIMEOUT_MULTIPLIER");
+  double k = m != NULL ? atof(m) : 1.0;
+  return k > 1.0 ? k : 1.0;
+}
+
+double test_slack(void) { return 0.05 * test_timeout_mult(); }
+
+pid_t test_fork(void) {
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  return pid;
+}
+
+mproc_process *test_start_proc(mproc_target_fn fn, const void *arg,
+                               size_t len) {
+  mproc_process *p = NULL;
+  ASSERT_OK(mproc_process_new(&p, fn, arg, len, NULL));
+  ASSERT_OK(mproc_process_start(p));
+  return p;
+}
+
+int test_finish_proc(mproc_process *p) {
+  int code = -1000;
+  ASSERT_OK(mproc_process_join(p, 60));
+  ASSERT_OK(mproc_process_exitcode(p, &code));
+  ASSERT_OK(mproc_process_free(p));
+  return code;
+}
+
+int test_run_proc(mproc_target_fn fn, const void *arg, size_t len) {
+  return test_finish_proc(test_start_proc(fn, arg, len));
+}
+
+void test_start_procs(mproc_process **p, int n, mproc_target_fn fn,
+                      const void *arg, size_t len) {
+  for (int i = 0; i < n; i++) {
+    p[i] = test_start_proc(fn, arg, len);
+  }
+}
+
+void test_finish_procs_ok(mproc_process **p, int n) {
+  for (int i = 0; i < n; i++) {
+    ASSERT_EQ(test_finish_proc(p[i]), 0);
+  }
+}
+
+void test_run_procs_ok(int n, mproc_target_fn fn, const void *arg,
+                       size_t len) {
+  mproc_process **p = calloc((size_t)n, sizeof *p);
+  ASSERT_NOT_NULL(p);
+  test_start_procs(p, n, fn, arg, len);
+  test_finish_procs_ok(p, n);
+  free(p);
+}
+
+void test_start_threads(pthread_t *th, int n, void *(*fn)(void *),
+                        void *arg) {
+  for (int i = 0; i < n; i++) {
+    ASSERT_OK(pthread_create(&th[i], NULL, fn, arg));
+  }
+}
+
+void test_join_threads_ok(pthread_t *th, int n) {
+  for (int i = 0; i < n; i++) {
+    void *r;
+    ASSERT_OK(pthread_join(th[i], &r));
+    ASSERT_EQ((intptr_t)r, 0);
+  }
+}
+
 uint64_t test_rand(uint64_t *s) {
   /* xorshift64*: fast, and the same sequence on every run for a seed. */
   *s ^= *s >> 12;

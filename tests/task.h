@@ -18,6 +18,7 @@
 #define MPROC_TEST_TASK_H
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,32 @@ int test_pid_running(pid_t pid);
 int test_wait_pid(pid_t pid, double timeout);
 /* The number of fds open in this process. */
 int test_fd_count(void);
+/* MPROC_TEST_TIMEOUT_MULTIPLIER, at least 1 (slow builds stretch bounds). */
+double test_timeout_mult(void);
+/* Upper slack for timing assertions: 50 ms times test_timeout_mult(). */
+double test_slack(void);
+/* Flush stdout and stderr, then fork, asserting it worked; fork's result. */
+pid_t test_fork(void);
+/* Create and start a process running fn(arg, len) with default options. */
+mproc_process *test_start_proc(mproc_target_fn fn, const void *arg,
+                               size_t len);
+/* Join p (60 s at most), free it, and return its exit code. */
+int test_finish_proc(mproc_process *p);
+/* Start a process running fn(arg, len), join and free it; its exit code. */
+int test_run_proc(mproc_target_fn fn, const void *arg, size_t len);
+/* Start n processes into p[0..n-1], each running fn(arg, len). */
+void test_start_procs(mproc_process **p, int n, mproc_target_fn fn,
+                      const void *arg, size_t len);
+/* Finish p[0..n-1] in order, asserting that each exited with code 0. */
+void test_finish_procs_ok(mproc_process **p, int n);
+/* Spawn n workers running fn(arg, len), join them all, each must exit 0. */
+void test_run_procs_ok(int n, mproc_target_fn fn, const void *arg,
+                       size_t len);
+/* Start threads th[0..n-1], each running fn(arg), asserting each start. */
+void test_start_threads(pthread_t *th, int n, void *(*fn)(void *),
+                        void *arg);
+/* Join threads th[0..n-1] in order, asserting that each returned 0. */
+void test_join_threads_ok(pthread_t *th, int n);
 /* A seeded pseudo-random sequence (xorshift64*); the state must not be 0. */
 uint64_t test_rand(uint64_t *state);
 /* Fill n bytes with a pattern derived from seed; check it (1 if intact). */

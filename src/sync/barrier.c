@@ -166,6 +166,20 @@ static void bunlock(struct mproc_barrier *b) {
   mproc__lock_release_all(&b->lock, &depth);
 }
 
+/* Check b and take its internal lock, which needs this thread's token.
+ * Returns 0 with the lock held, or an error with it not taken. */
+static int blk_valid(struct mproc_barrier *b) {
+  if (!bar_valid(b)) {
+    return MPROC_EINVAL;
+  }
+  int64_t tok = sync_self(); /* the internal lock needs a token */
+  if (tok < 0) {
+    return (int)tok;
+  }
+  blk(b);
+  return 0;
+}
+
 /*
  * Sleep until the state changes (or a slice ends, or the deadline), with
  * the lock released; returns with it held.  Returns 0 or MPROC_ETIMEDOUT.
@@ -275,14 +289,10 @@ int mproc_barrier_wait(mproc_barrier *b, double timeout) {
 }
 
 int mproc_barrier_abort(mproc_barrier *b) {
-  if (!bar_valid(b)) {
-    return MPROC_EINVAL;
+  int r = blk_valid(b);
+  if (r != 0) {
+    return r;
   }
-  int64_t tok = sync_self(); /* the internal lock needs a token */
-  if (tok < 0) {
-    return (int)tok;
-  }
-  blk(b);
   b->state = BROKEN;
   bump(b);
   bunlock(b);
@@ -290,14 +300,10 @@ int mproc_barrier_abort(mproc_barrier *b) {
 }
 
 int mproc_barrier_reset(mproc_barrier *b) {
-  if (!bar_valid(b)) {
-    return MPROC_EINVAL;
+  int r = blk_valid(b);
+  if (r != 0) {
+    return r;
   }
-  int64_t tok = sync_self(); /* the internal lock needs a token */
-  if (tok < 0) {
-    return (int)tok;
-  }
-  blk(b);
   if (b->count > 0) {
     if (b->state == FILLING || b->state == BROKEN) {
       b->state = RESETTING;
@@ -333,14 +339,10 @@ int mproc_barrier_free(mproc_barrier *b) {
   if (b == NULL) {
     return 0;
   }
-  if (!bar_valid(b)) {
-    return MPROC_EINVAL;
+  int r = blk_valid(b);
+  if (r != 0) {
+    return r;
   }
-  int64_t tok = sync_self(); /* the internal lock needs a token */
-  if (tok < 0) {
-    return (int)tok;
-  }
-  blk(b);
   int busy = 0;
   for (int i = 0; i < b->parties; i++) {
     uint32_t t = b->slots[i];

@@ -10,17 +10,6 @@
 
 #define N 10
 
-static int run_child(mproc_target_fn fn, const void *arg, size_t len) {
-  mproc_process *p = NULL;
-  int code = -1000;
-  ASSERT_OK(mproc_process_new(&p, fn, arg, len, NULL));
-  ASSERT_OK(mproc_process_start(p));
-  ASSERT_OK(mproc_process_join(p, 60));
-  ASSERT_OK(mproc_process_exitcode(p, &code));
-  ASSERT_OK(mproc_process_free(p));
-  return code;
-}
-
 /* Python's _TestArray.f: seq[i] += seq[i-1], on a plain C array. */
 static void prefix_sums(int *seq, size_t n) {
   for (size_t i = 1; i < n; i++) {
@@ -71,7 +60,7 @@ static void array_case(int raw) {
   /* The child computes the prefix sums in place; we compute them on
    * our own copy and compare. */
   prefix_sums(seq, N);
-  ASSERT_EQ(run_child(t_prefix_sums, &arr, sizeof arr), 0);
+  ASSERT_EQ(test_run_proc(t_prefix_sums, &arr, sizeof arr), 0);
   ASSERT_OK(mproc_array_read(arr, 0, N, all));
   for (int i = 0; i < N; i++) {
     ASSERT_EQ(all[i], seq[i]);
@@ -176,7 +165,7 @@ TEST_IMPL(shared_array_getlock_across_processes) {
   struct lock_arg la[] = {
       {a1, l1, 1}, {a3, lock, 0}, {a4, NULL, 0}, {a5, NULL, 0}};
   for (size_t i = 0; i < MPROC__ARRAY_SIZE(la); i++) {
-    ASSERT_EQ(run_child(t_check_lock, &la[i], sizeof la[i]), 0);
+    ASSERT_EQ(test_run_proc(t_check_lock, &la[i], sizeof la[i]), 0);
   }
   int64_t x;
   ASSERT_OK(mproc_array_get_i64(a1, 0, &x));

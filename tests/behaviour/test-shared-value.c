@@ -30,17 +30,6 @@ struct values_arg {
   mproc_value *v[NCODES];
 };
 
-static int run_child(mproc_target_fn fn, const void *arg, size_t len) {
-  mproc_process *p = NULL;
-  int code = -1000;
-  ASSERT_OK(mproc_process_new(&p, fn, arg, len, NULL));
-  ASSERT_OK(mproc_process_start(p));
-  ASSERT_OK(mproc_process_join(p, 60));
-  ASSERT_OK(mproc_process_exitcode(p, &code));
-  ASSERT_OK(mproc_process_free(p));
-  return code;
-}
-
 /* Python's _TestValue._test: sv.value = cv[2] for each. */
 static int t_set_values(const void *arg, size_t len) {
   struct values_arg va;
@@ -96,7 +85,7 @@ static void value_case(int raw) {
       ASSERT_EQ(x, cv->first_i);
     }
   }
-  ASSERT_EQ(run_child(t_set_values, &va, sizeof va), 0);
+  ASSERT_EQ(test_run_proc(t_set_values, &va, sizeof va), 0);
   for (int i = 0; i < NCODES; i++) {
     const struct code_value *cv = &codes_values[i];
     if (cv->code == 'd') {
@@ -195,7 +184,7 @@ TEST_IMPL(shared_value_getlock_across_processes) {
   struct lock_arg la[] = {
       {v1, l1, 1}, {v3, lock, 0}, {v4, NULL, 0}, {v5, NULL, 0}};
   for (size_t i = 0; i < MPROC__ARRAY_SIZE(la); i++) {
-    ASSERT_EQ(run_child(t_check_lock, &la[i], sizeof la[i]), 0);
+    ASSERT_EQ(test_run_proc(t_check_lock, &la[i], sizeof la[i]), 0);
   }
   int64_t x;
   ASSERT_OK(mproc_value_get_i64(v1, &x));
@@ -223,7 +212,7 @@ static int t_free_value(const void *arg, size_t len) {
 TEST_IMPL(shared_value_freed_by_child) {
   mproc_value *v;
   ASSERT_OK(mproc_value_new(&v, 'q', NULL, NULL));
-  ASSERT_EQ(run_child(t_free_value, &v, sizeof v), 0);
+  ASSERT_EQ(test_run_proc(t_free_value, &v, sizeof v), 0);
   int64_t x;
   ASSERT_ERR(mproc_value_get_i64(v, &x), MPROC_EINVAL);
   ASSERT_ERR(mproc_value_add(v, 1, &x), MPROC_EINVAL);
@@ -250,7 +239,7 @@ static int t_die_holding(const void *arg, size_t len) {
 TEST_IMPL(shared_value_lock_holder_died) {
   mproc_value *v;
   ASSERT_OK(mproc_value_new(&v, 'i', NULL, NULL));
-  ASSERT_EQ(run_child(t_die_holding, &v, sizeof v), -SIGKILL);
+  ASSERT_EQ(test_run_proc(t_die_holding, &v, sizeof v), -SIGKILL);
   mproc_lock *l = mproc_value_get_lock(v);
   int64_t x = 0;
   ASSERT_OK(mproc_value_get_i64(v, &x));

@@ -13,22 +13,6 @@
 
 #define N 5
 
-static mproc_process *start_proc(mproc_target_fn fn, const void *arg,
-                                 size_t len) {
-  mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, fn, arg, len, NULL));
-  ASSERT_OK(mproc_process_start(p));
-  return p;
-}
-
-static int finish_proc(mproc_process *p) {
-  int code = -1000;
-  ASSERT_OK(mproc_process_join(p, 60));
-  ASSERT_OK(mproc_process_exitcode(p, &code));
-  ASSERT_OK(mproc_process_free(p));
-  return code;
-}
-
 /* Everything a test's parties share, in the arena. */
 struct bt {
   mproc_barrier *b, *b2;
@@ -42,10 +26,19 @@ struct bt {
   int nlog;
 };
 
+/* A zeroed bt in the arena; b gets the options o (NULL: the defaults), and
+ * an action in o gets the new bt as its argument. */
 static struct bt *bt_new(const mproc_barrier_opts *o) {
   struct bt *t = NULL;
   ASSERT_OK(mproc_shm_calloc((void **)&t, 1, sizeof *t));
-  ASSERT_OK(mproc_barrier_new(&t->b, N, o));
+  mproc_barrier_opts with_arg;
+  if (o != NULL) {
+    with_arg = *o;
+    if (with_arg.action != NULL) {
+      with_arg.action_arg = t;
+    }
+  }
+  ASSERT_OK(mproc_barrier_new(&t->b, N, o != NULL ? &with_arg : NULL));
   ASSERT_OK(mproc_barrier_new(&t->b2, N, NULL));
   ASSERT_OK(mproc_lock_new(&t->lock));
   return t;
@@ -62,12 +55,10 @@ static void bt_free(struct bt *t) {
  * the sum of the exit codes (0: all good). */
 static int run_parties(mproc_target_fn fn, struct bt *t) {
   mproc_process *p[N - 1];
-  for (int i = 0; i < N - 1; i++) {
-    p[i] = start_proc(fn, &t, sizeof t);
-  }
+  test_start_procs(p, N - 1, fn, &t, sizeof t);
   int bad = fn(&t, sizeof t);
   for (int i = 0; i < N - 1; i++) {
-    bad += finish_proc(p[i]);
+    bad += test_finish_proc(p[i]);
   }
   return bad;
 }
@@ -132,16 +123,25 @@ static int f_wait_once(const void *arg, size_t len) {
 }
 
 TEST_IMPL(sync_barrier_action) {
-  struct bt *t = NULL;
-  ASSERT_OK(mproc_shm_calloc((void **)&t, 1, sizeof *t));
   mproc_barrier_opts o = {.action = action};
-  o.action_arg = t;
-  ASSERT_OK(mproc_barrier_new(&t->b, N, &o));
-  ASSERT_OK(mproc_barrier_new(&t->b2, N, NULL));
-  ASSERT_OK(mproc_lock_new(&t->lock));
+  struct bt *t = bt_new(&o);
   ASSERT_EQ(run_parties(f_wait_once, t), 0);
   ASSERT_EQ(t->actions, 1);
   bt_free(t);
+  return 0;
+}
+
+/* A party's second wait on b, counted: results1 if it passed, results2 if
+ * the barrier was broken.  Returns 0, or -1 for any other result. */
+static int tally_second_wait(struct bt *t) {
+  int r = mproc_barrier_wait(t->b, 10);
+  if (r >= 0) {
+    ADD(results1);
+  } else if (r == MPROC_EBROKEN) {
+    ADD(results2);
+  } else {
+    return -1;
+  }
   return 0;
 }
 
@@ -154,15 +154,7 @@ static int f_abort(const void *arg, size_t len) {
   if (i == N / 2) {
     return mproc_barrier_abort(t->b) == 0 ? 0 : 2; /* Python: raise */
   }
-  int r = mproc_barrier_wait(t->b, 10);
-  if (r >= 0) {
-    ADD(results1);
-  } else if (r == MPROC_EBROKEN) {
-    ADD(results2);
-  } else {
-    return 3;
-  }
-  return 0;
+  return tally_second_wait(t) == 0 ? 0 : 3;
 }
 
 TEST_IMPL(sync_barrier_abort) {
@@ -193,12 +185,7 @@ static int f_reset(const void *arg, size_t len) {
     }
     if (mproc_barrier_reset(t->b) != 0) return 3;
   } else {
-    int r = mproc_barrier_wait(t->b, 10);
-    if (r >= 0) {
-      ADD(results1);
-    } else if (r == MPROC_EBROKEN) {
-      ADD(results2);
-    } else {
+    if (tally_second_wait(t) != 0) {
       return 4;
     }
   }
@@ -207,13 +194,19 @@ static int f_reset(const void *arg, size_t len) {
   return 0;
 }
 
-TEST_IMPL(sync_barrier_reset) {
+/* Runs a reset case: no party passed its second wait, N - 1 found the
+ * barrier broken, and all N passed once it was reset. */
+static void check_reset_case(mproc_target_fn fn) {
   struct bt *t = bt_new(NULL);
-  ASSERT_EQ(run_parties(f_reset, t), 0);
+  ASSERT_EQ(run_parties(fn, t), 0);
   ASSERT_EQ(t->results1, 0);
   ASSERT_EQ(t->results2, N - 1);
   ASSERT_EQ(t->results3, N);
   bt_free(t);
+}
+
+TEST_IMPL(sync_barrier_reset) {
+  check_reset_case(f_reset);
   return 0;
 }
 
@@ -226,12 +219,7 @@ static int f_abort_and_reset(const void *arg, size_t len) {
   if (i == N / 2) {
     if (mproc_barrier_abort(t->b) != 0) return 2;
   } else {
-    int r = mproc_barrier_wait(t->b, 10);
-    if (r >= 0) {
-      ADD(results1);
-    } else if (r == MPROC_EBROKEN) {
-      ADD(results2);
-    } else {
+    if (tally_second_wait(t) != 0) {
       return 3;
     }
   }
@@ -247,12 +235,7 @@ static int f_abort_and_reset(const void *arg, size_t len) {
 }
 
 TEST_IMPL(sync_barrier_abort_and_reset) {
-  struct bt *t = bt_new(NULL);
-  ASSERT_EQ(run_parties(f_abort_and_reset, t), 0);
-  ASSERT_EQ(t->results1, 0);
-  ASSERT_EQ(t->results2, N - 1);
-  ASSERT_EQ(t->results3, N);
-  bt_free(t);
+  check_reset_case(f_abort_and_reset);
   return 0;
 }
 
@@ -279,12 +262,8 @@ static int f_timeout(const void *arg, size_t len) {
 }
 
 static void timeout_case(int use_default) {
-  struct bt *t = NULL;
-  ASSERT_OK(mproc_shm_calloc((void **)&t, 1, sizeof *t));
   mproc_barrier_opts o = {.timeout = 0.2};
-  ASSERT_OK(mproc_barrier_new(&t->b, N, use_default ? &o : NULL));
-  ASSERT_OK(mproc_barrier_new(&t->b2, N, NULL));
-  ASSERT_OK(mproc_lock_new(&t->lock));
+  struct bt *t = bt_new(use_default ? &o : NULL);
   t->passes = use_default;
   ASSERT_EQ(run_parties(f_timeout, t), 0);
   ASSERT_EQ(t->timeouts, 1);
@@ -364,21 +343,11 @@ TEST_IMPL(sync_barrier_threads_and_processes) {
   struct bt *t = bt_new(NULL);
   t->passes = 20;
   mproc_process *p[3];
-  for (int i = 0; i < 3; i++) {
-    p[i] = start_proc(f_multipass, &t, sizeof t);
-  }
+  test_start_procs(p, 3, f_multipass, &t, sizeof t);
   pthread_t th[2];
-  for (int i = 0; i < 2; i++) {
-    ASSERT_OK(pthread_create(&th[i], NULL, th_multipass, t));
-  }
-  for (int i = 0; i < 2; i++) {
-    void *r;
-    ASSERT_OK(pthread_join(th[i], &r));
-    ASSERT_EQ((intptr_t)r, 0);
-  }
-  for (int i = 0; i < 3; i++) {
-    ASSERT_EQ(finish_proc(p[i]), 0);
-  }
+  test_start_threads(th, 2, th_multipass, t);
+  test_join_threads_ok(th, 2);
+  test_finish_procs_ok(p, 3);
   ASSERT_EQ(t->zeros, 20);
   bt_free(t);
   return 0;

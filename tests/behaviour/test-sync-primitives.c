@@ -17,29 +17,7 @@
 
 /* ---- helpers ---- */
 
-static double slack(void) {
-  const char *m = getenv("MPROC_TEST_TIMEOUT_MULTIPLIER");
-  double k = m != NULL ? atof(m) : 1.0;
-  return 0.05 * (k > 1.0 ? k : 1.0);
-}
-
 #define DELTA 0.1
-
-static mproc_process *start_proc(mproc_target_fn fn, const void *arg,
-                                 size_t len) {
-  mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, fn, arg, len, NULL));
-  ASSERT_OK(mproc_process_start(p));
-  return p;
-}
-
-static int finish_proc(mproc_process *p) {
-  int code = -1000;
-  ASSERT_OK(mproc_process_join(p, 60));
-  ASSERT_OK(mproc_process_exitcode(p, &code));
-  ASSERT_OK(mproc_process_free(p));
-  return code;
-}
 
 /* Assert that fn-like expression returns ETIMEDOUT after about t s. */
 #define ASSERT_TIMES_OUT(expr, t)                                             \
@@ -48,7 +26,7 @@ static int finish_proc(mproc_process *p) {
     ASSERT_ERR((expr), MPROC_ETIMEDOUT);                                      \
     double el_ = test_now() - t0_;                                            \
     ASSERT_DBL_GE(el_, (t));                                                  \
-    ASSERT_DBL_LE(el_, (t) + slack());                                        \
+    ASSERT_DBL_LE(el_, (t) + test_slack());                                   \
   } while (0)
 
 /* ==================== Semaphore ==================== */
@@ -124,11 +102,11 @@ TEST_IMPL(sync_semaphore_signal_between_processes) {
     mproc_semaphore_opts o = {.no_death_return = !track};
     mproc_semaphore *s = NULL;
     ASSERT_OK(mproc_semaphore_new(&s, 0, &o));
-    mproc_process *p = start_proc(t_sem_release_later, &s, sizeof s);
+    mproc_process *p = test_start_proc(t_sem_release_later, &s, sizeof s);
     double t0 = test_now();
     ASSERT_OK(mproc_semaphore_acquire(s, 10));
     ASSERT_DBL_GE(test_now() - t0, DELTA * 0.5);
-    ASSERT_EQ(finish_proc(p), 0);
+    ASSERT_EQ(test_finish_proc(p), 0);
     ASSERT_EQ(mproc_semaphore_get_value(s), 0);
     ASSERT_OK(mproc_semaphore_free(s));
   }
@@ -168,13 +146,7 @@ TEST_IMPL(sync_semaphore_resource_counter) {
   ASSERT_OK(mproc_shm_calloc((void **)&sp, 1, sizeof *sp));
   mproc_semaphore_opts o = {.bounded = 1};
   ASSERT_OK(mproc_semaphore_new(&sp->sem, 3, &o));
-  mproc_process *p[6];
-  for (int i = 0; i < 6; i++) {
-    p[i] = start_proc(t_sem_pool, &sp, sizeof sp);
-  }
-  for (int i = 0; i < 6; i++) {
-    ASSERT_EQ(finish_proc(p[i]), 0);
-  }
+  test_run_procs_ok(6, t_sem_pool, &sp, sizeof sp);
   ASSERT_LE(sp->max_inside, 3);
   ASSERT_GE(sp->max_inside, 1);
   ASSERT_EQ(mproc_semaphore_get_value(sp->sem), 3);
@@ -205,17 +177,17 @@ TEST_IMPL(sync_event_basic) {
   ASSERT_OK(mproc_event_wait(e, MPROC_FOREVER));
   ASSERT_OK(mproc_event_wait(e, 0.1));
   ASSERT_OK(mproc_event_wait(e, 0));
-  ASSERT_DBL_LE(test_now() - t0, slack());
+  ASSERT_DBL_LE(test_now() - t0, test_slack());
   ASSERT_OK(mproc_event_clear(e));
   ASSERT_EQ(mproc_event_is_set(e), 0);
   ASSERT_OK(mproc_event_clear(e));
   /* A child sets it after DELTA: wait() returns then. */
-  mproc_process *p = start_proc(t_event_set_later, &e, sizeof e);
+  mproc_process *p = test_start_proc(t_event_set_later, &e, sizeof e);
   t0 = test_now();
   ASSERT_OK(mproc_event_wait(e, MPROC_FOREVER));
   ASSERT_DBL_GE(test_now() - t0, DELTA * 0.5);
   ASSERT_EQ(mproc_event_is_set(e), 1);
-  ASSERT_EQ(finish_proc(p), 0);
+  ASSERT_EQ(test_finish_proc(p), 0);
   ASSERT_ERR(mproc_event_wait(e, NAN), MPROC_EINVAL);
   ASSERT_OK(mproc_event_free(e));
   return 0;
@@ -247,26 +219,16 @@ TEST_IMPL(sync_event_wakes_all) {
   ASSERT_OK(mproc_event_new(&m->e));
   mproc_process *p[4];
   pthread_t th[2];
-  for (int i = 0; i < 4; i++) {
-    p[i] = start_proc(t_event_waiter, &m, sizeof m);
-  }
-  for (int i = 0; i < 2; i++) {
-    ASSERT_OK(pthread_create(&th[i], NULL, th_event_waiter, m));
-  }
+  test_start_procs(p, 4, t_event_waiter, &m, sizeof m);
+  test_start_threads(th, 2, th_event_waiter, m);
   while (__atomic_load_n(&m->started, __ATOMIC_SEQ_CST) < 6) {
     test_sleep(0.001);
   }
   test_sleep(DELTA);
   ASSERT_EQ(m->returned, 0);
   ASSERT_OK(mproc_event_set(m->e));
-  for (int i = 0; i < 4; i++) {
-    ASSERT_EQ(finish_proc(p[i]), 0);
-  }
-  for (int i = 0; i < 2; i++) {
-    void *r;
-    ASSERT_OK(pthread_join(th[i], &r));
-    ASSERT_EQ((intptr_t)r, 0);
-  }
+  test_finish_procs_ok(p, 4);
+  test_join_threads_ok(th, 2);
   ASSERT_EQ(m->returned, 6);
   ASSERT_OK(mproc_event_free(m->e));
   ASSERT_OK(mproc_shm_free(m));
@@ -280,18 +242,14 @@ TEST_IMPL(sync_event_set_then_clear_wakes) {
   ASSERT_OK(mproc_shm_calloc((void **)&m, 1, sizeof *m));
   ASSERT_OK(mproc_event_new(&m->e));
   mproc_process *p[3];
-  for (int i = 0; i < 3; i++) {
-    p[i] = start_proc(t_event_waiter, &m, sizeof m);
-  }
+  test_start_procs(p, 3, t_event_waiter, &m, sizeof m);
   while (__atomic_load_n(&m->started, __ATOMIC_SEQ_CST) < 3) {
     test_sleep(0.001);
   }
   test_sleep(DELTA);
   ASSERT_OK(mproc_event_set(m->e));
   ASSERT_OK(mproc_event_clear(m->e));
-  for (int i = 0; i < 3; i++) {
-    ASSERT_EQ(finish_proc(p[i]), 0);
-  }
+  test_finish_procs_ok(p, 3);
   ASSERT_EQ(mproc_event_is_set(m->e), 0);
   ASSERT_OK(mproc_event_free(m->e));
   ASSERT_OK(mproc_shm_free(m));
@@ -321,13 +279,13 @@ TEST_IMPL(sync_event_ping_pong) {
   ASSERT_OK(mproc_shm_calloc((void **)&pp, 1, sizeof *pp));
   ASSERT_OK(mproc_event_new(&pp->ping));
   ASSERT_OK(mproc_event_new(&pp->pong));
-  mproc_process *p = start_proc(t_pong, &pp, sizeof pp);
+  mproc_process *p = test_start_proc(t_pong, &pp, sizeof pp);
   for (int i = 0; i < 5000; i++) {
     ASSERT_OK(mproc_event_set(pp->ping));
     ASSERT_OK(mproc_event_wait(pp->pong, 10));
     ASSERT_OK(mproc_event_clear(pp->pong));
   }
-  ASSERT_EQ(finish_proc(p), 0);
+  ASSERT_EQ(test_finish_proc(p), 0);
   ASSERT_OK(mproc_event_free(pp->ping));
   ASSERT_OK(mproc_event_free(pp->pong));
   ASSERT_OK(mproc_shm_free(pp));
@@ -410,26 +368,16 @@ struct crowd {
 static void crowd_start(struct crowd *k, struct cv *c, int np, int nt) {
   k->np = np;
   k->nt = nt;
-  for (int i = 0; i < np; i++) {
-    k->p[i] = start_proc(t_cv_f, &c, sizeof c);
-  }
-  for (int i = 0; i < nt; i++) {
-    ASSERT_OK(pthread_create(&k->th[i], NULL, th_cv_f, c));
-  }
+  test_start_procs(k->p, np, t_cv_f, &c, sizeof c);
+  test_start_threads(k->th, nt, th_cv_f, c);
   for (int i = 0; i < np + nt; i++) {
     ASSERT_OK(mproc_semaphore_acquire(c->sleeping, 10));
   }
 }
 
 static void crowd_join(struct crowd *k) {
-  for (int i = 0; i < k->np; i++) {
-    ASSERT_EQ(finish_proc(k->p[i]), 0);
-  }
-  for (int i = 0; i < k->nt; i++) {
-    void *r;
-    ASSERT_OK(pthread_join(k->th[i], &r));
-    ASSERT_EQ((intptr_t)r, 0);
-  }
+  test_finish_procs_ok(k->p, k->np);
+  test_join_threads_ok(k->th, k->nt);
 }
 
 /* test_notify: one process and one thread wait; each notify wakes
@@ -533,11 +481,11 @@ TEST_IMPL(sync_cond_timeout_and_result) {
   ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
   ASSERT_TIMES_OUT(mproc_cond_wait(c->cond, 0), 0);
   ASSERT_TIMES_OUT(mproc_cond_wait(c->cond, 0.1), 0.1);
-  mproc_process *p = start_proc(t_cv_notify_once, &c, sizeof c);
+  mproc_process *p = test_start_proc(t_cv_notify_once, &c, sizeof c);
   ASSERT_OK(mproc_cond_wait(c->cond, 60));
   ASSERT_EQ(mproc_lock_is_mine(l), 1);
   ASSERT_OK(mproc_lock_release(l));
-  ASSERT_EQ(finish_proc(p), 0);
+  ASSERT_EQ(test_finish_proc(p), 0);
   cv_free(c);
   return 0;
 }
@@ -559,7 +507,7 @@ TEST_IMPL(sync_cond_rlock_depth_restored) {
   for (int i = 0; i < 3; i++) {
     ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
   }
-  mproc_process *p = start_proc(t_cv_grab, &c, sizeof c);
+  mproc_process *p = test_start_proc(t_cv_grab, &c, sizeof c);
   while (c->state != 7) {
     ASSERT_OK(mproc_cond_wait(c->cond, 10));
   }
@@ -568,7 +516,7 @@ TEST_IMPL(sync_cond_rlock_depth_restored) {
     ASSERT_OK(mproc_lock_release(l));
   }
   ASSERT_ERR(mproc_lock_release(l), MPROC_EPERM);
-  ASSERT_EQ(finish_proc(p), 0);
+  ASSERT_EQ(test_finish_proc(p), 0);
   cv_free(c);
   return 0;
 }
@@ -622,7 +570,7 @@ TEST_IMPL(sync_cond_wait_for) {
   struct cv *c = cv_new(NULL);
   mproc_lock *l = mproc_cond_lock(c->cond);
   c->state = -1;
-  mproc_process *p = start_proc(t_cv_waitfor, &c, sizeof c);
+  mproc_process *p = test_start_proc(t_cv_waitfor, &c, sizeof c);
   ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
   ASSERT_EQ(mproc_cond_wait_for(c->cond, pred_state_zero, c, 10), 1);
   ASSERT_EQ(c->state, 0);
@@ -634,7 +582,7 @@ TEST_IMPL(sync_cond_wait_for) {
     ASSERT_OK(mproc_cond_notify(c->cond, 1));
     ASSERT_OK(mproc_lock_release(l));
   }
-  ASSERT_EQ(finish_proc(p), 0);
+  ASSERT_EQ(test_finish_proc(p), 0);
   cv_free(c);
   return 0;
 }
@@ -661,17 +609,17 @@ TEST_IMPL(sync_cond_wait_for_timeout) {
   c->state = 0;
   c->target = 4;
   ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
-  mproc_process *p = start_proc(t_cv_bump3, &c, sizeof c);
+  mproc_process *p = test_start_proc(t_cv_bump3, &c, sizeof c);
   double t0 = test_now();
   ASSERT_EQ(mproc_cond_wait_for(c->cond, pred_state_is, c, 0.1), 0);
   double el = test_now() - t0;
   ASSERT_DBL_GE(el, 0.1);
-  ASSERT_DBL_LE(el, 0.1 + slack());
+  ASSERT_DBL_LE(el, 0.1 + test_slack());
   /* Already true: returns at once, even with timeout 0. */
   c->target = c->state;
   ASSERT_EQ(mproc_cond_wait_for(c->cond, pred_state_is, c, 0), 1);
   ASSERT_OK(mproc_lock_release(l));
-  ASSERT_EQ(finish_proc(p), 0);
+  ASSERT_EQ(test_finish_proc(p), 0);
   ASSERT_EQ(c->state, 3);
   cv_free(c);
   return 0;

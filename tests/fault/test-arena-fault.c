@@ -127,10 +127,7 @@ static void workload(void) {
 }
 
 static pid_t start_holder(int point, int report_fd) {
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
+  pid_t pid = test_fork();
   if (pid == 0) {
     g_target = point;
     g_report = report_fd;
@@ -144,10 +141,7 @@ static pid_t start_holder(int point, int report_fd) {
 /* A process that waits for the lock while the holder is stopped, then
  * checks the heap and works with it. */
 static pid_t start_waiter(int ready_fd) {
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
+  pid_t pid = test_fork();
   if (pid == 0) {
     int one = 1;
     (void)!write(ready_fd, &one, sizeof one);
@@ -334,10 +328,7 @@ TEST_IMPL(arena_fault_random_kills) {
     size_t rec0 = stats().recoveries;
     pid_t kids[RK_KIDS];
     for (int k = 0; k < RK_KIDS; k++) {
-      fflush(stdout);
-      fflush(stderr);
-      kids[k] = fork();
-      ASSERT_GE(kids[k], 0);
+      kids[k] = test_fork();
       if (kids[k] == 0) {
         hammer_forever();
       }

@@ -11,31 +11,9 @@
 
 #include <signal.h>
 
-static double mult(void) {
-  const char *m = getenv("MPROC_TEST_TIMEOUT_MULTIPLIER");
-  double k = m != NULL ? atof(m) : 1.0;
-  return k > 1.0 ? k : 1.0;
-}
-
-static mproc_process *start_proc(mproc_target_fn fn, const void *arg,
-                                 size_t len) {
-  mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, fn, arg, len, NULL));
-  ASSERT_OK(mproc_process_start(p));
-  return p;
-}
-
-static int finish_proc(mproc_process *p) {
-  int code = -1000;
-  ASSERT_OK(mproc_process_join(p, 60));
-  ASSERT_OK(mproc_process_exitcode(p, &code));
-  ASSERT_OK(mproc_process_free(p));
-  return code;
-}
-
 static void kill_proc(mproc_process *p) {
   ASSERT_OK(mproc_process_kill(p));
-  ASSERT_EQ(finish_proc(p), -SIGKILL);
+  ASSERT_EQ(test_finish_proc(p), -SIGKILL);
 }
 
 static void wait_count(int *counter, int want) {
@@ -88,15 +66,20 @@ static void sd_free(struct sd *s) {
   ASSERT_OK(mproc_shm_free(s));
 }
 
+/* Starts a process that takes units units of s->sem and keeps them until
+ * it is killed; returns once it holds them (the ready-th such holder). */
+static mproc_process *start_holder(struct sd *s, int units, int ready) {
+  s->units = units;
+  mproc_process *p = test_start_proc(t_sem_hold, &s, sizeof s);
+  wait_count(&s->ready, ready);
+  return p;
+}
+
 TEST_IMPL(sync_semaphore_holder_killed_units_return) {
   for (int bounded = 0; bounded < 2; bounded++) {
     struct sd *s = sd_new(5, bounded, 0);
-    s->units = 2;
-    mproc_process *a = start_proc(t_sem_hold, &s, sizeof s);
-    wait_count(&s->ready, 1);
-    s->units = 1;
-    mproc_process *b = start_proc(t_sem_hold, &s, sizeof s);
-    wait_count(&s->ready, 2);
+    mproc_process *a = start_holder(s, 2, 1);
+    mproc_process *b = start_holder(s, 1, 2);
     ASSERT_EQ(mproc_semaphore_get_value(s->sem), 2);
     kill_proc(a);
     ASSERT_EQ(mproc_semaphore_get_value(s->sem), 4);
@@ -121,19 +104,17 @@ static int t_sem_wait(const void *arg, size_t len) {
 /* A waiter blocked on the semaphore gets the dead holder's unit. */
 TEST_IMPL(sync_semaphore_holder_killed_waiter_gets_unit) {
   struct sd *s = sd_new(1, 1, 0);
-  s->units = 1;
-  mproc_process *h = start_proc(t_sem_hold, &s, sizeof s);
-  wait_count(&s->ready, 1);
-  mproc_process *w = start_proc(t_sem_wait, &s, sizeof s);
+  mproc_process *h = start_holder(s, 1, 1);
+  mproc_process *w = test_start_proc(t_sem_wait, &s, sizeof s);
   wait_count(&s->ready, 9);
   test_sleep(0.3);
   ASSERT_EQ(s->result, 0);
   double killed = test_now();
   ASSERT_OK(mproc_process_kill(h));
-  ASSERT_EQ(finish_proc(w), 0);
+  ASSERT_EQ(test_finish_proc(w), 0);
   ASSERT_EQ(s->result, 1);
-  ASSERT_DBL_LE(s->at - killed, 0.1 * mult());
-  ASSERT_EQ(finish_proc(h), -SIGKILL);
+  ASSERT_DBL_LE(s->at - killed, 0.1 * test_timeout_mult());
+  ASSERT_EQ(test_finish_proc(h), -SIGKILL);
   /* The waiter took the returned unit and died holding it in turn. */
   ASSERT_EQ(mproc_semaphore_get_value(s->sem), 1);
   sd_free(s);
@@ -143,9 +124,7 @@ TEST_IMPL(sync_semaphore_holder_killed_waiter_gets_unit) {
 /* no_death_return: the units stay taken. */
 TEST_IMPL(sync_semaphore_no_death_return) {
   struct sd *s = sd_new(3, 0, 1);
-  s->units = 2;
-  mproc_process *a = start_proc(t_sem_hold, &s, sizeof s);
-  wait_count(&s->ready, 1);
+  mproc_process *a = start_holder(s, 2, 1);
   kill_proc(a);
   ASSERT_EQ(mproc_semaphore_get_value(s->sem), 1);
   ASSERT_ERR(mproc_semaphore_acquire(s->sem, 0.1), 0);
@@ -158,9 +137,7 @@ TEST_IMPL(sync_semaphore_no_death_return) {
  * still come back when it dies (bounded: capped at the initial value). */
 TEST_IMPL(sync_semaphore_release_by_other_then_death) {
   struct sd *s = sd_new(2, 1, 0);
-  s->units = 1;
-  mproc_process *a = start_proc(t_sem_hold, &s, sizeof s);
-  wait_count(&s->ready, 1);
+  mproc_process *a = start_holder(s, 1, 1);
   ASSERT_EQ(mproc_semaphore_get_value(s->sem), 1);
   ASSERT_OK(mproc_semaphore_release(s->sem)); /* plain: we hold none */
   ASSERT_EQ(mproc_semaphore_get_value(s->sem), 2);
@@ -215,11 +192,11 @@ TEST_IMPL(sync_cond_waiter_killed) {
   struct cd *c = NULL;
   ASSERT_OK(mproc_shm_calloc((void **)&c, 1, sizeof *c));
   ASSERT_OK(mproc_cond_new(&c->cond, NULL));
-  mproc_process *victim = start_proc(t_cond_waiter, &c, sizeof c);
+  mproc_process *victim = test_start_proc(t_cond_waiter, &c, sizeof c);
   wait_count(&c->started, 1);
   mproc_process *p[2];
   for (int i = 0; i < 2; i++) {
-    p[i] = start_proc(t_cond_waiter, &c, sizeof c);
+    p[i] = test_start_proc(t_cond_waiter, &c, sizeof c);
     wait_count(&c->started, i + 2);
   }
   test_sleep(0.05);
@@ -228,11 +205,9 @@ TEST_IMPL(sync_cond_waiter_killed) {
   expect_woken(c, 1);
   cond_notify(c, 1);
   expect_woken(c, 2);
-  for (int i = 0; i < 2; i++) {
-    ASSERT_EQ(finish_proc(p[i]), 0);
-  }
+  test_finish_procs_ok(p, 2);
   /* A waiter killed with nobody notifying afterwards: free still works. */
-  victim = start_proc(t_cond_waiter, &c, sizeof c);
+  victim = test_start_proc(t_cond_waiter, &c, sizeof c);
   wait_count(&c->started, 4);
   test_sleep(0.05);
   kill_proc(victim);
@@ -248,7 +223,7 @@ TEST_IMPL(sync_cond_waiter_killed_notify_all) {
   ASSERT_OK(mproc_cond_new(&c->cond, NULL));
   mproc_process *p[4];
   for (int i = 0; i < 4; i++) {
-    p[i] = start_proc(t_cond_waiter, &c, sizeof c);
+    p[i] = test_start_proc(t_cond_waiter, &c, sizeof c);
     wait_count(&c->started, i + 1);
   }
   test_sleep(0.05);
@@ -257,7 +232,7 @@ TEST_IMPL(sync_cond_waiter_killed_notify_all) {
   expect_woken(c, 3);
   for (int i = 0; i < 4; i++) {
     if (i != 1) {
-      ASSERT_EQ(finish_proc(p[i]), 0);
+      ASSERT_EQ(test_finish_proc(p[i]), 0);
     }
   }
   ASSERT_OK(mproc_cond_free(c->cond));
@@ -284,17 +259,15 @@ TEST_IMPL(sync_event_waiter_killed) {
   ASSERT_OK(mproc_event_new(&e));
   c->cond = (mproc_cond *)(void *)e;
   mproc_process *p[3];
-  for (int i = 0; i < 3; i++) {
-    p[i] = start_proc(t_event_waiter, &c, sizeof c);
-  }
+  test_start_procs(p, 3, t_event_waiter, &c, sizeof c);
   wait_count(&c->started, 3);
   test_sleep(0.05);
   kill_proc(p[0]);
   double t0 = test_now();
   ASSERT_OK(mproc_event_set(e));
-  ASSERT_DBL_LE(test_now() - t0, 0.05 * mult());
-  ASSERT_EQ(finish_proc(p[1]), 0);
-  ASSERT_EQ(finish_proc(p[2]), 0);
+  ASSERT_DBL_LE(test_now() - t0, 0.05 * test_timeout_mult());
+  ASSERT_EQ(test_finish_proc(p[1]), 0);
+  ASSERT_EQ(test_finish_proc(p[2]), 0);
   ASSERT_EQ(c->woken, 2);
   /* Still a working event. */
   ASSERT_OK(mproc_event_clear(e));
@@ -337,6 +310,24 @@ static int t_barrier_doomed(const void *arg, size_t len) {
   return 0;
 }
 
+/* Kills doomed while the two live parties p[0] and p[1] wait: each must
+ * get MPROC_EBROKEN within bound seconds (times the multiplier) of the
+ * kill, and the broken barrier must reset. */
+static void kill_doomed_party(struct bd *s, mproc_process **p,
+                              mproc_process *doomed, double bound) {
+  double killed = test_now();
+  ASSERT_OK(mproc_process_kill(doomed));
+  test_finish_procs_ok(p, 2);
+  ASSERT_EQ(test_finish_proc(doomed), -SIGKILL);
+  for (int i = 0; i < 2; i++) {
+    ASSERT_ERR(s->results[i], MPROC_EBROKEN);
+    ASSERT_DBL_LE(s->at[i] - killed, bound * test_timeout_mult());
+  }
+  ASSERT_EQ(mproc_barrier_broken(s->b), 1);
+  ASSERT_OK(mproc_barrier_reset(s->b));
+  ASSERT_EQ(mproc_barrier_broken(s->b), 0);
+}
+
 /* Parties 4: two wait, a third waits and is killed: the two get
  * MPROC_EBROKEN within ~100 ms of the kill. */
 TEST_IMPL(sync_barrier_party_killed) {
@@ -344,10 +335,8 @@ TEST_IMPL(sync_barrier_party_killed) {
   ASSERT_OK(mproc_shm_calloc((void **)&s, 1, sizeof *s));
   ASSERT_OK(mproc_barrier_new(&s->b, 4, NULL));
   mproc_process *p[2];
-  for (int i = 0; i < 2; i++) {
-    p[i] = start_proc(t_barrier_party, &s, sizeof s);
-  }
-  mproc_process *doomed = start_proc(t_barrier_doomed, &s, sizeof s);
+  test_start_procs(p, 2, t_barrier_party, &s, sizeof s);
+  mproc_process *doomed = test_start_proc(t_barrier_doomed, &s, sizeof s);
   wait_count(&s->started, 3);
   double end = test_now() + 5;
   while (mproc_barrier_n_waiting(s->b) < 3 && test_now() < end) {
@@ -355,19 +344,7 @@ TEST_IMPL(sync_barrier_party_killed) {
   }
   ASSERT_EQ(mproc_barrier_n_waiting(s->b), 3);
   test_sleep(0.2);
-  double killed = test_now();
-  ASSERT_OK(mproc_process_kill(doomed));
-  for (int i = 0; i < 2; i++) {
-    ASSERT_EQ(finish_proc(p[i]), 0);
-  }
-  ASSERT_EQ(finish_proc(doomed), -SIGKILL);
-  for (int i = 0; i < 2; i++) {
-    ASSERT_ERR(s->results[i], MPROC_EBROKEN);
-    ASSERT_DBL_LE(s->at[i] - killed, 0.1 * mult());
-  }
-  ASSERT_EQ(mproc_barrier_broken(s->b), 1);
-  ASSERT_OK(mproc_barrier_reset(s->b));
-  ASSERT_EQ(mproc_barrier_broken(s->b), 0);
+  kill_doomed_party(s, p, doomed, 0.1);
   ASSERT_EQ(mproc_barrier_n_waiting(s->b), 0);
   ASSERT_OK(mproc_barrier_free(s->b));
   ASSERT_OK(mproc_shm_free(s));
@@ -390,30 +367,16 @@ TEST_IMPL(sync_barrier_killed_in_action) {
   o.action_arg = s;
   ASSERT_OK(mproc_barrier_new(&s->b, 3, &o));
   mproc_process *p[2];
-  for (int i = 0; i < 2; i++) {
-    p[i] = start_proc(t_barrier_party, &s, sizeof s);
-  }
+  test_start_procs(p, 2, t_barrier_party, &s, sizeof s);
   wait_count(&s->started, 2);
   double end = test_now() + 5;
   while (mproc_barrier_n_waiting(s->b) < 2 && test_now() < end) {
     test_sleep(0.001);
   }
-  mproc_process *doomed = start_proc(t_barrier_doomed, &s, sizeof s);
+  mproc_process *doomed = test_start_proc(t_barrier_doomed, &s, sizeof s);
   wait_count(&s->hang_in_action, 1);
   test_sleep(0.1);
-  double killed = test_now();
-  ASSERT_OK(mproc_process_kill(doomed));
-  for (int i = 0; i < 2; i++) {
-    ASSERT_EQ(finish_proc(p[i]), 0);
-  }
-  ASSERT_EQ(finish_proc(doomed), -SIGKILL);
-  for (int i = 0; i < 2; i++) {
-    ASSERT_ERR(s->results[i], MPROC_EBROKEN);
-    ASSERT_DBL_LE(s->at[i] - killed, 0.2 * mult());
-  }
-  ASSERT_EQ(mproc_barrier_broken(s->b), 1);
-  ASSERT_OK(mproc_barrier_reset(s->b));
-  ASSERT_EQ(mproc_barrier_broken(s->b), 0);
+  kill_doomed_party(s, p, doomed, 0.2);
   ASSERT_OK(mproc_barrier_free(s->b));
   /* A new barrier without the action works as usual. */
   ASSERT_OK(mproc_barrier_new(&s->b, 1, NULL));

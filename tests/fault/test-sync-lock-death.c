@@ -12,12 +12,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-static double slack(void) {
-  const char *m = getenv("MPROC_TEST_TIMEOUT_MULTIPLIER");
-  double k = m != NULL ? atof(m) : 1.0;
-  return k > 1.0 ? k : 1.0;
-}
-
 struct shared {
   mproc_lock *lock;
   int ready;        /* the holder has the lock */
@@ -80,19 +74,30 @@ static void free_shared(struct shared *s) {
 }
 
 static mproc_process *start_proc(mproc_target_fn fn, struct shared *s) {
-  mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, fn, &s, sizeof s, NULL));
-  ASSERT_OK(mproc_process_start(p));
-  return p;
+  return test_start_proc(fn, &s, sizeof s);
+}
+
+/* Joins p (10 s at most), frees it, and returns its exit code. */
+static int join_code(mproc_process *p) {
+  int code = -1;
+  ASSERT_OK(mproc_process_join(p, 10));
+  ASSERT_OK(mproc_process_exitcode(p, &code));
+  ASSERT_OK(mproc_process_free(p));
+  return code;
 }
 
 static void kill_and_join(mproc_process *p) {
-  int code = 0;
   ASSERT_OK(mproc_process_kill(p));
-  ASSERT_OK(mproc_process_join(p, 10));
-  ASSERT_OK(mproc_process_exitcode(p, &code));
-  ASSERT_EQ(code, -SIGKILL);
-  ASSERT_OK(mproc_process_free(p));
+  ASSERT_EQ(join_code(p), -SIGKILL);
+}
+
+/* A new lock whose holder (depth acquires) was SIGKILLed and reaped. */
+static struct shared *dead_holder(int rlock, int depth) {
+  struct shared *s = make_shared(rlock, depth);
+  mproc_process *h = start_proc(t_hold_forever, s);
+  wait_flag(&s->ready);
+  kill_and_join(h);
+  return s;
 }
 
 /* The waiter is blocked when the holder dies. */
@@ -106,14 +111,10 @@ static void holder_dies_while_waiting(int rlock) {
   ASSERT_EQ(s->result, 0);
   double killed = test_now();
   ASSERT_OK(mproc_process_kill(h));
-  int code = -1;
-  ASSERT_OK(mproc_process_join(w, 10));
-  ASSERT_OK(mproc_process_exitcode(w, &code));
-  ASSERT_EQ(code, 0);
+  ASSERT_EQ(join_code(w), 0);
   ASSERT_ERR(s->result, MPROC_EOWNERDEAD);
   ASSERT_DBL_GE(s->at - killed, 0);
-  ASSERT_DBL_LE(s->at - killed, 0.1 * slack());
-  ASSERT_OK(mproc_process_free(w));
+  ASSERT_DBL_LE(s->at - killed, 0.1 * test_timeout_mult());
   ASSERT_OK(mproc_process_join(h, 10));
   ASSERT_OK(mproc_process_free(h));
   /* Repaired: usable as before. */
@@ -134,13 +135,10 @@ TEST_IMPL(sync_rlock_holder_killed_waiter_gets_ownerdead) {
 
 /* Nobody waits when the holder dies: the next acquirer gets it at once. */
 static void holder_dies_alone(int rlock) {
-  struct shared *s = make_shared(rlock, rlock ? 2 : 1);
-  mproc_process *h = start_proc(t_hold_forever, s);
-  wait_flag(&s->ready);
-  kill_and_join(h);
+  struct shared *s = dead_holder(rlock, rlock ? 2 : 1);
   double t0 = test_now();
   ASSERT_ERR(mproc_lock_acquire(s->lock, 5), MPROC_EOWNERDEAD);
-  ASSERT_DBL_LE(test_now() - t0, 0.05 * slack());
+  ASSERT_DBL_LE(test_now() - t0, 0.05 * test_timeout_mult());
   ASSERT_EQ(mproc_lock_is_mine(s->lock), 1);
   ASSERT_OK(mproc_lock_consistent(s->lock));
   ASSERT_ERR(mproc_lock_consistent(s->lock), MPROC_EPERM);
@@ -164,10 +162,7 @@ TEST_IMPL(sync_rlock_holder_killed_next_acquirer) {
 
 /* A poll (timeout 0) notices the death too. */
 TEST_IMPL(sync_lock_holder_killed_poll) {
-  struct shared *s = make_shared(0, 1);
-  mproc_process *h = start_proc(t_hold_forever, s);
-  wait_flag(&s->ready);
-  kill_and_join(h);
+  struct shared *s = dead_holder(0, 1);
   int r = MPROC_ETIMEDOUT;
   double end = test_now() + 1;
   while (r == MPROC_ETIMEDOUT && test_now() < end) {
@@ -196,7 +191,7 @@ TEST_IMPL(sync_lock_holder_zombie) {
   ASSERT_OK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
   double t0 = test_now();
   ASSERT_ERR(mproc_lock_acquire(s->lock, 5), MPROC_EOWNERDEAD);
-  ASSERT_DBL_LE(test_now() - t0, 0.05 * slack());
+  ASSERT_DBL_LE(test_now() - t0, 0.05 * test_timeout_mult());
   ASSERT_EQ(test_wait_pid(pid, 5), -SIGKILL);
   ASSERT_OK(mproc_lock_consistent(s->lock));
   ASSERT_OK(mproc_lock_release(s->lock));
@@ -207,20 +202,13 @@ TEST_IMPL(sync_lock_holder_zombie) {
 /* Released without consistent: not recoverable for good, and a process
  * waiting at that moment is told so. */
 TEST_IMPL(sync_lock_not_recoverable) {
-  struct shared *s = make_shared(0, 1);
-  mproc_process *h = start_proc(t_hold_forever, s);
-  wait_flag(&s->ready);
-  kill_and_join(h);
+  struct shared *s = dead_holder(0, 1);
   ASSERT_ERR(mproc_lock_acquire(s->lock, 5), MPROC_EOWNERDEAD);
   mproc_process *w = start_proc(t_wait_lock, s);
   wait_flag(&s->waiting);
   test_sleep(0.1);
   ASSERT_OK(mproc_lock_release(s->lock)); /* no consistent */
-  int code = -1;
-  ASSERT_OK(mproc_process_join(w, 10));
-  ASSERT_OK(mproc_process_exitcode(w, &code));
-  ASSERT_EQ(code, 0);
-  ASSERT_OK(mproc_process_free(w));
+  ASSERT_EQ(join_code(w), 0);
   ASSERT_ERR(s->result, MPROC_ENOTRECOVERABLE);
   ASSERT_ERR(mproc_lock_acquire(s->lock, 0), MPROC_ENOTRECOVERABLE);
   ASSERT_ERR(mproc_lock_acquire(s->lock, MPROC_FOREVER),
@@ -232,10 +220,7 @@ TEST_IMPL(sync_lock_not_recoverable) {
 }
 
 TEST_IMPL(sync_rlock_not_recoverable) {
-  struct shared *s = make_shared(1, 2);
-  mproc_process *h = start_proc(t_hold_forever, s);
-  wait_flag(&s->ready);
-  kill_and_join(h);
+  struct shared *s = dead_holder(1, 2);
   ASSERT_ERR(mproc_lock_acquire(s->lock, 5), MPROC_EOWNERDEAD);
   ASSERT_OK(mproc_lock_acquire(s->lock, 0)); /* depth 2 */
   ASSERT_OK(mproc_lock_release(s->lock));
@@ -262,10 +247,7 @@ static int t_take_and_die(const void *arg, size_t len) {
 }
 
 TEST_IMPL(sync_lock_taker_killed_before_consistent) {
-  struct shared *s = make_shared(0, 1);
-  mproc_process *h = start_proc(t_hold_forever, s);
-  wait_flag(&s->ready);
-  kill_and_join(h);
+  struct shared *s = dead_holder(0, 1);
   s->ready = 0;
   mproc_process *t = start_proc(t_take_and_die, s);
   wait_flag(&s->ready);
@@ -298,11 +280,7 @@ TEST_IMPL(sync_lock_live_holder_kept) {
   ASSERT_OK(mproc_lock_acquire(s->lock, 5));
   ASSERT_DBL_GE(test_now() - t0, 0.2);
   ASSERT_OK(mproc_lock_release(s->lock));
-  int code = -1;
-  ASSERT_OK(mproc_process_join(h, 10));
-  ASSERT_OK(mproc_process_exitcode(h, &code));
-  ASSERT_EQ(code, 0);
-  ASSERT_OK(mproc_process_free(h));
+  ASSERT_EQ(join_code(h), 0);
   free_shared(s);
   return 0;
 }

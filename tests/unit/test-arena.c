@@ -20,10 +20,7 @@
 
 /* Fork a child that runs fn(arg) and _exits with its result. */
 static pid_t fork_child(int (*fn)(int), int arg) {
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
+  pid_t pid = test_fork();
   if (pid == 0) {
     _exit(fn(arg));
   }

@@ -383,6 +383,25 @@ TEST_IMPL(shared_value_lock_rules) {
 
 /* ---- misuse ---- */
 
+/* Every call on v (NULL, or a freed value) fails with MPROC_EINVAL or
+ * returns nothing, and never crashes. */
+static void expect_value_rejected(mproc_value *v) {
+  int64_t x;
+  double d;
+  int i = 0;
+  ASSERT_ERR(mproc_value_get(v, &i, sizeof i), MPROC_EINVAL);
+  ASSERT_ERR(mproc_value_set(v, &i, sizeof i), MPROC_EINVAL);
+  ASSERT_ERR(mproc_value_get_i64(v, &x), MPROC_EINVAL);
+  ASSERT_ERR(mproc_value_set_i64(v, 1), MPROC_EINVAL);
+  ASSERT_ERR(mproc_value_get_double(v, &d), MPROC_EINVAL);
+  ASSERT_ERR(mproc_value_set_double(v, 1), MPROC_EINVAL);
+  ASSERT_ERR(mproc_value_add(v, 1, &x), MPROC_EINVAL);
+  ASSERT_ERR(mproc_value_cas(v, &x, 1), MPROC_EINVAL);
+  ASSERT_NULL(mproc_value_ptr(v));
+  ASSERT_NULL(mproc_value_get_lock(v));
+  ASSERT_EQ(mproc_value_typecode(v), '\0');
+}
+
 TEST_IMPL(shared_value_misuse) {
   size_t blocks0 = baseline_blocks();
   mproc_value *v = (mproc_value *)1;
@@ -395,41 +414,19 @@ TEST_IMPL(shared_value_misuse) {
   ASSERT_EQ(arena_blocks(), blocks0); /* nothing left behind */
 
   /* NULL object. */
-  int64_t x;
-  double d;
-  int i = 0;
-  ASSERT_ERR(mproc_value_get(NULL, &i, sizeof i), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_set(NULL, &i, sizeof i), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_get_i64(NULL, &x), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_set_i64(NULL, 1), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_get_double(NULL, &d), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_set_double(NULL, 1), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_add(NULL, 1, &x), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_cas(NULL, &x, 1), MPROC_EINVAL);
-  ASSERT_NULL(mproc_value_ptr(NULL));
-  ASSERT_NULL(mproc_value_get_lock(NULL));
-  ASSERT_EQ(mproc_value_typecode(NULL), '\0');
+  expect_value_rejected(NULL);
   ASSERT_OK(mproc_value_free(NULL));
 
   /* A freed value: every call is MPROC_EINVAL, never a crash. */
   ASSERT_OK(mproc_value_new(&v, 'i', NULL, NULL));
   ASSERT_OK(mproc_value_free(v));
-  ASSERT_ERR(mproc_value_get(v, &i, sizeof i), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_set(v, &i, sizeof i), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_get_i64(v, &x), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_set_i64(v, 1), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_get_double(v, &d), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_set_double(v, 1), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_add(v, 1, &x), MPROC_EINVAL);
-  ASSERT_ERR(mproc_value_cas(v, &x, 1), MPROC_EINVAL);
-  ASSERT_NULL(mproc_value_ptr(v));
-  ASSERT_NULL(mproc_value_get_lock(v));
-  ASSERT_EQ(mproc_value_typecode(v), '\0');
+  expect_value_rejected(v);
   ASSERT_ERR(mproc_value_free(v), MPROC_EINVAL); /* double free */
   ASSERT_EQ(arena_blocks(), blocks0);
 
   /* Foreign pointers: the stack, the heap, arena memory that is not a
    * value, an address inside a value, and an array. */
+  int64_t x;
   long long stackobj[8] = {0};
   ASSERT_ERR(mproc_value_set_i64((mproc_value *)(void *)stackobj, 1),
              MPROC_EINVAL);

@@ -68,10 +68,7 @@ static void remove_shm(const char *name) {
 }
 
 static pid_t fork_child(int (*fn)(const char *), const char *arg) {
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
+  pid_t pid = test_fork();
   if (pid == 0) {
     _exit(fn(arg));
   }
@@ -460,46 +457,39 @@ static int child_sees_and_writes(const char *name) {
   return mproc_shared_memory_close(a) == 0 ? 0 : 4;
 }
 
-TEST_IMPL(shm_fork_child_attaches) {
-  char nb[64];
-  const char *name = tname(nb, sizeof nb, "fork");
-  mproc_shared_memory *m = NULL;
-  ASSERT_OK(mproc_shared_memory_create(&m, name, 65536, 0));
-  unsigned char *b = mproc_shared_memory_buf(m);
-  test_fill(b, 32768, 11);
-  pid_t pid = fork_child(child_sees_and_writes, name);
-  int code = test_wait_pid(pid, 60.0);
-  ASSERT_OK(mproc_shared_memory_unlink(m));
-  ASSERT_EQ(code, 0);
-  ASSERT(test_check_fill(b + 32768, 32768, 12));
-  ASSERT_OK(mproc_shared_memory_close(m));
-  return 0;
-}
-
 static int process_target(const void *arg, size_t len) {
   (void)len;
   return child_sees_and_writes(arg);
 }
 
-TEST_IMPL(shm_process_child_attaches) {
+/* A child, forked or an mproc process, attaches to a new segment, checks
+ * the first half that the parent filled and fills the second half. */
+static void child_attaches(int use_process, const char *tag) {
   char nb[64];
-  const char *name = tname(nb, sizeof nb, "proc");
+  const char *name = tname(nb, sizeof nb, tag);
   mproc_shared_memory *m = NULL;
   ASSERT_OK(mproc_shared_memory_create(&m, name, 65536, 0));
   unsigned char *b = mproc_shared_memory_buf(m);
   test_fill(b, 32768, 11);
-  mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, process_target, name, strlen(name) + 1,
-                              NULL));
-  ASSERT_OK(mproc_process_start(p));
-  ASSERT_OK(mproc_process_join(p, 60.0));
-  int code = -1;
-  ASSERT_OK(mproc_process_exitcode(p, &code));
-  ASSERT_OK(mproc_process_free(p));
+  int code;
+  if (use_process) {
+    code = test_run_proc(process_target, name, strlen(name) + 1);
+  } else {
+    code = test_wait_pid(fork_child(child_sees_and_writes, name), 60.0);
+  }
   ASSERT_OK(mproc_shared_memory_unlink(m));
   ASSERT_EQ(code, 0);
   ASSERT(test_check_fill(b + 32768, 32768, 12));
   ASSERT_OK(mproc_shared_memory_close(m));
+}
+
+TEST_IMPL(shm_fork_child_attaches) {
+  child_attaches(0, "fork");
+  return 0;
+}
+
+TEST_IMPL(shm_process_child_attaches) {
+  child_attaches(1, "proc");
   return 0;
 }
 
@@ -563,15 +553,21 @@ static int child_creates_on_exit_then_killed(const char *name) {
   return 3;
 }
 
-TEST_IMPL(shm_unlink_on_exit_normal_exit) {
-  char nb[64];
-  const char *name = tname(nb, sizeof nb, "exit");
-  pid_t pid = fork_child(child_creates_on_exit_then_exits, name);
-  int code = test_wait_pid(pid, 60.0);
+/* A child that created name with MPROC_SHM_UNLINK_ON_EXIT ended with exit
+ * code code: it must be 0, and the name must be gone (removed here in any
+ * case, before asserting). */
+static void expect_unlinked(const char *name, int code) {
   int left = shm_exists(name);
   remove_shm(name);
   ASSERT_EQ(code, 0);
   ASSERT(!left);
+}
+
+TEST_IMPL(shm_unlink_on_exit_normal_exit) {
+  char nb[64];
+  const char *name = tname(nb, sizeof nb, "exit");
+  pid_t pid = fork_child(child_creates_on_exit_then_exits, name);
+  expect_unlinked(name, test_wait_pid(pid, 60.0));
   return 0;
 }
 
@@ -583,18 +579,8 @@ static int process_target_exit(const void *arg, size_t len) {
 TEST_IMPL(shm_unlink_on_exit_process_calls_exit) {
   char nb[64];
   const char *name = tname(nb, sizeof nb, "pexit");
-  mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, process_target_exit, name,
-                              strlen(name) + 1, NULL));
-  ASSERT_OK(mproc_process_start(p));
-  ASSERT_OK(mproc_process_join(p, 60.0));
-  int code = -1;
-  ASSERT_OK(mproc_process_exitcode(p, &code));
-  ASSERT_OK(mproc_process_free(p));
-  int left = shm_exists(name);
-  remove_shm(name);
-  ASSERT_EQ(code, 0);
-  ASSERT(!left);
+  int code = test_run_proc(process_target_exit, name, strlen(name) + 1);
+  expect_unlinked(name, code);
   return 0;
 }
 
@@ -611,18 +597,8 @@ static int process_target_returns(const void *arg, size_t len) {
 TEST_IMPL(shm_unlink_on_exit_process_returns) {
   char nb[64];
   const char *name = tname(nb, sizeof nb, "pret");
-  mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, process_target_returns, name,
-                              strlen(name) + 1, NULL));
-  ASSERT_OK(mproc_process_start(p));
-  ASSERT_OK(mproc_process_join(p, 60.0));
-  int code = -1;
-  ASSERT_OK(mproc_process_exitcode(p, &code));
-  ASSERT_OK(mproc_process_free(p));
-  int left = shm_exists(name);
-  remove_shm(name);
-  ASSERT_EQ(code, 0);
-  ASSERT(!left);
+  int code = test_run_proc(process_target_returns, name, strlen(name) + 1);
+  expect_unlinked(name, code);
   return 0;
 }
 
@@ -743,10 +719,7 @@ TEST_IMPL(shm_unlink_on_exit_many) {
    * unlinked at the child's exit. */
   char nb[64];
   const char *name = tname(nb, sizeof nb, "many");
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
+  pid_t pid = test_fork();
   if (pid == 0) {
     mproc_shared_memory *m[16];
     for (int i = 0; i < 16; i++) {
