@@ -164,6 +164,9 @@ int mproc__set_parent_death_signal(int sig, pid_t expected_ppid);
 
 /* CPUs in this process's affinity mask (>= 1). */
 int mproc__cpu_count(void);
+/* CPUs online in the machine (>= 1): where other processes may run,
+ * whatever this one's affinity. */
+int mproc__cpus_online(void);
 
 /* Whether the calling thread is the process's main thread. */
 int mproc__is_main_thread(void);

@@ -150,6 +150,10 @@ int mproc__cpu_count(void) {
       return n;
     }
   }
+  return mproc__cpus_online();
+}
+
+int mproc__cpus_online(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
 }

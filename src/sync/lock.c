@@ -9,12 +9,21 @@
  * exchange word -> 0 and a FUTEX_WAKE of one sleeper only if SYNC_WAITERS
  * was set: no system call and no table lookup on the uncontended path
  * (the token is cached in the process); the exchange, after checking the
- * word, is 3-4 ns cheaper than a CAS here.  The slow path (after
- * SYNC_SPINS rounds of spinning, none by default: see sync-internal.h)
- * sets SYNC_WAITERS and sleeps on the word (shared futex op) in 50 ms
- * slices; a thread that took the lock after sleeping sets SYNC_WAITERS
- * again (it cannot know whether others still sleep), as glibc's lll_lock
- * does.
+ * word, is 3-4 ns cheaper than a CAS here.
+ *
+ * Contended, a waiter first backs off (see SYNC_BACKOFF_NS in
+ * sync-internal.h): up to 10 us of probes spaced 250 ns to 2 us apart, a
+ * load and, when the word is free, a CAS.  Only then does it set
+ * SYNC_WAITERS and sleep on the word (shared futex op) in 50 ms slices;
+ * a thread that took the lock after sleeping sets SYNC_WAITERS again (it
+ * cannot know whether others still sleep), as glibc's lll_lock does.
+ * Why back off: with short critical sections a waiter that sleeps at once
+ * never really sleeps (its FUTEX_WAIT finds the word changed: the holder
+ * released and took it again meanwhile) and every round of it makes the
+ * holder's next release a FUTEX_WAKE system call that wakes nobody; that
+ * was the whole cost of the contended path, for glibc's mutex too.  A
+ * waiter that probes rarely leaves the holder its cache line and no
+ * system calls, and finds the lock free within a few probes.
  *
  * An RLock also records the holding thread (kernel tid) and the depth;
  * only the holder reads or writes them, so they need no atomics beyond
@@ -165,25 +174,62 @@ static inline uint32_t announce(struct mproc_lock *l) {
          SYNC_WAITERS;
 }
 
+/* Whether backing off can pay: more than one CPU online, so the holder
+ * may run while we wait (our own affinity does not matter; -1: not known
+ * yet). */
+static int backoff_pays = -1;
+
+/*
+ * The backoff phase of a contended acquire (see the file's top).
+ * Returns 1 if it took the lock, 0 if the budget or the caller's
+ * deadline ran out, or the lock is not recoverable (the caller's loop
+ * then reports it).  It never sets SYNC_WAITERS; it keeps the bit when it
+ * takes a free word, so that sleepers are still woken by its release.
+ */
+static int backoff(struct mproc_lock *l, uint32_t tok,
+                   const mproc__deadline *d) {
+  int pays = __atomic_load_n(&backoff_pays, __ATOMIC_RELAXED);
+  if (pays < 0) {
+    pays = mproc__cpus_online() > 1;
+    __atomic_store_n(&backoff_pays, pays, __ATOMIC_RELAXED);
+  }
+  if (!pays) {
+    return 0;
+  }
+  uint64_t now = mproc__now_ns();
+  uint64_t end = now + SYNC_BACKOFF_NS;
+  if (!d->forever && d->at_ns < end) {
+    end = d->at_ns;
+  }
+  uint64_t gap = SYNC_PROBE_FIRST_NS;
+  while (now < end) {
+    uint64_t until = now + gap;
+    do {
+      sync_pause();
+      now = mproc__now_ns();
+    } while (now < until);
+    uint32_t v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
+    if (TOK(v) == 0) {
+      if (__atomic_compare_exchange_n(&l->word, &v, tok | v, 0,
+                                      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        return 1;
+      }
+    } else if (TOK(v) == SYNC_TOKEN_NOTREC) {
+      return 0;
+    }
+    if (gap < SYNC_PROBE_MAX_NS) {
+      gap *= 2;
+    }
+  }
+  return 0;
+}
+
 static int acquire_slow(struct mproc_lock *l, uint32_t tok,
                         const mproc__deadline *d) {
   int poll = !d->forever && d->at_ns <= mproc__now_ns();
   uint32_t v;
-  if (!poll) {
-    for (int i = 0; i < SYNC_SPINS; i++) {
-      v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
-      if (TOK(v) == 0) {
-        if (__atomic_compare_exchange_n(&l->word, &v, tok | v, 0,
-                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-          return got(l, 0);
-        }
-        continue;
-      }
-      if (TOK(v) == SYNC_TOKEN_NOTREC || (v & SYNC_WAITERS)) {
-        break; /* sleepers already: join them */
-      }
-      sync_pause();
-    }
+  if (!poll && backoff(l, tok, d)) {
+    return got(l, 0);
   }
   uint32_t waiters = 0; /* SYNC_WAITERS once this thread has slept */
   int checked = 0;       /* the check before the first sleep is done */

@@ -137,13 +137,26 @@ int mproc__sync_check_turn(uint64_t *last_ns, int force);
 int mproc__sync_wait_slice(uint32_t *addr, uint32_t val,
                            const mproc__deadline *d, uint64_t slice_ns);
 
-/* Rounds a contended acquire spins before it sleeps.  0: measured with
- * two processes on two CPUs incrementing a counter under a Lock, spinning
- * (10, 30 or 100 rounds with a pause) halved the rate (the spinner's loads
- * steal the holder's cache line); without it the Lock beats a
- * process-shared pthread mutex, which does not spin either.  Kept as a
- * knob for machines where it pays. */
+/* Rounds a contended Semaphore acquire spins (a load and a pause each)
+ * before it sleeps.  0: a tight spin's loads steal the cache line from
+ * the process that is about to release (measured on the Lock: 10, 30 or
+ * 100 rounds halved two processes' counter rate).  Kept as a knob. */
 #define SYNC_SPINS 0
+
+/*
+ * A contended Lock acquire backs off before it sleeps (lock.c): it
+ * probes the word once, then again after a pause that doubles from
+ * SYNC_PROBE_FIRST_NS up to SYNC_PROBE_MAX_NS, for at most
+ * SYNC_BACKOFF_NS in all, and only then announces itself and sleeps.
+ * Between probes it touches nothing shared, so the holder keeps the line;
+ * unlike the tight spin above, this took two processes incrementing a
+ * locked counter from about 0.85x to 1.6-2.2x the pthread mutex's rate
+ * (docs/benchmarks.md).  Only on a machine with more than one CPU: on one
+ * CPU the holder cannot run while we spin.
+ */
+#define SYNC_BACKOFF_NS 10000u   /* 10 us */
+#define SYNC_PROBE_FIRST_NS 250u
+#define SYNC_PROBE_MAX_NS 2000u
 static inline void sync_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();

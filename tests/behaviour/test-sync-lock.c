@@ -55,6 +55,30 @@ TEST_IMPL(sync_lock_acquire_timeout) {
   return 0;
 }
 
+/* A contended acquire backs off for up to 10 us before it sleeps: a
+ * timeout shorter than that, or about as long, still ends on time, and
+ * one ending inside the backoff never takes a held lock. */
+TEST_IMPL(sync_lock_short_timeouts_while_held) {
+  mproc_lock *l = NULL;
+  ASSERT_OK(mproc_lock_new(&l));
+  ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
+  static const double timeouts[] = {1e-7, 1e-6, 5e-6, 1e-5, 2e-5, 1e-3};
+  for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++) {
+    double t0 = test_now();
+    ASSERT_ERR(mproc_lock_acquire(l, timeouts[i]), MPROC_ETIMEDOUT);
+    double el = test_now() - t0;
+    ASSERT_DBL_GE(el, timeouts[i]);
+    ASSERT_DBL_LE(el, timeouts[i] + test_slack());
+  }
+  ASSERT_EQ(mproc_lock_is_mine(l), 1);
+  ASSERT_OK(mproc_lock_release(l));
+  /* Free again: a short timeout takes it at once. */
+  ASSERT_OK(mproc_lock_acquire(l, 1e-6));
+  ASSERT_OK(mproc_lock_release(l));
+  ASSERT_OK(mproc_lock_free(l));
+  return 0;
+}
+
 static int t_release(const void *arg, size_t len) {
   (void)len;
   mproc_lock *l = *(mproc_lock *const *)arg;
