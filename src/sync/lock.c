@@ -398,17 +398,20 @@ __attribute__((noinline)) static int release_notrec(struct mproc_lock *l) {
   return 0;
 }
 
-/* Release the word (the caller checked that it may). */
-static inline int release_word(struct mproc_lock *l, uint32_t v) {
+/*
+ * Release the word: one exchange, checked afterwards.  A Lock's release
+ * comes straight here: a load of the word before the locked instruction
+ * measurably slows the pair (the line is fetched shared, then again
+ * exclusive), and an exchange is a few ns cheaper than a CAS.  Only a
+ * thread that may release changes a held word, except for a racing second
+ * release of a Lock (a misuse): then the word was 0 (MPROC_EUNLOCKED; the
+ * exchange wrote 0 over 0) or SYNC_TOKEN_NOTREC, which is put back.
+ */
+static inline int release_word(struct mproc_lock *l) {
   if (MPROC__UNLIKELY(l->flags & SYNC_LOCK_INCONSISTENT)) {
     return release_notrec(l);
   }
-  (void)v;
-  /* An exchange, not a CAS: a few ns less on the uncontended path.  The
-   * caller checked the word, and only a thread that may release changes
-   * it then, except for a racing second release of a Lock (a misuse):
-   * then the word was 0 or SYNC_TOKEN_NOTREC, which is put back. */
-  v = __atomic_exchange_n(&l->word, 0, __ATOMIC_RELEASE);
+  uint32_t v = __atomic_exchange_n(&l->word, 0, __ATOMIC_RELEASE);
   if (MPROC__UNLIKELY(TOK(v) == 0 || TOK(v) == SYNC_TOKEN_NOTREC)) {
     if (TOK(v) == SYNC_TOKEN_NOTREC) {
       __atomic_store_n(&l->word, SYNC_TOKEN_NOTREC, __ATOMIC_RELAXED);
@@ -426,26 +429,8 @@ int mproc_lock_release(mproc_lock *l) {
   if (MPROC__UNLIKELY(!lock_valid(l))) {
     return MPROC_EINVAL;
   }
-  if (l->kind == SYNC_KIND_LOCK &&
-      MPROC__LIKELY(!(l->flags & SYNC_LOCK_INCONSISTENT))) {
-    /* A Lock's fast path: one exchange, checked afterwards.  A load of the
-     * word before the locked instruction measurably slows the pair (the
-     * line is fetched shared, then again exclusive). */
-    uint32_t o = __atomic_exchange_n(&l->word, 0, __ATOMIC_RELEASE);
-    if (MPROC__UNLIKELY(TOK(o) == 0 || TOK(o) == SYNC_TOKEN_NOTREC)) {
-      if (TOK(o) == SYNC_TOKEN_NOTREC) {
-        __atomic_store_n(&l->word, SYNC_TOKEN_NOTREC, __ATOMIC_RELAXED);
-        return MPROC_ENOTRECOVERABLE;
-      }
-      return MPROC_EUNLOCKED;
-    }
-    if (o & SYNC_WAITERS) {
-      mproc__futex_wake(&l->word, 1);
-    }
-    return 0;
-  }
-  uint32_t v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
   if (l->kind == SYNC_KIND_RLOCK) {
+    uint32_t v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
     uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
     if (tok == 0 || TOK(v) != tok || l->owner_tid != mproc__sync_tid()) {
       return MPROC_EPERM;
@@ -456,15 +441,8 @@ int mproc_lock_release(mproc_lock *l) {
     }
     /* depth stays 1: the next acquire need not write it. */
     l->owner_tid = 0;
-    return release_word(l, v);
   }
-  if (TOK(v) == 0) {
-    return MPROC_EUNLOCKED;
-  }
-  if (TOK(v) == SYNC_TOKEN_NOTREC) {
-    return MPROC_ENOTRECOVERABLE;
-  }
-  return release_word(l, v);
+  return release_word(l);
 }
 
 int mproc__lock_mine(const struct mproc_lock *l) {
@@ -537,7 +515,6 @@ int mproc_lock_free(mproc_lock *l) {
 }
 
 int mproc__lock_release_all(struct mproc_lock *l, uint32_t *depth) {
-  uint32_t v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
   if (l->kind == SYNC_KIND_RLOCK) {
     *depth = l->depth;
     l->owner_tid = 0;
@@ -545,7 +522,7 @@ int mproc__lock_release_all(struct mproc_lock *l, uint32_t *depth) {
   } else {
     *depth = 1;
   }
-  return release_word(l, v);
+  return release_word(l);
 }
 
 int mproc__lock_restore(struct mproc_lock *l, uint32_t depth) {
