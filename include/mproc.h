@@ -25,5 +25,7 @@
 #include "mproc/sync.h"
 #include "mproc/shared.h"
 #include "mproc/shm.h"
+#include "mproc/connection.h"
+#include "mproc/queue.h"
 
 #endif /* MPROC_H */

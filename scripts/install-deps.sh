@@ -31,6 +31,9 @@ build-essential  cc make
 cmake            cmake
 pkg-config       pkg-config
 python3          python3
+libssl-dev
+clang            clang
+libclang-rt-dev
 '
 # -----------------------------------------------------------------------------
 

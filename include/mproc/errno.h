@@ -58,6 +58,13 @@ extern "C" {
   XX(EMSGSIZE, -EMSGSIZE, "message too long")                                 \
   XX(ENOTSUP, -ENOTSUP, "operation not supported")                            \
   XX(EADDRINUSE, -EADDRINUSE, "address already in use")                       \
+  XX(ENOBUFS, -ENOBUFS, "no buffer space available")                          \
+  XX(ENOTCONN, -ENOTCONN, "socket is not connected")                          \
+  XX(ECONNABORTED, -ECONNABORTED, "connection aborted")                       \
+  XX(EADDRNOTAVAIL, -EADDRNOTAVAIL, "address not available")                  \
+  XX(EAFNOSUPPORT, -EAFNOSUPPORT, "address family not supported")             \
+  XX(ENETUNREACH, -ENETUNREACH, "network is unreachable")                     \
+  XX(EHOSTUNREACH, -EHOSTUNREACH, "host is unreachable")                      \
   XX(ECONNRESET, -ECONNRESET, "connection reset by peer")                     \
   XX(ECONNREFUSED, -ECONNREFUSED, "connection refused")                       \
   XX(ETIMEDOUT, -ETIMEDOUT, "timed out")                                      \
@@ -85,7 +92,8 @@ extern "C" {
   XX(ESTATE, MPROC__ERRBASE - 16, "operation not valid in the current state") \
   XX(ECORRUPT, MPROC__ERRBASE - 17, "shared data structure is corrupt")    \
   XX(EUNLOCKED, MPROC__ERRBASE - 18,                                          \
-     "semaphore or lock released too many times")
+     "semaphore or lock released too many times")                            \
+  XX(ETASKDONE, MPROC__ERRBASE - 19, "task_done() called too many times")
 
 /* MPROC_EPERM, MPROC_ETIMEDOUT, MPROC_EOF, ... */
 typedef enum mproc_errno {

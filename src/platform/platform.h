@@ -19,7 +19,9 @@
  * proc.c (fork, pidfd, waitid, signals, prctl, cpu count), memfd.c (memfd
  * and shared mappings), rmutex.c (robust process-shared mutexes),
  * shm-posix.c (named POSIX shared memory, file checks, random bytes),
- * uring.c (io_uring waitid), procinfo.c (other processes' /proc facts).
+ * uring.c (io_uring waitid), procinfo.c (other processes' /proc facts),
+ * sock.c (socketpairs, pipes, stream I/O, poll; declared in sock.h),
+ * net.c (listening and connecting sockets; declared in net.h).
  */
 #ifndef MPROC_PLATFORM_H
 #define MPROC_PLATFORM_H
@@ -310,5 +312,13 @@ int mproc__proc_stat(pid_t pid, uint64_t *start_ticks, char *state,
  * process, a zombie, another start time: a recycled pid).  Other errors
  * count as alive. */
 int mproc__proc_alive(pid_t pid, uint64_t start_ticks);
+
+/* ==================== sock.c, net.c: sockets and pipes ============ */
+
+/* Stream sockets, pipes and their I/O (sock.h: socketpair, pipe, send and
+ * receive with deadlines, poll of many fds), and listening / connecting
+ * sockets (net.h: Unix paths, TCP, peer credentials, private directories). */
+#include "sock.h"
+#include "net.h"
 
 #endif /* MPROC_PLATFORM_H */
