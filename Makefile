@@ -8,6 +8,9 @@
 #                         pidfd); then the same suite built with ASan+UBSan
 #                         in $(ASAN_BUILD)
 #   make demo             install-deps, build, run the demo
+#   make fuzz             build the fuzz targets with clang (libFuzzer) in
+#                         $(FUZZ_BUILD) and run each for $(FUZZ_SECONDS) s
+#                         (make check runs this too)
 #   make bench            install-deps, build, run the benchmarks
 #   make install          install into $(PREFIX) (default /usr/local;
 #                         DESTDIR is honoured)
@@ -15,6 +18,8 @@
 #
 # Variables (override on the command line: make BUILD=build-mine check):
 #   BUILD, ASAN_BUILD     build directories (build, build-asan)
+#   FUZZ_BUILD            fuzz build directory (build-fuzz)
+#   FUZZ_SECONDS          seconds each fuzz target runs (10)
 #   BUILD_TYPE            CMake build type of $(BUILD) (RelWithDebInfo)
 #   PREFIX                install prefix (/usr/local)
 #   JOBS                  parallel compile jobs (all CPUs)
@@ -24,6 +29,8 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 10
 BUILD_TYPE ?= RelWithDebInfo
 PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
@@ -41,7 +48,7 @@ CTEST_FLAGS = --output-on-failure --no-tests=error -j$(CTEST_JOBS)
 # Recipes run in sh with -e: the first failing command fails the target.
 .SHELLFLAGS := -ec
 
-.PHONY: all build deps test test-fallbacks asan test-asan check demo bench \
+.PHONY: all build deps test test-fallbacks asan test-asan fuzz check demo bench \
         install clean help
 
 all: build
@@ -82,13 +89,20 @@ test-asan: asan
 	  UBSAN_OPTIONS="$${UBSAN_OPTIONS:-print_stacktrace=1}" \
 	  $(CTEST) $(CTEST_FLAGS)
 
+# The parsers of untrusted bytes (frame headers, the handshake) under
+# libFuzzer with ASan+UBSan, a short run each (fuzz/README.md).
+fuzz: deps
+	sh fuzz/run.sh "$(FUZZ_BUILD)" $(FUZZ_SECONDS)
+
 # Sequential on purpose, also under make -j: dependencies first, then the
-# normal suite, then the sanitizer suite; the first failure stops it.
+# normal suite, then the sanitizer suite, then a short fuzz run; the first
+# failure stops it.
 check: deps
 	$(MAKE) --no-print-directory test
 	$(MAKE) --no-print-directory test-fallbacks
 	$(MAKE) --no-print-directory test-asan
-	@echo "make check: all tests passed, with the fallbacks, and under ASan+UBSan"
+	$(MAKE) --no-print-directory fuzz
+	@echo "make check: all tests passed, with the fallbacks, under ASan+UBSan, and the fuzz targets ran clean"
 
 demo: deps
 	$(MAKE) --no-print-directory build
@@ -102,5 +116,5 @@ install: build
 	DESTDIR="$(DESTDIR)" $(CMAKE) --install "$(BUILD)" --prefix "$(PREFIX)"
 
 clean:
-	@test -n "$(BUILD)" && test -n "$(ASAN_BUILD)"
-	rm -rf -- "$(BUILD)" "$(ASAN_BUILD)"
+	@test -n "$(BUILD)" && test -n "$(ASAN_BUILD)" && test -n "$(FUZZ_BUILD)"
+	rm -rf -- "$(BUILD)" "$(ASAN_BUILD)" "$(FUZZ_BUILD)"

@@ -1,0 +1,595 @@
+/*
+ * listener.c - Python's multiprocessing.connection.Listener and Client:
+ * Unix and TCP sockets, Python's framing (connection.c) and Python's
+ * HMAC handshake (auth.c), so a C program and a Python program can be
+ * either side.
+ *
+ * DESIGN
+ * Addresses.  A string names the address, as Python's address tuple or
+ * path does: "host:port" (IPv4 or a name resolved to IPv4, Python's
+ * AF_INET) or "[v6addr]:port" is TCP, anything else is a Unix path.  A
+ * path that looks like "name:123" is read as TCP under MPROC_AF_DEFAULT;
+ * write it "./name:123" or pass MPROC_AF_UNIX.  The empty host (Python's
+ * ('', port), every interface) is refused: every interface must be named
+ * ("0.0.0.0:port"), so nothing is exposed by accident.
+ *
+ * Unix listeners.  With no address, a new directory is made with mkdtemp
+ * (mode 0700) in $TMPDIR (when absolute and short enough for a socket
+ * path) or /tmp, and the socket is "listener" in it; close removes both.
+ * With a given path, its directory must be a directory owned by us with
+ * no group or other permission bits (else MPROC_EACCES, unless
+ * allow_other_users): others cannot even reach the socket, whatever its
+ * own mode (which the umask decides).  Peers are checked again at accept
+ * with SO_PEERCRED: our own euid, or root.
+ *
+ * Who removes the socket file.  Only the process that created the
+ * listener, and only while the path still names the socket it bound (same
+ * dev and inode, checked with lstat): a forked child closing its copy of
+ * the listener removes nothing (Python's Finalize has the same pid rule),
+ * and a socket that someone else bound at the same path after ours was
+ * removed is left alone.
+ *
+ * Handshake.  With an authkey, accept runs deliver_challenge then
+ * answer_challenge (Python's order), and the client the opposite, each
+ * within one deadline for the whole exchange (handshake_timeout, default
+ * 5 s), so a peer that connects and says nothing, or trickles bytes,
+ * holds accept for that long at most.  Before authentication a message
+ * over MPROC__AUTH_MAX_MESSAGE (256) bytes is refused from its header,
+ * before anything is allocated (Python's recv_bytes(256)).  Results:
+ *   - a wrong key, a malformed or oversized handshake message, a refused
+ *     legacy (MD5) form: MPROC_EAUTH on that side; the deliverer tells the
+ *     peer "#FAILURE#" (best effort) when it refuses an answer, as Python
+ *     does, so the peer's result is MPROC_EAUTH too;
+ *   - the peer closing during the handshake: MPROC_ECONNRESET (the
+ *     exchange was cut, whatever the frame boundary);
+ *   - the deadline: MPROC_ETIMEDOUT.
+ * The key is copied into the listener and wiped at close.
+ *
+ * Client timeout.  opts.timeout > 0 bounds connect and handshake
+ * together; 0 gives each its own 5 s; MPROC_FOREVER waits.
+ */
+#include "auth.h"
+#include "connection-internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_HANDSHAKE_TIMEOUT 5.0
+#define DEFAULT_CLIENT_TIMEOUT 5.0
+#define PRIVATE_DIR_PREFIX "mproc-"
+#define PRIVATE_SOCKET_NAME "listener"
+
+/* The longest "host" of "host:port" mproc parses (a DNS name is at most
+ * 253 characters). */
+#define HOST_MAX 256
+
+struct mproc_listener {
+  int fd;                    /* listening, non-blocking */
+  mproc__sockaddr addr;      /* the bound address (getsockname) */
+  int is_unix;
+  char *path;                /* Unix: the socket path we bound */
+  char *dir;                 /* the private directory we made, or NULL */
+  uint64_t sock_dev, sock_ino; /* the socket file we bound */
+  int have_ident;            /* sock_dev/sock_ino are known */
+  pid_t owner;               /* only this pid removes the path */
+  unsigned char *key;        /* the authkey (a copy), or NULL */
+  size_t keylen;
+  int has_key;
+  double handshake_timeout;  /* seconds; < 0 none */
+  int strict;
+  int allow_other;
+};
+
+/* ==================== addresses ==================== */
+
+/*
+ * Split "host:port" or "[v6]:port" into host (copied, brackets removed)
+ * and port (a pointer into address).  Returns 1 if address has that form,
+ * 0 if not (then it is a path), MPROC_ENAMETOOLONG for a host over
+ * HOST_MAX.
+ */
+static int split_inet(const char *address, char *host, const char **port,
+                      int *v6) {
+  const char *colon;
+  const char *hstart = address;
+  size_t hlen;
+  *v6 = 0;
+  if (address[0] == '[') {
+    const char *close = strchr(address, ']');
+    if (close == NULL || close[1] != ':' || close == address + 1) {
+      return 0;
+    }
+    hstart = address + 1;
+    hlen = (size_t)(close - hstart);
+    colon = close + 1;
+    *v6 = 1;
+  } else {
+    colon = strrchr(address, ':');
+    /* A '/' makes it a path; a second ':' an unbracketed IPv6 address,
+     * which is ambiguous (and so is not an address mproc reads). */
+    if (colon == NULL || colon == address || strchr(address, '/') != NULL ||
+        strchr(address, ':') != colon) {
+      return 0;
+    }
+    hlen = (size_t)(colon - address);
+  }
+  const char *p = colon + 1;
+  if (*p == '\0') {
+    return 0;
+  }
+  for (const char *c = p; *c != '\0'; c++) {
+    if (*c < '0' || *c > '9') {
+      return 0;
+    }
+  }
+  if (hlen >= HOST_MAX) {
+    return MPROC_ENAMETOOLONG;
+  }
+  memcpy(host, hstart, hlen);
+  host[hlen] = '\0';
+  *port = p;
+  return 1;
+}
+
+/*
+ * The socket address for (family, address): MPROC_AF_DEFAULT decides from
+ * the form.  address must not be NULL here.  Returns 0; MPROC_EINVAL
+ * (unknown family, an AF_INET address not of the inet form, an abstract
+ * or empty Unix name, an unresolvable host); MPROC_ENAMETOOLONG.
+ */
+static int resolve(int family, const char *address, mproc__sockaddr *out) {
+  if (family != MPROC_AF_DEFAULT && family != MPROC_AF_UNIX &&
+      family != MPROC_AF_INET) {
+    return MPROC_EINVAL;
+  }
+  if (family != MPROC_AF_UNIX) {
+    char host[HOST_MAX];
+    const char *port = NULL;
+    int v6 = 0;
+    int r = split_inet(address, host, &port, &v6);
+    if (r < 0) {
+      return r;
+    }
+    if (r == 1) {
+      return mproc__sockaddr_inet(out, host, port, v6);
+    }
+    if (family == MPROC_AF_INET) {
+      return MPROC_EINVAL;
+    }
+  }
+  return mproc__sockaddr_unix(out, address);
+}
+
+/* The directory part of path, as dirname(3) but into a new string. */
+static char *dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL) {
+    return strdup(".");
+  }
+  /* "/x" -> "/", "a//b" -> "a" (dirname's rules for repeated slashes). */
+  const char *end = slash;
+  while (end > path && end[-1] == '/') {
+    end--;
+  }
+  if (end == path) {
+    return strdup("/");
+  }
+  size_t n = (size_t)(end - path);
+  char *d = malloc(n + 1);
+  if (d != NULL) {
+    memcpy(d, path, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+/* The directory a given socket path goes in must keep other users out.
+ * Returns 0, MPROC_EACCES, MPROC_ENOENT, MPROC_ENOMEM, another code. */
+static int check_socket_dir(const char *path) {
+  char *dir = dir_of(path);
+  if (dir == NULL) {
+    return MPROC_ENOMEM;
+  }
+  mproc__path_info info;
+  int r = mproc__path_stat(dir, 1, &info);
+  if (r == 0 && info.type != MPROC__PATH_DIR) {
+    r = MPROC_ENOENT; /* bind would fail with ENOTDIR */
+  }
+  if (r == 0 && ((info.mode & 077) != 0 ||
+                 info.uid != (uint32_t)mproc__geteuid())) {
+    MPROC__DEBUG("listener: %s is reachable by other users (mode %04o, "
+                 "owner %u)",
+                 dir, (unsigned)info.mode, (unsigned)info.uid);
+    r = MPROC_EACCES;
+  }
+  free(dir);
+  return r;
+}
+
+/*
+ * A new private directory: mkdtemp("$TMPDIR/mproc-XXXXXX"), falling back
+ * to /tmp when $TMPDIR is unset, relative, too long for the socket path,
+ * or refuses.  *dir and *path (dir + "/listener") are malloc'd.  Returns
+ * 0 or a negative code.
+ */
+static int make_private_dir(char **dir, char **path) {
+  const char *bases[2] = {getenv("TMPDIR"), "/tmp"};
+  int r = MPROC_ENOENT;
+  *dir = *path = NULL;
+  for (int i = 0; i < 2; i++) {
+    const char *base = bases[i];
+    if (base == NULL || base[0] != '/') {
+      continue;
+    }
+    size_t blen = strlen(base);
+    while (blen > 1 && base[blen - 1] == '/') {
+      blen--;
+    }
+    if (blen == 1) {
+      blen = 0; /* "/" itself: "/mproc-..." */
+    }
+    size_t dlen = blen + 1 + strlen(PRIVATE_DIR_PREFIX) + 6;
+    size_t plen = dlen + 1 + strlen(PRIVATE_SOCKET_NAME);
+    if (plen > mproc__unix_path_max()) {
+      r = MPROC_ENAMETOOLONG;
+      continue;
+    }
+    char *d = malloc(dlen + 1);
+    char *p = malloc(plen + 1);
+    if (d == NULL || p == NULL) {
+      free(d);
+      free(p);
+      return MPROC_ENOMEM;
+    }
+    snprintf(d, dlen + 1, "%.*s/" PRIVATE_DIR_PREFIX "XXXXXX", (int)blen,
+             base);
+    r = mproc__mkdtemp(d);
+    if (r < 0) {
+      MPROC__DEBUG("listener: mkdtemp in %.*s: %s", (int)blen, base,
+                   mproc_err_name(r));
+      free(d);
+      free(p);
+      continue;
+    }
+    snprintf(p, plen + 1, "%s/" PRIVATE_SOCKET_NAME, d);
+    *dir = d;
+    *path = p;
+    return 0;
+  }
+  return r;
+}
+
+/* ==================== the handshake ==================== */
+
+/* A received handshake message that breaks the protocol (too long, a
+ * malformed frame header) is an authentication failure; a peer that
+ * closed cut the exchange.  Other results (timeout, errno) pass. */
+static int handshake_code(int r) {
+  if (r == MPROC_EMSGSIZE || r == MPROC_EPROTO) {
+    return MPROC_EAUTH;
+  }
+  if (r == MPROC_EOF || r == MPROC_EPIPE) {
+    return MPROC_ECONNRESET;
+  }
+  return r;
+}
+
+/* Python's deliver_challenge. */
+static int deliver_challenge(mproc_connection *c, const void *key,
+                             size_t keylen, int strict,
+                             const mproc__deadline *d) {
+  unsigned char rnd[MPROC__AUTH_RANDOM_LEN];
+  int r = mproc__random_bytes(rnd, sizeof rnd);
+  if (r < 0) {
+    return r;
+  }
+  unsigned char msg[MPROC__AUTH_CHALLENGE_MAX];
+  size_t n = mproc__auth_make_challenge(msg, rnd);
+  r = mproc__conn_send_frame(c, msg, n, d);
+  if (r < 0) {
+    return handshake_code(r);
+  }
+  void *resp = NULL;
+  size_t rlen = 0;
+  r = mproc__conn_recv_frame(c, &resp, &rlen, MPROC__AUTH_MAX_MESSAGE, d);
+  if (r == 0) {
+    r = mproc__auth_verify(key, keylen, msg + MPROC__AUTH_CHALLENGE_LEN,
+                           n - MPROC__AUTH_CHALLENGE_LEN, resp, rlen, strict);
+    free(resp);
+    if (r == 0) {
+      r = mproc__conn_send_frame(c, MPROC__AUTH_WELCOME,
+                                 MPROC__AUTH_REPLY_LEN, d);
+      return handshake_code(r);
+    }
+  }
+  r = handshake_code(r);
+  if (r == MPROC_EAUTH) {
+    /* Tell the peer, so it fails with an authentication error rather
+     * than a reset; it may be gone already, which changes nothing. */
+    (void)mproc__conn_send_frame(c, MPROC__AUTH_FAILURE,
+                                 MPROC__AUTH_REPLY_LEN, d);
+  }
+  return r;
+}
+
+/* Python's answer_challenge. */
+static int answer_challenge(mproc_connection *c, const void *key,
+                            size_t keylen, int strict,
+                            const mproc__deadline *d) {
+  void *msg = NULL;
+  size_t n = 0;
+  int r = mproc__conn_recv_frame(c, &msg, &n, MPROC__AUTH_MAX_MESSAGE, d);
+  if (r < 0) {
+    return handshake_code(r);
+  }
+  unsigned char answer[MPROC__AUTH_ANSWER_MAX];
+  size_t alen = 0;
+  r = mproc__auth_answer(key, keylen, msg, n, strict, answer, &alen);
+  free(msg);
+  if (r < 0) {
+    return r;
+  }
+  r = mproc__conn_send_frame(c, answer, alen, d);
+  mproc__auth_wipe(answer, sizeof answer);
+  if (r < 0) {
+    return handshake_code(r);
+  }
+  void *reply = NULL;
+  size_t rlen = 0;
+  r = mproc__conn_recv_frame(c, &reply, &rlen, MPROC__AUTH_MAX_MESSAGE, d);
+  if (r < 0) {
+    return handshake_code(r);
+  }
+  r = mproc__auth_check_reply(reply, rlen);
+  free(reply);
+  return r;
+}
+
+/* ==================== Listener ==================== */
+
+int mproc_listener_new(mproc_listener **out, const mproc_listener_opts *opts) {
+  if (out == NULL) {
+    return MPROC_EINVAL;
+  }
+  *out = NULL;
+  mproc_listener_opts none;
+  if (opts == NULL) {
+    memset(&none, 0, sizeof none);
+    opts = &none;
+  }
+  int family = opts->family;
+  if ((family != MPROC_AF_DEFAULT && family != MPROC_AF_UNIX &&
+       family != MPROC_AF_INET) ||
+      opts->backlog < 0 || (opts->authkey == NULL && opts->authkey_len > 0) ||
+      opts->handshake_timeout != opts->handshake_timeout /* NaN */) {
+    return MPROC_EINVAL;
+  }
+  mproc_listener *l = calloc(1, sizeof *l);
+  if (l == NULL) {
+    return MPROC_ENOMEM;
+  }
+  l->fd = -1;
+  l->owner = mproc__getpid();
+  l->strict = opts->strict_auth != 0;
+  l->allow_other = opts->allow_other_users != 0;
+  l->handshake_timeout = opts->handshake_timeout == 0
+                             ? DEFAULT_HANDSHAKE_TIMEOUT
+                             : opts->handshake_timeout;
+  int r = 0;
+  if (opts->authkey != NULL) {
+    l->has_key = 1;
+    l->keylen = opts->authkey_len;
+    l->key = malloc(l->keylen > 0 ? l->keylen : 1);
+    if (l->key == NULL) {
+      r = MPROC_ENOMEM;
+      goto fail;
+    }
+    if (l->keylen > 0) {
+      memcpy(l->key, opts->authkey, l->keylen);
+    }
+  }
+
+  mproc__sockaddr addr;
+  if (opts->address == NULL && family == MPROC_AF_INET) {
+    r = resolve(MPROC_AF_INET, "127.0.0.1:0", &addr);
+  } else if (opts->address == NULL) {
+    r = make_private_dir(&l->dir, &l->path);
+    if (r == 0) {
+      r = mproc__sockaddr_unix(&addr, l->path);
+    }
+  } else {
+    r = resolve(family, opts->address, &addr);
+    if (r == 0 && mproc__sockaddr_family(&addr) == MPROC__NET_UNIX) {
+      l->path = strdup(opts->address);
+      if (l->path == NULL) {
+        r = MPROC_ENOMEM;
+      } else if (!l->allow_other) {
+        r = check_socket_dir(l->path);
+      }
+    }
+  }
+  if (r < 0) {
+    goto fail;
+  }
+  l->is_unix = mproc__sockaddr_family(&addr) == MPROC__NET_UNIX;
+
+  r = mproc__net_listen(&addr, opts->backlog);
+  if (r < 0) {
+    goto fail;
+  }
+  l->fd = r;
+  if (l->is_unix) {
+    mproc__path_info info;
+    if (mproc__path_stat(l->path, 0, &info) == 0 &&
+        info.type == MPROC__PATH_SOCKET) {
+      l->sock_dev = info.dev;
+      l->sock_ino = info.ino;
+      l->have_ident = 1;
+    }
+  }
+  r = mproc__net_sockname(l->fd, &l->addr);
+  if (r < 0) {
+    goto fail;
+  }
+  *out = l;
+  return 0;
+
+fail:
+  mproc_listener_close(l);
+  return r;
+}
+
+int mproc_listener_address(const mproc_listener *l, char *buf, size_t cap) {
+  if (l == NULL || buf == NULL || l->fd < 0) {
+    return MPROC_EINVAL;
+  }
+  if (l->is_unix) {
+    /* The path as given (or made): getsockname reports the same bytes,
+     * but this keeps a relative path exactly as the caller wrote it. */
+    size_t n = strlen(l->path);
+    if (n + 1 > cap) {
+      return MPROC_ENAMETOOLONG;
+    }
+    memcpy(buf, l->path, n + 1);
+    return (int)n;
+  }
+  return mproc__sockaddr_format(&l->addr, buf, cap);
+}
+
+int mproc_listener_fileno(const mproc_listener *l) {
+  return (l == NULL || l->fd < 0) ? MPROC_EINVAL : l->fd;
+}
+
+int mproc_listener_accept(mproc_listener *l, mproc_connection **out,
+                          double timeout) {
+  if (out != NULL) {
+    *out = NULL;
+  }
+  if (l == NULL || out == NULL || l->fd < 0) {
+    return MPROC_EINVAL;
+  }
+  mproc__deadline d;
+  if (mproc__deadline_init(&d, timeout) < 0) {
+    return MPROC_EINVAL;
+  }
+  int fd = mproc__net_accept(l->fd, &d);
+  if (fd < 0) {
+    return fd;
+  }
+  if (l->is_unix && !l->allow_other) {
+    uint32_t uid = 0;
+    int r = mproc__net_peer_uid(fd, &uid);
+    if (r == 0 && uid != (uint32_t)mproc__geteuid() && uid != 0) {
+      MPROC__DEBUG("listener: refused a peer of uid %u", (unsigned)uid);
+      r = MPROC_EACCES;
+    }
+    if (r < 0) {
+      mproc__close(fd);
+      return r;
+    }
+  }
+  mproc_connection *c = NULL;
+  int r = mproc__conn_wrap(&c, fd, 1, 1); /* closes fd on failure */
+  if (r < 0) {
+    return r;
+  }
+  if (l->has_key) {
+    mproc__deadline hd;
+    (void)mproc__deadline_init(&hd, l->handshake_timeout);
+    r = deliver_challenge(c, l->key, l->keylen, l->strict, &hd);
+    if (r == 0) {
+      r = answer_challenge(c, l->key, l->keylen, l->strict, &hd);
+    }
+    if (r < 0) {
+      MPROC__DEBUG("listener: handshake failed: %s", mproc_err_name(r));
+      mproc_connection_close(c);
+      return r;
+    }
+  }
+  *out = c;
+  return 0;
+}
+
+int mproc_listener_close(mproc_listener *l) {
+  if (l == NULL) {
+    return 0;
+  }
+  mproc__close(l->fd);
+  if (l->path != NULL && l->have_ident && mproc__getpid() == l->owner) {
+    mproc__path_info info;
+    if (mproc__path_stat(l->path, 0, &info) == 0 &&
+        info.type == MPROC__PATH_SOCKET && info.dev == l->sock_dev &&
+        info.ino == l->sock_ino) {
+      (void)mproc__unlink(l->path);
+    }
+  }
+  if (l->dir != NULL && mproc__getpid() == l->owner) {
+    /* Fails, harmlessly, if someone put something else in it. */
+    (void)mproc__rmdir(l->dir);
+  }
+  if (l->key != NULL) {
+    mproc__auth_wipe(l->key, l->keylen);
+    free(l->key);
+  }
+  free(l->path);
+  free(l->dir);
+  free(l);
+  return 0;
+}
+
+/* ==================== Client ==================== */
+
+int mproc_client_connect(mproc_connection **out, const char *address,
+                         const mproc_client_opts *opts) {
+  if (out != NULL) {
+    *out = NULL;
+  }
+  mproc_client_opts none;
+  if (opts == NULL) {
+    memset(&none, 0, sizeof none);
+    opts = &none;
+  }
+  if (out == NULL || address == NULL ||
+      (opts->authkey == NULL && opts->authkey_len > 0) ||
+      opts->timeout != opts->timeout /* NaN */) {
+    return MPROC_EINVAL;
+  }
+  mproc__sockaddr addr;
+  int r = resolve(opts->family, address, &addr);
+  if (r < 0) {
+    return r;
+  }
+  /* timeout > 0: one deadline for everything; 0: 5 s for the connect and
+   * 5 s more for the handshake; < 0: none. */
+  mproc__deadline d;
+  (void)mproc__deadline_init(
+      &d, opts->timeout == 0 ? DEFAULT_CLIENT_TIMEOUT : opts->timeout);
+  int fd = mproc__net_connect(&addr, &d);
+  if (fd < 0) {
+    return fd;
+  }
+  mproc_connection *c = NULL;
+  r = mproc__conn_wrap(&c, fd, 1, 1); /* closes fd on failure */
+  if (r < 0) {
+    return r;
+  }
+  if (opts->authkey != NULL) {
+    if (opts->timeout == 0) {
+      (void)mproc__deadline_init(&d, DEFAULT_CLIENT_TIMEOUT);
+    }
+    int strict = opts->strict_auth != 0;
+    r = answer_challenge(c, opts->authkey, opts->authkey_len, strict, &d);
+    if (r == 0) {
+      r = deliver_challenge(c, opts->authkey, opts->authkey_len, strict, &d);
+    }
+    if (r < 0) {
+      MPROC__DEBUG("client: handshake with %s failed: %s", address,
+                   mproc_err_name(r));
+      mproc_connection_close(c);
+      return r;
+    }
+  }
+  *out = c;
+  return 0;
+}
