@@ -29,11 +29,18 @@ TARGETS = [
      "mutex's rate"),
     ("event_pingpong", "raw_futex", "<=", 1.5,
      "Event ping-pong round trip within 1.5x of raw futex ping-pong"),
+    ("queue_small", "raw_ring", ">=", 0.5,
+     "small messages (8 B, 1 -> 1) at least half the raw SPSC ring's rate"),
+    ("queue_1mib", "raw_ring", ">=", 0.7,
+     "1 MiB messages at least 70% of the raw ring's MB/s"),
+    ("pipe_pingpong", "raw_socketpair", "<=", 1.2,
+     "pipe round trip within 1.2x of raw socketpair"),
 ]
 
 # Table order for known bench IDs; unknown ones follow in the order they ran.
 ORDER = ["process_start_join", "arena_alloc_free", "arena_alloc_free_pair",
-         "lock_uncontended", "value_contended", "event_pingpong"]
+         "lock_uncontended", "value_contended", "event_pingpong",
+         "queue_small", "queue_1mib", "queue_mpmc_small", "pipe_pingpong"]
 
 KEYS = ("bench", "system", "value", "unit", "better")
 

@@ -7,7 +7,8 @@
 # runs even when an earlier one failed, so that one run shows all failures;
 # the script exits non-zero if any example failed or is missing.  The whole
 # run takes well under 20 seconds (process_download sleeps at most 9 s;
-# the seed-001 Lock/Value/Array examples about 1 to 2 s each).
+# the seed-001 Lock/Value/Array examples about 1 to 2 s each; the queue
+# examples under 1 s each).
 
 dir=${1:-build/examples}
 
@@ -15,6 +16,9 @@ dir=${1:-build/examples}
 examples="process_pids process_download process_named"
 # Seed 001 (Lock, Value, Array): in the tutorial's order.
 examples="$examples lock_add_nolock lock_add_lock value_add array_negate"
+# Queues: seed 000 (put/get), 003 (a pool's results), 002 (producers and
+# consumers on a JoinableQueue).
+examples="$examples queue_put_get queue_results producer_consumer"
 
 failed=""
 for name in $examples; do

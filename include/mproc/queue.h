@@ -13,14 +13,17 @@
  *
  * Producers take the queue's put lock, consumers its get lock (both are
  * mproc Locks embedded in the queue, so a holder that dies is recovered as
- * in mproc/sync.h); one producer and one consumer never contend.  A put
- * reserves space past the write position, copies the message, and only
- * then publishes it by moving the write position (release order).  A get
- * copies the message out and only then moves the read position.  So:
+ * in mproc/sync.h); one producer and one consumer do not contend (a
+ * consumer takes the put lock only for a moment, before it sleeps on an
+ * empty queue).  A put reserves space past the write position, copies
+ * the message, and only then publishes it by moving the write position
+ * (release order).  A get copies the message out and only then moves the
+ * read position.  So:
  *   - A producer killed in the middle of a put leaves no torn message and
  *     no held lock: nothing was published, the next producer gets the put
  *     lock with MPROC_EOWNERDEAD internally, rolls the reservation back,
- *     counts one lost message (mproc_queue_lost) and goes on.
+ *     counts one lost message (mproc_queue_lost) and goes on.  (Killed
+ *     after the publish, the message is delivered and not counted.)
  *   - A consumer killed in the middle of a get blocks nobody: the next
  *     consumer takes over the get lock, and the message the dead one was
  *     copying is still there and is delivered again (at-least-once: a
@@ -28,8 +31,11 @@
  *     means the message is delivered twice; killed after moving it, the
  *     message is gone with the consumer).
  *   - Waiting (a full ring or maxsize reached for put, an empty queue for
- *     get) is a futex wait on a sequence word, after a short backoff; it
- *     leaves no trace, so a process killed while waiting blocks nobody.
+ *     get) is a futex wait on a sequence word, after a short backoff.  A
+ *     producer waits holding no lock and a consumer holding the get lock,
+ *     so a process killed while waiting blocks nobody: a dead waiting
+ *     consumer's get lock is taken over as above (a process already
+ *     waiting for it notices within about 50 ms, a later one at once).
  *
  * Python's pitfall "joining a process that still has items to flush"
  * (a child that put items and exits blocks until they are read) does not
@@ -99,10 +105,15 @@ MPROC_EXTERN int mproc_joinable_queue_new(mproc_queue **out, long maxsize,
  * when len is 0).  Waits up to timeout for room (MPROC_FOREVER: no limit;
  * 0: Python's block=False).
  *
+ * One deadline covers taking the put lock and waiting for room.  A poll
+ * (timeout 0) never waits for room, but does wait for another producer's
+ * copy to end (the put lock; 1 ms at most).
+ *
  * Returns 0; MPROC_EFULL (no room within the timeout); MPROC_EMSGSIZE (the
  * message can never fit the ring; at once); MPROC_ECLOSED; MPROC_EINVAL
  * (not a queue, buf NULL with len > 0, timeout NaN); MPROC_ECORRUPT (the
- * queue's header fails its checks).
+ * queue's header fails its checks); MPROC_EAGAIN (the process could not
+ * register for the queue's locks, see mproc/sync.h).
  */
 MPROC_EXTERN int mproc_queue_put(mproc_queue *q, const void *buf, size_t len,
                                  double timeout);
@@ -112,9 +123,14 @@ MPROC_EXTERN int mproc_queue_put(mproc_queue *q, const void *buf, size_t len,
  * (malloc'd, free it with free(); a zero-length message gives a non-NULL
  * 1-byte buffer) and *len.  Waits up to timeout for one.
  *
+ * A poll (timeout 0) also fails while another consumer holds the get
+ * lock, for instance one waiting on an empty queue (as Python's
+ * get(block=False)).
+ *
  * Returns 0; MPROC_EEMPTY (none within the timeout); MPROC_ECLOSED (closed
- * and empty); MPROC_ENOMEM (the message stays queued); MPROC_EINVAL;
- * MPROC_ECORRUPT.  On failure *out is NULL and *len 0.
+ * and empty: no message can follow); MPROC_ENOMEM (the message stays
+ * queued); MPROC_EINVAL; MPROC_ECORRUPT; MPROC_EAGAIN.  On failure *out
+ * is NULL and *len 0.
  */
 MPROC_EXTERN int mproc_queue_get(mproc_queue *q, void **out, size_t *len,
                                  double timeout);
@@ -135,7 +151,8 @@ MPROC_EXTERN long mproc_queue_qsize(const mproc_queue *q);
  * ring with fewer messages is not "full": a smaller message may fit). */
 MPROC_EXTERN int mproc_queue_empty(const mproc_queue *q);
 MPROC_EXTERN int mproc_queue_full(const mproc_queue *q);
-/* The queue's maxsize as given (<= 0: none) and its byte capacity. */
+/* The queue's maxsize as given (<= 0: none), or MPROC_EINVAL; its byte
+ * capacity, or 0 if q is not a queue. */
 MPROC_EXTERN long mproc_queue_maxsize(const mproc_queue *q);
 MPROC_EXTERN size_t mproc_queue_capacity(const mproc_queue *q);
 
@@ -162,7 +179,9 @@ MPROC_EXTERN int mproc_queue_task_done(mproc_queue *q);
 MPROC_EXTERN int mproc_queue_join(mproc_queue *q, double timeout);
 
 /* Free the queue (once; no process may use it afterwards).  NULL: no-op.
- * MPROC_EINVAL if q is not a queue. */
+ * MPROC_EINVAL if q is not a queue; MPROC_EBUSY while a live process holds
+ * one of its locks (a put or get in progress, or a consumer waiting on an
+ * empty queue).  A lock whose holder died is taken over first. */
 MPROC_EXTERN int mproc_queue_free(mproc_queue *q);
 
 /*
