@@ -105,6 +105,40 @@ extern void (*mproc__arena_fault_hook)(int point);
 void mproc__lock_init_embedded(void *mem, int recursive);
 int mproc__lock_retire_embedded(void *mem);
 
+/*
+ * The uncontended paths of an embedded plain Lock (not an RLock), inlined
+ * for the hot paths of the module that owns the object (the queue's put
+ * and get locks): no call, no validation, which the owner did once for
+ * the whole object.  The lock word is the lock's first 32 bits (lock.c
+ * asserts it): 0 when free, else the holder's process token, with
+ * MPROC__LOCK_WAITERS when someone may sleep on it.
+ *
+ * mproc__lock_try_fast: 1 if it took the free lock with one CAS, else 0
+ * (busy, or this process has no token yet): then call mproc_lock_acquire,
+ * which also handles a dead holder.
+ * mproc__lock_release_fast: release a lock the caller holds and has not
+ * left inconsistent (after MPROC_EOWNERDEAD it called
+ * mproc_lock_consistent): one exchange, and a wake only if someone
+ * sleeps.  On x86 the exchange is a full barrier, which the queue relies
+ * on (see queue.c).
+ */
+#define MPROC__LOCK_WAITERS 0x80000000u
+extern uint32_t mproc__sync_self_token __attribute__((visibility("hidden")));
+void mproc__lock_wake_one(void *mem);
+static inline int mproc__lock_try_fast(void *mem) {
+  uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
+  uint32_t v = 0;
+  return tok != 0 &&
+         __atomic_compare_exchange_n((uint32_t *)mem, &v, tok, 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+static inline void mproc__lock_release_fast(void *mem) {
+  uint32_t old = __atomic_exchange_n((uint32_t *)mem, 0, __ATOMIC_RELEASE);
+  if (MPROC__UNLIKELY(old & MPROC__LOCK_WAITERS)) {
+    mproc__lock_wake_one(mem);
+  }
+}
+
 /* ---- shm.c ---- */
 
 /* Unlink the segments this process created with MPROC_SHM_UNLINK_ON_EXIT

@@ -34,10 +34,11 @@
  * write a marker (where the record will end, the counters before it),
  * copy the record in, then publish it with a release store of head.
  * Then the marker is cleared and the lock released: the lock's two are
- * the put's only atomic instructions.  Get, under the get lock: find a
+ * the put's only atomic instructions, and both are inline (internal.h's
+ * fast paths of an embedded Lock: no call, no validation).  Get, under the get lock: find a
  * record past tail (against a cached copy of head first), check its word,
- * copy the payload out, write a marker, move tail (a seq_cst store, see
- * Waiting).  The message counters puts and gets (qsize, maxsize) are
+ * copy the payload out, write a marker, move tail (a release store; the
+ * lock's release after it is the full barrier Waiting needs).  The message counters puts and gets (qsize, maxsize) are
  * plain stores under each lock.  JoinableQueue's added (raised before
  * the publish, so a consumer's task_done never finds it behind) and done
  * (task_done's CAS) give the unfinished count.
@@ -78,8 +79,9 @@
  *     looks at tail again (seq_cst), and if there is still no room
  *     releases the put lock and sleeps (so several producers may sleep,
  *     and a wake wakes them all); it takes the lock again to look.  A
- *     consumer moves tail with a seq_cst store and then reads the flag:
- *     one of the two sees the other's store.  Releasing the put lock is
+ *     consumer moves tail, releases the get lock (on x86 a locked
+ *     exchange, a full barrier; elsewhere a fence follows) and then reads
+ *     the flag: one of the two sees the other's store.  Releasing the put lock is
  *     what keeps the nesting safe: a consumer waiting for the put lock
  *     waits only for a copy or a producer's 10 us backoff, never for a
  *     producer that waits for consumers.
@@ -352,8 +354,8 @@ static inline int qlock(unsigned char *mem, qwait *w, double poll_wait) {
 
 static inline void qunlock(unsigned char *mem) {
   /* Only the caller holds it, and consistency was restored on taking it:
-   * a release cannot fail. */
-  (void)mproc_lock_release(lock_of(mem));
+   * one exchange, inline (internal.h). */
+  mproc__lock_release_fast(mem);
 }
 
 /*
@@ -536,8 +538,12 @@ static int take_slow(struct mproc_queue *q, int put, int full, int r) {
  * failure, whatever lock it was), or another error (not held).
  */
 static inline int take(struct mproc_queue *q, int put, int full, qwait *w) {
-  int r = qlock(put ? q->put_lock : q->get_lock, w,
-                full ? QUEUE_PUT_POLL_LOCK_S : 0);
+  unsigned char *mem = put ? q->put_lock : q->get_lock;
+  /* The uncontended case inline: one CAS, no call (internal.h). */
+  if (MPROC__LIKELY(mproc__lock_try_fast(mem))) {
+    return 0;
+  }
+  int r = qlock(mem, w, full ? QUEUE_PUT_POLL_LOCK_S : 0);
   if (MPROC__LIKELY(r == 0)) {
     return 0;
   }
@@ -801,12 +807,21 @@ static int get_common(struct mproc_queue *q, void **out, void *buf,
   /* Before tail, release: a producer (or qsize) that sees the new tail or
    * this count sees the message counted. */
   __atomic_store_n(&q->gets, gets + 1, __ATOMIC_RELEASE);
-  /* seq_cst: pairs with the sleeping producer's seq_cst store of
-   * put_waiting before its last look at tail (see the top). */
-  __atomic_store_n(&q->tail, end, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&q->tail, end, __ATOMIC_RELEASE);
   QUEUE_COMPILER_BARRIER();
   q->gpend_end = 0;
   qunlock(q->get_lock);
+  /* The store of tail, then the load of put_waiting: the other half of a
+   * sleeping producer's store of put_waiting, then its load of tail (see
+   * the top), so one of the two sees the other's store.  That needs a
+   * full barrier between them: on x86 the get lock's release exchange
+   * just above is one (a locked instruction), so only the compiler must
+   * be kept from moving the load up; elsewhere a fence. */
+#if defined(__x86_64__) || defined(__i386__)
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+#else
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
   if (MPROC__UNLIKELY(__atomic_load_n(&q->put_waiting, __ATOMIC_SEQ_CST) !=
                       0)) {
     wake_flagged(&q->put_waiting, &q->get_seq);

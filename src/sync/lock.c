@@ -497,6 +497,13 @@ int mproc__lock_retire_embedded(void *mem) {
 
 MPROC__STATIC_ASSERT(sizeof(struct mproc_lock) == MPROC__LOCK_BYTES,
                      "internal.h's MPROC__LOCK_BYTES is the lock's size");
+MPROC__STATIC_ASSERT(offsetof(struct mproc_lock, word) == 0 &&
+                         MPROC__LOCK_WAITERS == SYNC_WAITERS,
+                     "internal.h's fast paths know the lock word");
+
+void mproc__lock_wake_one(void *mem) {
+  mproc__futex_wake(&((struct mproc_lock *)mem)->word, 1);
+}
 
 int mproc_lock_free(mproc_lock *l) {
   if (l == NULL) {
