@@ -3,7 +3,10 @@
  * auth.c: the connection object and framed I/O with deadlines.
  *
  * connection.c implements everything declared here.  The public calls of
- * mproc/connection.h are these with an unlimited deadline.
+ * mproc/connection.h are these with an unlimited deadline.  Receives read
+ * ahead into the connection's buffer (connection.c's DESIGN): bytes a
+ * handshake read beyond its own frames stay in the object, for the
+ * caller's next receive.
  */
 #ifndef MPROC_CONNECTION_INTERNAL_H
 #define MPROC_CONNECTION_INTERNAL_H

@@ -6,36 +6,63 @@
  * A connection is a small malloc'd object around one fd: a stream socket
  * (Pipe(True), Listener/Client) or one end of a pipe (Pipe(False)).  It
  * is process-local; a forked child inherits it with the fd.  All OS work
- * goes through src/platform/sock.h: complete writes, exact reads, poll,
- * with EINTR retried against a deadline fixed once, and SIGPIPE never
- * delivered.
+ * goes through src/platform/sock.h: complete writes, exact reads, reads
+ * of what is there, poll, with EINTR retried against a deadline fixed
+ * once, and SIGPIPE never delivered.
  *
  * The wire format is Python's (multiprocessing/connection.py), byte for
  * byte: a 4-byte big-endian signed length, or -1 and an 8-byte big-endian
  * length for payloads over 0x7fffffff, then the payload.  The header and
  * payload go out in one writev, so a frame of up to 16 KiB is one write
- * as Python's is (and up to PIPE_BUF bytes, atomic on a pipe).  Reads are
- * unbuffered, as Python's are: everything not yet received stays in the
- * kernel, so poll(2) on the fd tells the truth about what is readable and
- * a forked child that reads the same fd never loses bytes we buffered.
+ * as Python's is (and up to PIPE_BUF bytes, atomic on a pipe).
  *
- * Receive state.  Besides the fd and its directions, a connection keeps:
- *   - pending: a frame header has been read and its payload (pending_len
- *     bytes) has not.  This is how recv_bytes_into's MPROC_ENOBUFS keeps
- *     the message for the next receive, how a failed allocation
- *     (MPROC_ENOMEM) keeps it for a retry, and how a deadline that passes
- *     between header and payload leaves the stream usable.  A pending
- *     frame makes poll and wait report the connection ready.
+ * Read buffer.  Unlike Python, which reads the header and then the
+ * payload, each a read of its own, a connection reads ahead: the first
+ * receive allocates a RBUF_SIZE-byte buffer (freed at close, or when
+ * receiving breaks), and a receive that needs bytes takes, in one read,
+ * whatever the fd has, up to the buffer's room.  So a small message costs
+ * one system call, and messages that arrived together are served from
+ * the buffer with none.  Frames are parsed from rbuf[rpos .. rend); the
+ * unread bytes move to the buffer's start before a read.  A payload of up
+ * to RBUF_GATHER_MAX bytes is gathered in the buffer and copied out; a
+ * longer one gets its buffered part copied and the rest read straight
+ * into the destination, so big payloads are never copied twice and never
+ * read ahead past.  Consequences: poll(2) on the fd no longer tells
+ * everything (a whole message may wait in the buffer with the fd empty),
+ * which is why poll and wait look at the buffer first (see below); and a
+ * forked child inherits the buffered bytes in its copy of the object, so,
+ * as in Python, one end must be read by one process only.  Bytes read
+ * ahead during the handshake stay in the object that listener.c hands to
+ * the caller.
+ *
+ * Receive state.  Besides the fd, its directions and the buffer, a
+ * connection keeps:
+ *   - pending: a frame header has been taken from the buffer and its
+ *     payload (pending_len bytes, the first of which may be buffered) has
+ *     not.  This is how recv_bytes_into's MPROC_ENOBUFS keeps the message
+ *     for the next receive, how a failed allocation (MPROC_ENOMEM) keeps
+ *     it for a retry, and how a deadline that passes between header and
+ *     payload leaves the stream usable.
  *   - rbroken: the stream is out of step with the frames (a message over
  *     maxlength whose bytes were left unread, a malformed header, end of
  *     file or a timeout inside a frame): every later receive is
- *     MPROC_EBROKEN, as there is no way to find the next frame.
+ *     MPROC_EBROKEN, as there is no way to find the next frame.  The
+ *     buffer is freed then.  Whether a timeout or error inside a frame
+ *     breaks does not depend on the buffering: it breaks when some of the
+ *     frame's bytes (a part of the header, or any payload byte) had come,
+ *     as when reads were unbuffered.
  *   - wbroken: a send stopped inside a frame (deadline, error): the peer
  *     would read our next frame as the rest of this one, so later sends
  *     are MPROC_EBROKEN.
- * A broken connection is reported ready by poll and wait: a receive
- * returns at once (with MPROC_EBROKEN), and a loop that waits before
- * receiving must see that rather than sleep forever.
+ * Ready.  poll and wait report a connection ready without asking the
+ * kernel when a receive returns without reading: a whole frame (or a
+ * malformed header) is in the buffer, a frame is pending, or the stream
+ * is broken (a receive returns MPROC_EBROKEN at once, and a loop that
+ * waits before receiving must see that rather than sleep forever).
+ * Otherwise the fd decides, as before: readable means bytes (possibly the
+ * rest of a buffered partial frame) or end of file.  A partial frame in
+ * the buffer with nothing more in the fd is not ready: a receive would
+ * block.
  */
 #include "connection-internal.h"
 
@@ -52,7 +79,17 @@ struct mproc_connection {
   unsigned char wbroken;   /* sends are MPROC_EBROKEN (see DESIGN) */
   unsigned char pending;   /* a header was read, its payload was not */
   uint64_t pending_len;    /* that payload's length */
+  unsigned char *rbuf;     /* RBUF_SIZE bytes, or NULL before a receive */
+  size_t rpos, rend;       /* the unread bytes are rbuf[rpos .. rend) */
 };
+
+/* The read buffer's size: room for a 16 KiB frame as Python writes it in
+ * one write, with its header. */
+#define RBUF_SIZE (((size_t)16 << 10) + 16)
+
+/* Payloads up to this many bytes are gathered in the buffer (with what
+ * follows them); longer ones are read straight into the destination. */
+#define RBUF_GATHER_MAX ((size_t)8 << 10)
 
 /* Python's limit between the 4-byte and the escaped 12-byte header. */
 #define FRAME_SHORT_MAX UINT64_C(0x7fffffff)
@@ -194,6 +231,7 @@ int mproc_connection_close(mproc_connection *c) {
     return 0;
   }
   mproc__close(c->fd);
+  free(c->rbuf);
   free(c);
   return 0;
 }
@@ -283,21 +321,74 @@ static int recv_check(const mproc_connection *c) {
   return 0;
 }
 
-/* Mark the stream unusable for receiving (see DESIGN). */
+/* Mark the stream unusable for receiving (see DESIGN); the buffered
+ * bytes can never be used, so the buffer goes. */
 static void break_reading(mproc_connection *c, int why) {
   c->rbroken = 1;
   c->pending = 0;
+  free(c->rbuf);
+  c->rbuf = NULL;
+  c->rpos = c->rend = 0;
   MPROC__DEBUG("connection %d: receiving is broken (%s)", c->fd,
                mproc_err_name(why));
 }
 
+/* The number of buffered unread bytes. */
+static size_t rbuf_avail(const mproc_connection *c) {
+  return c->rend - c->rpos;
+}
+
 /*
- * Get the next frame's payload length: the pending frame's, or read a new
- * header (which makes that frame pending).  Returns 0 and *len; MPROC_EOF
- * (the peer closed before a header byte); MPROC_ECONNRESET (closed inside
- * the header); MPROC_EPROTO (a malformed header); MPROC_ETIMEDOUT; or
- * another negative errno.  Everything but MPROC_EOF, and a timeout or
- * error before any byte, breaks reading.
+ * Parse the header at the start of the buffered bytes, without taking it.
+ * Returns as mproc__frame_parse_header (0: not all of it is buffered).
+ */
+static int rbuf_peek_header(const mproc_connection *c, uint64_t *len) {
+  size_t avail = rbuf_avail(c);
+  if (avail < 4) {
+    return 0; /* also keeps a NULL rbuf out of the arithmetic */
+  }
+  return mproc__frame_parse_header(c->rbuf + c->rpos, avail, len);
+}
+
+/*
+ * Read what the fd has (waiting before the deadline while it has nothing)
+ * into the buffer's free end: allocate the buffer on first use, and move
+ * the unread bytes to its start first.  The caller makes sure that fewer
+ * than RBUF_SIZE bytes are buffered.  Returns 0 (at least one byte more
+ * is buffered); 1 (end of file); MPROC_ENOMEM (no buffer); MPROC_ETIMEDOUT
+ * or another negative errno.  Nothing buffered is lost on any result.
+ */
+static int rbuf_fill(mproc_connection *c, const mproc__deadline *d) {
+  if (c->rbuf == NULL) {
+    c->rbuf = malloc(RBUF_SIZE);
+    if (c->rbuf == NULL) {
+      return MPROC_ENOMEM;
+    }
+    c->rpos = c->rend = 0;
+  }
+  if (c->rpos > 0) {
+    size_t avail = rbuf_avail(c);
+    memmove(c->rbuf, c->rbuf + c->rpos, avail);
+    c->rpos = 0;
+    c->rend = avail;
+  }
+  size_t got = 0;
+  int r = mproc__stream_read_some(c->fd, c->is_socket, c->rbuf + c->rend,
+                                  RBUF_SIZE - c->rend, d, &got);
+  if (r == 0) {
+    c->rend += got;
+  }
+  return r;
+}
+
+/*
+ * Get the next frame's payload length: the pending frame's, or take a new
+ * header from the buffer, reading into it while the header is not whole
+ * (which makes that frame pending).  Returns 0 and *len; MPROC_EOF (the
+ * peer closed before a header byte); MPROC_ECONNRESET (closed inside the
+ * header); MPROC_EPROTO (a malformed header); MPROC_ENOMEM (no buffer);
+ * MPROC_ETIMEDOUT; or another negative errno.  Everything but MPROC_EOF,
+ * and a timeout or error before any header byte, breaks reading.
  */
 static int recv_header(mproc_connection *c, uint64_t *len,
                        const mproc__deadline *d) {
@@ -305,59 +396,85 @@ static int recv_header(mproc_connection *c, uint64_t *len,
     *len = c->pending_len;
     return 0;
   }
-  unsigned char hdr[12];
-  size_t got = 0;
-  int r = mproc__stream_read_exact(c->fd, c->is_socket, hdr, 4, d, &got);
-  if (r == 1 && got == 0) {
-    return MPROC_EOF;
-  }
-  int h = 0;
-  if (r == 0) {
-    h = mproc__frame_parse_header(hdr, 4, len);
-    if (h == 0) {
-      /* The -1 escape: the 8-byte length follows. */
-      r = mproc__stream_read_exact(c->fd, c->is_socket, hdr + 4, 8, d, &got);
-      got += 4;
-      if (r == 0) {
-        h = mproc__frame_parse_header(hdr, 12, len);
+  for (;;) {
+    int h = rbuf_peek_header(c, len);
+    if (h > 0) {
+      c->rpos += (size_t)h;
+      c->pending = 1;
+      c->pending_len = *len;
+      return 0;
+    }
+    if (h < 0) {
+      break_reading(c, h);
+      return h;
+    }
+    /* Fewer than 12 bytes are buffered: there is room for more. */
+    size_t had = rbuf_avail(c);
+    int r = rbuf_fill(c, d);
+    if (r == 1 && had == 0) {
+      return MPROC_EOF;
+    }
+    if (r != 0) {
+      int code = r == 1 ? MPROC_ECONNRESET : r;
+      if (had > 0) {
+        break_reading(c, code);
       }
+      return code;
     }
   }
-  if (r != 0) {
-    int code = r == 1 ? MPROC_ECONNRESET : r;
-    if (got > 0) {
-      break_reading(c, code);
-    }
-    return code;
-  }
-  if (h < 0) {
-    break_reading(c, h);
-    return h;
-  }
-  c->pending = 1;
-  c->pending_len = *len;
-  return 0;
 }
 
-/*
- * Read the pending frame's payload (len bytes) into dst.  Returns 0 (the
- * frame is consumed), MPROC_ECONNRESET (end of file inside it),
- * MPROC_ETIMEDOUT or another negative errno.  A failure before any
- * payload byte keeps the frame pending; after some, reading is broken.
- */
-static int recv_payload(mproc_connection *c, void *dst, size_t len,
-                        const mproc__deadline *d) {
-  size_t got = 0;
-  int r = mproc__stream_read_exact(c->fd, c->is_socket, dst, len, d, &got);
-  if (r == 0) {
-    c->pending = 0;
-    return 0;
-  }
+/* The end of a failed payload read: r is rbuf_fill's or
+ * mproc__stream_read_exact's result, some whether any payload byte had
+ * come.  Returns the code (see recv_payload). */
+static int payload_failed(mproc_connection *c, int r, int some) {
   int code = r == 1 ? MPROC_ECONNRESET : r;
-  if (got > 0 || r == 1) {
+  if (some || r == 1) {
     break_reading(c, code);
   }
   return code;
+}
+
+/*
+ * Take the pending frame's payload (len bytes) into dst: from the buffer,
+ * after reading it all there (len <= RBUF_GATHER_MAX), or its buffered
+ * part and then the rest straight from the fd.  Returns 0 (the frame is
+ * consumed), MPROC_ECONNRESET (end of file inside it), MPROC_ETIMEDOUT or
+ * another negative errno.  A failure before any payload byte came keeps
+ * the frame pending; after some, reading is broken.
+ */
+static int recv_payload(mproc_connection *c, void *dst, size_t len,
+                        const mproc__deadline *d) {
+  size_t avail = rbuf_avail(c);
+  if (len > avail && len <= RBUF_GATHER_MAX) {
+    /* Fewer than len <= RBUF_GATHER_MAX bytes are buffered: after the
+     * move to the buffer's start, the rest has room. */
+    while (avail < len) {
+      int r = rbuf_fill(c, d);
+      if (r != 0) {
+        return payload_failed(c, r, avail > 0);
+      }
+      avail = rbuf_avail(c);
+    }
+  }
+  size_t take = len < avail ? len : avail;
+  if (take > 0) {
+    memcpy(dst, c->rbuf + c->rpos, take);
+    c->rpos += take;
+  }
+  if (take < len) {
+    size_t got = 0;
+    int r = mproc__stream_read_exact(c->fd, c->is_socket, (char *)dst + take,
+                                     len - take, d, &got);
+    if (r != 0) {
+      return payload_failed(c, r, take + got > 0);
+    }
+  }
+  c->pending = 0;
+  if (c->rpos == c->rend) {
+    c->rpos = c->rend = 0; /* no move needed before the next read */
+  }
+  return 0;
 }
 
 int mproc__conn_recv_frame(mproc_connection *c, void **out, size_t *len,
@@ -444,9 +561,15 @@ int mproc_connection_recv_bytes_into(mproc_connection *c, void *buf,
 /* ==================== poll and wait ==================== */
 
 /* Whether a receive on c returns without touching the fd: a pending
- * frame, or a broken stream (see DESIGN). */
+ * frame, a whole frame or a malformed header in the buffer, or a broken
+ * stream (see DESIGN). */
 static int ready_without_fd(const mproc_connection *c) {
-  return c->pending || c->rbroken;
+  if (c->pending || c->rbroken) {
+    return 1;
+  }
+  uint64_t len = 0;
+  int h = rbuf_peek_header(c, &len);
+  return h < 0 || (h > 0 && len <= rbuf_avail(c) - (size_t)h);
 }
 
 int mproc_connection_poll(mproc_connection *c, double timeout) {

@@ -9,6 +9,18 @@
  * inherits it with the fd, as Python's connections are inherited; one end
  * must not be used by two processes or threads at once (as in Python).
  *
+ * Read-ahead.  Unlike Python's, a connection reads ahead: a receive takes
+ * whatever the fd has (up to a 16 KiB per-connection buffer, allocated on
+ * the first receive and freed at close) in one read, and later messages
+ * that came with it are served from the buffer without a system call.  So
+ * a message may be waiting in the buffer while poll(2) on
+ * mproc_connection_fileno says the fd is empty: to know whether a
+ * connection has a message, use mproc_connection_poll or
+ * mproc_connection_wait, which look at the buffer first.  A forked child
+ * inherits the buffered bytes in its copy of the object, which is one
+ * more reason for the rule above: the parent and the child would both
+ * read them.
+ *
  * Wire format, byte for byte Python's (multiprocessing/connection.py):
  * a message is a 4-byte big-endian signed length and the payload; a
  * payload longer than 0x7fffffff bytes is announced as -1 followed by an
@@ -98,7 +110,9 @@ MPROC_EXTERN int mproc_connection_from_fd(mproc_connection **out, int fd,
 /* Close the fd and free the object.  NULL: no-op.  Returns 0. */
 MPROC_EXTERN int mproc_connection_close(mproc_connection *c);
 
-/* The fd (for poll(2)), or MPROC_EINVAL.  1 or 0 for the directions. */
+/* The fd, or MPROC_EINVAL.  1 or 0 for the directions.  poll(2) on the
+ * fd misses messages already read ahead into the connection's buffer
+ * (see the top): wait with mproc_connection_poll or _wait instead. */
 MPROC_EXTERN int mproc_connection_fileno(const mproc_connection *c);
 MPROC_EXTERN int mproc_connection_readable(const mproc_connection *c);
 MPROC_EXTERN int mproc_connection_writable(const mproc_connection *c);
@@ -150,7 +164,10 @@ MPROC_EXTERN int mproc_connection_recv_bytes_into(mproc_connection *c,
 
 /*
  * mproc_connection_poll - whether a message, or end of file, can be read
- * without blocking, waiting up to timeout.  Never consumes anything.
+ * without blocking, waiting up to timeout.  Never consumes anything.  A
+ * whole message in the connection's read buffer, a message kept by
+ * MPROC_ENOBUFS and a broken end are ready at once, without a system
+ * call; otherwise the fd decides (bytes or end of file readable).
  * Returns 1, 0 (not within the timeout), or a negative error (MPROC_EPERM
  * on a write-only end).
  */
@@ -170,7 +187,9 @@ typedef struct mproc_wait_item {
  * mproc_connection_wait - Python's multiprocessing.connection.wait: wait
  * until at least one item is ready or the timeout passes (MPROC_FOREVER:
  * no limit; note Python treats a negative timeout as 0), and mark every
- * ready item.  Returns the number of ready items (0: timed out), or
+ * ready item.  A connection is ready as for mproc_connection_poll; when
+ * one is ready without a system call (a whole message buffered), wait
+ * returns at once, marking too the other items ready at that moment.  Returns the number of ready items (0: timed out), or
  * MPROC_EINVAL (items NULL with n > 0, a negative fd, a closed or
  * write-only connection), or another negative error.
  */

@@ -1,6 +1,7 @@
 /*
- * sock.c - stream sockets and pipes: socketpairs, exact reads and complete
- * writes with deadlines, and poll of many fds (declared in sock.h).
+ * sock.c - stream sockets and pipes: socketpairs, exact reads, reads of
+ * what is there, and complete writes with deadlines, and poll of many fds
+ * (declared in sock.h).
  *
  * DESIGN
  * The fds a connection uses are normally blocking, as Python's are.  With
@@ -265,6 +266,52 @@ int mproc__stream_read_exact(int fd, int is_socket, void *buf, size_t len,
     *done = got;
   }
   return r;
+}
+
+int mproc__stream_read_some(int fd, int is_socket, void *buf, size_t len,
+                            const mproc__deadline *d, size_t *got) {
+  int timed = d != NULL && !d->forever;
+  *got = 0;
+  if (len == 0) {
+    return -EINVAL; /* a read of 0 bytes would look like end of file */
+  }
+  if (len > MPROC__IO_CHUNK) {
+    len = MPROC__IO_CHUNK;
+  }
+  for (;;) {
+    if (timed) {
+      int w = wait_fd(fd, POLLIN, d);
+      if (w <= 0) {
+        return w == 0 ? -ETIMEDOUT : w;
+      }
+    }
+    ssize_t n;
+    if (is_socket) {
+      n = recv(fd, buf, len, timed ? MSG_DONTWAIT : 0);
+    } else {
+      /* After POLLIN a pipe read returns what is there without blocking. */
+      n = read(fd, buf, len);
+    }
+    if (n < 0) {
+      int err = errno;
+      if (err == EINTR) {
+        continue;
+      }
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        int w = wait_fd(fd, POLLIN, d);
+        if (w <= 0) {
+          return w == 0 ? -ETIMEDOUT : w;
+        }
+        continue;
+      }
+      return -err;
+    }
+    if (n == 0) {
+      return 1;
+    }
+    *got = (size_t)n;
+    return 0;
+  }
 }
 
 int mproc__poll_readable(const int *fds, size_t n, int *ready,

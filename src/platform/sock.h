@@ -48,6 +48,16 @@ int mproc__stream_read_exact(int fd, int is_socket, void *buf, size_t len,
                              const struct mproc__deadline *d, size_t *done);
 
 /*
+ * Read what is there, at most len (> 0) bytes, into buf: one read(2) or
+ * recv(2) when bytes are waiting, else wait (before the deadline) until
+ * some are.  Returns 0 with *got > 0 bytes read; 1 at end of file;
+ * -ETIMEDOUT (nothing came in time); -EINVAL (len 0); -ECONNRESET;
+ * another -errno.  *got (required) is 0 on every result but 0.
+ */
+int mproc__stream_read_some(int fd, int is_socket, void *buf, size_t len,
+                            const struct mproc__deadline *d, size_t *got);
+
+/*
  * Wait until at least one of fds[0..n) is readable or hung up (or in
  * error), or the deadline passes; ready[i] is set to 1 or 0 for each.
  * A deadline in the past polls once.  Early wakeups that report nothing

@@ -5,13 +5,17 @@
  * test_boundaries, test_dont_merge), TestWait (test_wait, test_wait_socket,
  * test_wait_timeout, test_wait_integer) and TestIgnoreEINTR, plus mproc's
  * own: EOF inside a frame, MPROC_EMSGSIZE decided before allocating,
- * malformed headers, SIGPIPE never killing the sender, and the internal
- * framed I/O with deadlines that the handshake uses.
+ * malformed headers, SIGPIPE never killing the sender, the internal
+ * framed I/O with deadlines that the handshake uses, and the read buffer:
+ * messages served from it exact, poll and wait seeing what it holds,
+ * MPROC_ENOBUFS, end of file and the limits with buffered bytes, and
+ * bytes read ahead during the handshake kept for the caller.
  *
  * Connections reach children by fork: a child gets a copy of the object
  * and of its fd, and closes the ends it does not use, as Python's
  * children do, so end of file arrives when it should.
  */
+#include "auth.h"
 #include "connection-internal.h"
 #include "task.h"
 
@@ -952,5 +956,571 @@ TEST_IMPL(connection_frame_send_deadline) {
     ASSERT_OK(mproc_connection_close(w));
   }
   free(p);
+  return 0;
+}
+
+/* ---- the read buffer ---- */
+
+/* Whether fd itself is readable right now (poll(2), not the buffer). */
+static int fd_readable(int fd) {
+  mproc_wait_item it = {.conn = NULL, .fd = fd};
+  int r = mproc_connection_wait(&it, 1, 0);
+  ASSERT_GE(r, 0);
+  return r;
+}
+
+/* The length of the i-th message of buffered_small_messages: every
+ * fifth is empty, the others 1 to 40 bytes. */
+static size_t small_len(int i) {
+  return i % 5 == 0 ? 0 : (size_t)(i * 7 % 40) + 1;
+}
+
+/* Many small messages sent back to back arrive in one read and are
+ * served from the buffer one by one, exact in content and boundaries,
+ * empty ones included, whichever receive call takes them. */
+TEST_IMPL(connection_buffered_small_messages) {
+  enum { COUNT = 100 }; /* a Unix socket counts ~1 KiB per send */
+  for (int duplex = 0; duplex <= 1; duplex++) {
+    mproc_connection *r = NULL, *w = NULL;
+    ASSERT_OK(mproc_pipe(&r, &w, duplex));
+    size_t total = 0;
+    for (int i = 0; i < COUNT; i++) {
+      unsigned char m[40];
+      test_fill(m, small_len(i), (uint64_t)i);
+      ASSERT_OK(mproc_connection_send(w, m, small_len(i)));
+      total += 4 + small_len(i);
+    }
+    /* Far less than the buffer, and far less than a pipe holds. */
+    ASSERT_LT(total, 16384);
+    for (int i = 0; i < COUNT; i++) {
+      ASSERT_EQ(mproc_connection_poll(r, 0), 1);
+      size_t n = 99;
+      if (i % 2 == 0) {
+        void *m = NULL;
+        ASSERT_OK(mproc_connection_recv_bytes(r, &m, &n, MPROC_NOLIMIT));
+        ASSERT_NOT_NULL(m);
+        ASSERT_UEQ(n, small_len(i));
+        ASSERT(test_check_fill(m, n, (uint64_t)i));
+        free(m);
+      } else {
+        unsigned char buf[48];
+        memset(buf, 0xee, sizeof buf);
+        ASSERT_OK(mproc_connection_recv_bytes_into(r, buf, sizeof buf, 3, &n));
+        ASSERT_UEQ(n, small_len(i));
+        ASSERT(test_check_fill(buf + 3, n, (uint64_t)i));
+        ASSERT_EQ(buf[2], 0xee);
+        ASSERT_EQ(buf[3 + n], 0xee); /* not a byte more */
+      }
+      if (i == 0) {
+        /* The first receive read them all, in one read: the fd is empty
+         * until the writer closes. */
+        ASSERT_EQ(fd_readable(mproc_connection_fileno(r)), 0);
+        ASSERT_OK(mproc_connection_close(w));
+        ASSERT_EQ(fd_readable(mproc_connection_fileno(r)), 1);
+      }
+    }
+    void *m = (void *)1;
+    size_t n = 1;
+    ASSERT_ERR(mproc_connection_recv_bytes(r, &m, &n, MPROC_NOLIMIT),
+               MPROC_EOF);
+    ASSERT_NULL(m);
+    ASSERT_ERR(mproc_connection_recv_bytes(r, &m, &n, MPROC_NOLIMIT),
+               MPROC_EOF);
+    ASSERT_OK(mproc_connection_close(r));
+  }
+  return 0;
+}
+
+/* A sender thread for the mixed-size tests: sizes[0 .. n) as messages
+ * filled with test_fill(seed = index). */
+typedef struct sizes_arg {
+  mproc_connection *w;
+  const size_t *sizes;
+  size_t n;
+} sizes_arg;
+
+static void *sizes_sender(void *p) {
+  sizes_arg *a = p;
+  size_t max = 0;
+  for (size_t i = 0; i < a->n; i++) {
+    max = a->sizes[i] > max ? a->sizes[i] : max;
+  }
+  char *buf = malloc(max > 0 ? max : 1);
+  ASSERT_NOT_NULL(buf);
+  for (size_t i = 0; i < a->n; i++) {
+    test_fill(buf, a->sizes[i], (uint64_t)i);
+    ASSERT_OK(mproc_connection_send(a->w, buf, a->sizes[i]));
+  }
+  free(buf);
+  return NULL;
+}
+
+/* Receive sizes[0 .. n) from r, alternately with recv_bytes and with
+ * recv_bytes_into (into a buffer of exactly the message's size). */
+static void receive_sizes(mproc_connection *r, const size_t *sizes,
+                          size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    void *m = NULL;
+    size_t n = 0;
+    if (i % 2 == 0) {
+      ASSERT_OK(mproc_connection_recv_bytes(r, &m, &n, MPROC_NOLIMIT));
+    } else {
+      m = malloc(sizes[i] > 0 ? sizes[i] : 1);
+      ASSERT_NOT_NULL(m);
+      ASSERT_OK(mproc_connection_recv_bytes_into(r, m, sizes[i], 0, &n));
+    }
+    ASSERT_UEQ(n, sizes[i]);
+    ASSERT(test_check_fill(m, n, (uint64_t)i));
+    free(m);
+  }
+}
+
+/* Sizes around every boundary of the buffer: the gathered/direct limit
+ * (8 KiB), the buffer's 16 KiB + 16, a 16 KiB payload as Python writes
+ * it, and a 16 MiB message between small ones. */
+static const size_t mixed_sizes[] = {
+    5,         0,         16777216, 3,     8191,  8192,  8193,  0,
+    16384,     16379,     16380,    16385, 16396, 16400, 16401, 1,
+    32768,     100000,    7,        0,     2,     65536, 4095,  4096,
+    16777216,  9};
+
+TEST_IMPL(connection_buffered_mixed_sizes) {
+  size_t count = MPROC__ARRAY_SIZE(mixed_sizes);
+  for (int duplex = 0; duplex <= 1; duplex++) {
+    mproc_connection *r = NULL, *w = NULL;
+    ASSERT_OK(mproc_pipe(&r, &w, duplex));
+    sizes_arg a = {.w = w, .sizes = mixed_sizes, .n = count};
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, sizes_sender, &a));
+    receive_sizes(r, mixed_sizes, count);
+    ASSERT_OK(pthread_join(th, NULL));
+    ASSERT_EQ(mproc_connection_poll(r, 0), 0);
+    ASSERT_OK(mproc_connection_close(w));
+    void *m = NULL;
+    size_t n = 0;
+    ASSERT_ERR(mproc_connection_recv_bytes(r, &m, &n, MPROC_NOLIMIT),
+               MPROC_EOF);
+    ASSERT_OK(mproc_connection_close(r));
+  }
+  /* The brief's case alone: small, 16 MiB, small, all sent before the
+   * first receive starts. */
+  static const size_t three[] = {11, (size_t)16 << 20, 13};
+  mproc_connection *r = NULL, *w = NULL;
+  ASSERT_OK(mproc_pipe(&r, &w, 1));
+  sizes_arg a = {.w = w, .sizes = three, .n = 3};
+  pthread_t th;
+  ASSERT_OK(pthread_create(&th, NULL, sizes_sender, &a));
+  test_sleep(0.1);
+  receive_sizes(r, three, 3);
+  ASSERT_OK(pthread_join(th, NULL));
+  ASSERT_OK(mproc_connection_close(r));
+  ASSERT_OK(mproc_connection_close(w));
+  return 0;
+}
+
+/* poll and wait see a message waiting in the buffer, though the fd has
+ * nothing; a partial frame in the buffer alone is not ready. */
+TEST_IMPL(connection_buffered_poll_wait) {
+  mproc_connection *r = NULL, *w = NULL, *other = NULL, *ow = NULL;
+  ASSERT_OK(mproc_pipe(&r, &w, 1));
+  ASSERT_OK(mproc_pipe(&other, &ow, 0));
+  int rfd = mproc_connection_fileno(r);
+  send_str(w, "one");
+  send_str(w, "two");
+  send_str(w, "three");
+  expect_str(r, "one");
+  /* Everything was read with the first message: only the buffer knows. */
+  ASSERT_EQ(fd_readable(rfd), 0);
+  double t0 = test_now();
+  ASSERT_EQ(mproc_connection_poll(r, 5.0), 1);
+  ASSERT_EQ(mproc_connection_poll(r, 0), 1);
+  /* wait returns at once, and still marks the others ready right now. */
+  send_str(ow, "x");
+  mproc_wait_item items[3] = {
+      {.conn = other}, {.conn = r}, {.conn = NULL, .fd = rfd}};
+  ASSERT_EQ(mproc_connection_wait(items, 3, 5.0), 2);
+  ASSERT_EQ(items[0].ready, 1);
+  ASSERT_EQ(items[1].ready, 1);
+  ASSERT_EQ(items[2].ready, 0);
+  expect_str(other, "x");
+  ASSERT_EQ(mproc_connection_wait(items, 3, 5.0), 1);
+  ASSERT_EQ(items[1].ready, 1);
+  ASSERT_DBL_LE(test_now() - t0, test_slack());
+
+  /* Closing the sender: still ready at once, two messages, then EOF. */
+  ASSERT_OK(mproc_connection_close(w));
+  ASSERT_EQ(mproc_connection_poll(r, 0), 1);
+  expect_str(r, "two");
+  ASSERT_EQ(mproc_connection_poll(r, 0), 1);
+  expect_str(r, "three");
+  ASSERT_EQ(mproc_connection_poll(r, 0), 1); /* end of file */
+  void *m = NULL;
+  size_t n = 0;
+  ASSERT_ERR(mproc_connection_recv_bytes(r, &m, &n, MPROC_NOLIMIT),
+             MPROC_EOF);
+  ASSERT_OK(mproc_connection_close(r));
+
+  /* Beyond wait's 16 stack slots: the 20th of 20 connections has a
+   * buffered message. */
+  enum { MANY = 20 };
+  mproc_connection *rs[MANY], *ws[MANY];
+  mproc_wait_item many[MANY];
+  for (int i = 0; i < MANY; i++) {
+    ASSERT_OK(mproc_pipe(&rs[i], &ws[i], 0));
+    many[i] = (mproc_wait_item){.conn = rs[i]};
+  }
+  send_str(ws[MANY - 1], "a");
+  send_str(ws[MANY - 1], "b");
+  expect_str(rs[MANY - 1], "a");
+  ASSERT_EQ(fd_readable(mproc_connection_fileno(rs[MANY - 1])), 0);
+  ASSERT_EQ(mproc_connection_wait(many, MANY, 5.0), 1);
+  ASSERT_EQ(many[MANY - 1].ready, 1);
+  send_str(ws[0], "c");
+  ASSERT_EQ(mproc_connection_wait(many, MANY, 5.0), 2);
+  ASSERT_EQ(many[0].ready, 1);
+  expect_str(rs[MANY - 1], "b");
+  expect_str(rs[0], "c");
+  ASSERT_EQ(mproc_connection_wait(many, MANY, 0), 0);
+  for (int i = 0; i < MANY; i++) {
+    ASSERT_OK(mproc_connection_close(rs[i]));
+    ASSERT_OK(mproc_connection_close(ws[i]));
+  }
+
+  /* A whole frame and part of the next in one write: after the first,
+   * the partial frame is buffered and the fd empty: not ready, until
+   * the rest comes. */
+  int fds[2];
+  for (int variant = 0; variant < 3; variant++) {
+    ASSERT_OK(mproc__socketpair(fds));
+    ASSERT_OK(mproc_connection_from_fd(&r, fds[0], 1, 1));
+    if (variant == 0) {
+      raw_write(fds[1], "\0\0\0\x01" "A" "\0\0\0\x05" "ab", 11);
+    } else if (variant == 1) {
+      raw_write(fds[1], "\0\0\0\x01" "A" "\0\0", 7);
+    } else {
+      raw_write(fds[1], "\0\0\0\x01" "A" "\xff\xff\xff\xff\0\0\0", 12);
+    }
+    expect_str(r, "A");
+    ASSERT_EQ(fd_readable(fds[0]), 0);
+    ASSERT_EQ(mproc_connection_poll(r, 0), 0);
+    t0 = test_now();
+    ASSERT_EQ(mproc_connection_poll(r, 0.05), 0);
+    ASSERT_DBL_GE(test_now() - t0, 0.05);
+    mproc_wait_item it = {.conn = r};
+    ASSERT_EQ(mproc_connection_wait(&it, 1, 0), 0);
+    if (variant == 0) {
+      raw_write(fds[1], "cd", 2); /* still one byte short */
+      ASSERT_EQ(mproc_connection_poll(r, 0), 1); /* the fd has bytes */
+      raw_write(fds[1], "e", 1);
+    } else if (variant == 1) {
+      raw_write(fds[1], "\0\x05" "abcde", 7);
+    } else {
+      raw_write(fds[1], "\0\0\0\0\x05" "abcde", 10);
+    }
+    ASSERT_EQ(mproc_connection_poll(r, 0), 1);
+    expect_str(r, "abcde");
+    ASSERT_EQ(mproc_connection_poll(r, 0), 0);
+    ASSERT_OK(mproc_connection_close(r));
+    mproc__close(fds[1]);
+  }
+
+  /* A malformed header waiting in the buffer is ready (the receive
+   * returns MPROC_EPROTO at once). */
+  ASSERT_OK(mproc__socketpair(fds));
+  ASSERT_OK(mproc_connection_from_fd(&r, fds[0], 1, 1));
+  raw_write(fds[1], "\0\0\0\x01" "A" "\xff\xff\xff\xfe", 9);
+  expect_str(r, "A");
+  ASSERT_EQ(fd_readable(fds[0]), 0);
+  ASSERT_EQ(mproc_connection_poll(r, 5.0), 1);
+  ASSERT_ERR(mproc_connection_recv_bytes(r, &m, &n, MPROC_NOLIMIT),
+             MPROC_EPROTO);
+  ASSERT_ERR(mproc_connection_recv_bytes(r, &m, &n, MPROC_NOLIMIT),
+             MPROC_EBROKEN);
+  ASSERT_EQ(mproc_connection_poll(r, 0), 1);
+  ASSERT_OK(mproc_connection_close(r));
+  mproc__close(fds[1]);
+
+  ASSERT_OK(mproc_connection_close(other));
+  ASSERT_OK(mproc_connection_close(ow));
+  return 0;
+}
+
+/* MPROC_ENOBUFS with the message already in the buffer: kept, ready, and
+ * taken whole by the next receive; the messages after it too. */
+TEST_IMPL(connection_buffered_enobufs) {
+  for (int duplex = 0; duplex <= 1; duplex++) {
+    mproc_connection *r = NULL, *w = NULL;
+    ASSERT_OK(mproc_pipe(&r, &w, duplex));
+    const char *longer = "a message longer than sixteen bytes";
+    send_str(w, "short");
+    send_str(w, longer);
+    send_str(w, "");
+    send_str(w, "x");
+    char buf[64];
+    size_t n = 0;
+    ASSERT_OK(mproc_connection_recv_bytes_into(r, buf, 16, 0, &n));
+    ASSERT_UEQ(n, 5);
+    ASSERT_EQ(fd_readable(mproc_connection_fileno(r)), 0);
+    ASSERT_ERR(mproc_connection_recv_bytes_into(r, buf, 16, 0, &n),
+               MPROC_ENOBUFS);
+    ASSERT_UEQ(n, strlen(longer));
+    ASSERT_EQ(mproc_connection_poll(r, 0), 1);
+    mproc_wait_item it = {.conn = r};
+    ASSERT_EQ(mproc_connection_wait(&it, 1, 5.0), 1);
+    ASSERT_ERR(mproc_connection_recv_bytes_into(r, buf, sizeof buf, 40, &n),
+               MPROC_ENOBUFS);
+    ASSERT_OK(mproc_connection_recv_bytes_into(r, buf, sizeof buf, 0, &n));
+    ASSERT_UEQ(n, strlen(longer));
+    ASSERT_EQ(memcmp(buf, longer, n), 0);
+    /* An empty message fits a zero-byte room, even with no buffer. */
+    ASSERT_OK(mproc_connection_recv_bytes_into(r, NULL, 0, 0, &n));
+    ASSERT_UEQ(n, 0);
+    ASSERT_ERR(mproc_connection_recv_bytes_into(r, NULL, 0, 0, &n),
+               MPROC_ENOBUFS);
+    ASSERT_UEQ(n, 1);
+    expect_str(r, "x");
+    ASSERT_EQ(mproc_connection_poll(r, 0), 0);
+    ASSERT_OK(mproc_connection_close(r));
+    ASSERT_OK(mproc_connection_close(w));
+  }
+  return 0;
+}
+
+/* End of file inside a frame whose start is buffered behind a whole
+ * message: MPROC_ECONNRESET, then MPROC_EBROKEN; in the header, in the
+ * escape, in a gathered payload and in a payload read straight into the
+ * destination. */
+TEST_IMPL(connection_buffered_eof_inside_frame) {
+  size_t big = 100000;
+  char *tail = calloc(1, big);
+  ASSERT_NOT_NULL(tail);
+  for (int variant = 0; variant < 5; variant++) {
+    int fds[2];
+    ASSERT_OK(mproc__socketpair(fds));
+    mproc_connection *r = NULL;
+    ASSERT_OK(mproc_connection_from_fd(&r, fds[0], 1, 0));
+    raw_write(fds[1], "\0\0\0\x02" "ok", 6);
+    if (variant == 0) {
+      raw_write(fds[1], "\0\0", 2);
+    } else if (variant == 1) {
+      raw_write(fds[1], "\xff\xff\xff\xff\0\0", 6);
+    } else if (variant == 2) {
+      raw_write(fds[1], "\0\0\0\x64" "0123456789", 14);
+    } else if (variant == 3) {
+      raw_write(fds[1], "\0\0\0\x64", 4); /* no payload byte at all */
+    } else {
+      raw_write(fds[1], "\0\x01\x86\xa0", 4); /* 100000 bytes... */
+      raw_write(fds[1], tail, 20000);         /* ...of which 20000 */
+    }
+    mproc__close(fds[1]);
+    expect_str(r, "ok");
+    void *m = (void *)1;
+    size_t n = 1;
+    ASSERT_ERR(mproc_connection_recv_bytes(r, &m, &n, MPROC_NOLIMIT),
+               MPROC_ECONNRESET);
+    ASSERT_NULL(m);
+    ASSERT_UEQ(n, 0);
+    ASSERT_ERR(mproc_connection_recv_bytes(r, &m, &n, MPROC_NOLIMIT),
+               MPROC_EBROKEN);
+    ASSERT_EQ(mproc_connection_poll(r, 0), 1);
+    ASSERT_OK(mproc_connection_close(r));
+  }
+  free(tail);
+  return 0;
+}
+
+/* The limits with buffered bytes: maxlength exactly met and exceeded by
+ * messages waiting in the buffer; internal receives with a deadline that
+ * has passed are served from the buffer; the pre-authentication cap. */
+TEST_IMPL(connection_buffered_limits) {
+  mproc_connection *a = NULL, *b = NULL;
+  ASSERT_OK(mproc_pipe(&a, &b, 1));
+  send_str(b, "0123456789");
+  send_str(b, "0123456789");
+  send_str(b, "0123456789");
+  void *m = NULL;
+  size_t n = 0;
+  ASSERT_OK(mproc_connection_recv_bytes(a, &m, &n, 10));
+  free(m);
+  ASSERT_EQ(fd_readable(mproc_connection_fileno(a)), 0);
+  ASSERT_OK(mproc_connection_recv_bytes(a, &m, &n, 10));
+  free(m);
+  ASSERT_ERR(mproc_connection_recv_bytes(a, &m, &n, 9), MPROC_EMSGSIZE);
+  ASSERT_ERR(mproc_connection_recv_bytes(a, &m, &n, 100), MPROC_EBROKEN);
+  ASSERT_EQ(mproc_connection_poll(a, 0), 1);
+  ASSERT_OK(mproc_connection_close(a));
+  ASSERT_OK(mproc_connection_close(b));
+
+  ASSERT_OK(mproc_pipe(&a, &b, 1));
+  mproc__deadline d;
+  ASSERT_OK(mproc__deadline_init(&d, 1.0));
+  ASSERT_OK(mproc__conn_send_frame(b, "#CHALLENGE#", 11, &d));
+  ASSERT_OK(mproc__conn_send_frame(b, "second", 6, &d));
+  char big[300];
+  memset(big, 'x', sizeof big);
+  ASSERT_OK(mproc__conn_send_frame(b, big, sizeof big, &d));
+  ASSERT_OK(mproc__conn_recv_frame(a, &m, &n, MPROC__AUTH_MAX_MESSAGE, &d));
+  ASSERT_UEQ(n, 11);
+  free(m);
+  /* A deadline already passed: the buffered frame still comes. */
+  ASSERT_OK(mproc__deadline_init(&d, 0));
+  test_sleep(0.01);
+  ASSERT_OK(mproc__conn_recv_frame(a, &m, &n, MPROC__AUTH_MAX_MESSAGE, &d));
+  ASSERT_UEQ(n, 6);
+  ASSERT_EQ(memcmp(m, "second", 6), 0);
+  free(m);
+  /* Over the cap, though all its bytes are buffered. */
+  ASSERT_ERR(mproc__conn_recv_frame(a, &m, &n, MPROC__AUTH_MAX_MESSAGE, &d),
+             MPROC_EMSGSIZE);
+  ASSERT_OK(mproc_connection_close(a));
+  ASSERT_OK(mproc_connection_close(b));
+
+  /* A gathered payload whose rest does not come in time: the frame was
+   * started, so the stream is broken (as without the buffer); one whose
+   * payload had not begun stays pending. */
+  int fds[2];
+  ASSERT_OK(mproc__socketpair(fds));
+  ASSERT_OK(mproc__conn_wrap(&a, fds[0], 1, 1));
+  raw_write(fds[1], "\0\0\0\x01" "A" "\0\0\0\x05" "ab", 11);
+  ASSERT_OK(mproc__deadline_init(&d, 0.05));
+  ASSERT_OK(mproc__conn_recv_frame(a, &m, &n, 100, &d));
+  free(m);
+  ASSERT_ERR(mproc__conn_recv_frame(a, &m, &n, 100, &d), MPROC_ETIMEDOUT);
+  ASSERT_ERR(mproc__conn_recv_frame(a, &m, &n, 100, NULL), MPROC_EBROKEN);
+  ASSERT_OK(mproc_connection_close(a));
+  mproc__close(fds[1]);
+  ASSERT_OK(mproc__socketpair(fds));
+  ASSERT_OK(mproc__conn_wrap(&a, fds[0], 1, 1));
+  raw_write(fds[1], "\0\0\0\x01" "A" "\0\0\0\x05", 9);
+  ASSERT_OK(mproc__deadline_init(&d, 0.05));
+  ASSERT_OK(mproc__conn_recv_frame(a, &m, &n, 100, &d));
+  free(m);
+  ASSERT_ERR(mproc__conn_recv_frame(a, &m, &n, 100, &d), MPROC_ETIMEDOUT);
+  ASSERT_EQ(mproc_connection_poll(a, 0), 1); /* pending */
+  raw_write(fds[1], "abcde", 5);
+  expect_str(a, "abcde");
+  ASSERT_OK(mproc_connection_close(a));
+  mproc__close(fds[1]);
+  return 0;
+}
+
+/* A child that inherits a connection with buffered messages gets its own
+ * copy of them (the parent keeps its own). */
+static int buffered_fork_child(const void *arg, size_t len) {
+  (void)len;
+  mproc_connection *conns[2];
+  memcpy(conns, arg, sizeof conns);
+  mproc_connection_close(conns[1]);
+  ASSERT_EQ(mproc_connection_poll(conns[0], 0), 1);
+  expect_str(conns[0], "two");
+  expect_str(conns[0], "three");
+  mproc_connection_close(conns[0]);
+  return 0;
+}
+
+TEST_IMPL(connection_buffered_fork) {
+  mproc_connection *r = NULL, *w = NULL;
+  ASSERT_OK(mproc_pipe(&r, &w, 0));
+  send_str(w, "one");
+  send_str(w, "two");
+  send_str(w, "three");
+  expect_str(r, "one");
+  mproc_connection *conns[2] = {r, w};
+  mproc_process *p = test_start_proc(buffered_fork_child, conns,
+                                     sizeof conns);
+  ASSERT_EQ(test_finish_proc(p), 0);
+  expect_str(r, "two");
+  expect_str(r, "three");
+  ASSERT_EQ(mproc_connection_poll(r, 0), 0);
+  ASSERT_OK(mproc_connection_close(r));
+  ASSERT_OK(mproc_connection_close(w));
+  return 0;
+}
+
+/* ---- read-ahead across the handshake ---- */
+
+static const char hs_key[] = "read-ahead key";
+
+/*
+ * A client written by hand on mproc's internal calls: it authenticates
+ * as Python's Client does, then sends its final #WELCOME# and three
+ * messages in one write, so the listener's last handshake read takes
+ * them all into its buffer.  It then waits for "bye".
+ */
+static void *ahead_client(void *p) {
+  const char *path = p;
+  mproc__sockaddr sa;
+  ASSERT_OK(mproc__sockaddr_unix(&sa, path));
+  mproc__deadline d;
+  ASSERT_OK(mproc__deadline_init(&d, 10.0));
+  int fd = mproc__net_connect(&sa, &d);
+  ASSERT_GE(fd, 0);
+  mproc_connection *c = NULL;
+  ASSERT_OK(mproc__conn_wrap(&c, fd, 1, 1));
+  size_t keylen = strlen(hs_key);
+  /* Answer the listener's challenge. */
+  void *m = NULL;
+  size_t n = 0;
+  ASSERT_OK(mproc__conn_recv_frame(c, &m, &n, MPROC__AUTH_MAX_MESSAGE, &d));
+  unsigned char ans[MPROC__AUTH_ANSWER_MAX];
+  size_t alen = 0;
+  ASSERT_OK(mproc__auth_answer(hs_key, keylen, m, n, 1, ans, &alen));
+  free(m);
+  ASSERT_OK(mproc__conn_send_frame(c, ans, alen, &d));
+  ASSERT_OK(mproc__conn_recv_frame(c, &m, &n, MPROC__AUTH_MAX_MESSAGE, &d));
+  ASSERT_OK(mproc__auth_check_reply(m, n));
+  free(m);
+  /* Challenge it and check its answer. */
+  unsigned char rnd[40], chal[MPROC__AUTH_CHALLENGE_MAX];
+  memset(rnd, 0x5a, sizeof rnd);
+  size_t clen = mproc__auth_make_challenge(chal, rnd);
+  ASSERT_OK(mproc__conn_send_frame(c, chal, clen, &d));
+  ASSERT_OK(mproc__conn_recv_frame(c, &m, &n, MPROC__AUTH_MAX_MESSAGE, &d));
+  ASSERT_OK(mproc__auth_verify(hs_key, keylen, chal + 11, clen - 11, m, n,
+                               1));
+  free(m);
+  /* #WELCOME# and the first messages, in one write. */
+  unsigned char out[64];
+  size_t o = 0;
+  static const char *const msgs[] = {MPROC__AUTH_WELCOME, "first", "",
+                                     "third"};
+  for (size_t i = 0; i < MPROC__ARRAY_SIZE(msgs); i++) {
+    size_t len = strlen(msgs[i]);
+    o += mproc__frame_make_header(out + o, len);
+    memcpy(out + o, msgs[i], len);
+    o += len;
+  }
+  raw_write(mproc_connection_fileno(c), out, o);
+  expect_str(c, "bye");
+  ASSERT_OK(mproc_connection_close(c));
+  return NULL;
+}
+
+/* What was read ahead during the handshake is the caller's: the accepted
+ * connection holds it, poll reports it, and it arrives in order. */
+TEST_IMPL(connection_buffered_after_handshake) {
+  mproc_listener_opts o;
+  memset(&o, 0, sizeof o);
+  o.authkey = hs_key;
+  o.authkey_len = strlen(hs_key);
+  mproc_listener *l = NULL;
+  ASSERT_OK(mproc_listener_new(&l, &o));
+  char addr[256];
+  ASSERT_GT(mproc_listener_address(l, addr, sizeof addr), 0);
+  pthread_t th;
+  ASSERT_OK(pthread_create(&th, NULL, ahead_client, addr));
+  mproc_connection *c = NULL;
+  ASSERT_OK(mproc_listener_accept(l, &c, 10.0));
+  /* The one write was read whole with the #WELCOME#. */
+  ASSERT_EQ(fd_readable(mproc_connection_fileno(c)), 0);
+  ASSERT_EQ(mproc_connection_poll(c, 0), 1);
+  expect_str(c, "first");
+  expect_str(c, "");
+  expect_str(c, "third");
+  ASSERT_EQ(mproc_connection_poll(c, 0), 0);
+  send_str(c, "bye");
+  ASSERT_OK(pthread_join(th, NULL));
+  ASSERT_OK(mproc_connection_close(c));
+  ASSERT_OK(mproc_listener_close(l));
   return 0;
 }

@@ -1,11 +1,13 @@
 /*
  * tests/unit/test-connection.c - the pure parts of connection.c: frame
  * headers byte for byte as Python's struct.pack("!i") / "!Q" writes them,
- * malformed headers, and argument checks that touch no peer.
+ * malformed headers, argument checks that touch no peer, and
+ * mproc__stream_read_some, the read that fills the receive buffer.
  */
 #include "connection-internal.h"
 #include "task.h"
 
+#include <errno.h>
 #include <math.h>
 #include <unistd.h>
 
@@ -228,5 +230,49 @@ TEST_IMPL(connection_wrap_owns_fd) {
   mproc__close(p[0]);
   mproc__close(p[1]);
   ASSERT_ERR(mproc__fd_is_socket(p[0]), MPROC_EBADF);
+  return 0;
+}
+
+/* The read the connection's buffer is filled with: what is there, in one
+ * call, up to the room; a timeout when nothing comes; 1 at end of file. */
+TEST_IMPL(connection_stream_read_some) {
+  for (int sock = 0; sock <= 1; sock++) {
+    int fds[2];
+    ASSERT_OK(sock ? mproc__socketpair(fds) : mproc__pipe(fds, 0));
+    char buf[100];
+    size_t got = 99;
+    ASSERT_ERR(mproc__stream_read_some(fds[0], sock, buf, 0, NULL, &got),
+               -EINVAL);
+    ASSERT_UEQ(got, 0);
+    ASSERT_EQ(write(fds[1], "hello", 5), 5);
+    ASSERT_EQ(write(fds[1], "world", 5), 5);
+    ASSERT_OK(mproc__stream_read_some(fds[0], sock, buf, 3, NULL, &got));
+    ASSERT_UEQ(got, 3);
+    ASSERT_OK(mproc__stream_read_some(fds[0], sock, buf, sizeof buf, NULL,
+                                      &got));
+    ASSERT_UEQ(got, 7);
+    ASSERT_EQ(memcmp(buf, "loworld", 7), 0);
+    mproc__deadline d;
+    ASSERT_OK(mproc__deadline_init(&d, 0.02));
+    got = 99;
+    ASSERT_ERR(mproc__stream_read_some(fds[0], sock, buf, sizeof buf, &d,
+                                       &got),
+               -ETIMEDOUT);
+    ASSERT_UEQ(got, 0);
+    ASSERT_EQ(write(fds[1], "x", 1), 1);
+    ASSERT_OK(mproc__deadline_init(&d, 1.0));
+    ASSERT_OK(mproc__stream_read_some(fds[0], sock, buf, sizeof buf, &d,
+                                      &got));
+    ASSERT_UEQ(got, 1);
+    mproc__close(fds[1]);
+    ASSERT_EQ(mproc__stream_read_some(fds[0], sock, buf, sizeof buf, &d,
+                                      &got),
+              1);
+    ASSERT_UEQ(got, 0);
+    ASSERT_EQ(mproc__stream_read_some(fds[0], sock, buf, sizeof buf, NULL,
+                                      &got),
+              1);
+    mproc__close(fds[0]);
+  }
   return 0;
 }
