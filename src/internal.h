@@ -106,24 +106,34 @@ void mproc__lock_init_embedded(void *mem, int recursive);
 int mproc__lock_retire_embedded(void *mem);
 
 /*
- * The uncontended paths of an embedded plain Lock (not an RLock), inlined
- * for the hot paths of the module that owns the object (the queue's put
- * and get locks): no call, no validation, which the owner did once for
- * the whole object.  The lock word is the lock's first 32 bits (lock.c
- * asserts it): 0 when free, else the holder's process token, with
- * MPROC__LOCK_WAITERS when someone may sleep on it.
+ * An "asym" Lock: a plain Lock embedded in another arena object whose
+ * owner module (the queue) wants its hot path without a second locked
+ * instruction.  It differs from a plain Lock in one way: a waiter does
+ * not announce itself with a bit in the lock word but by counting itself
+ * in the next 32-bit word (sleepers), and then calls mproc__membarrier()
+ * before it looks at the word a last time and sleeps.  So the holder may
+ * release with a plain store of 0 followed by a plain load of sleepers
+ * (a wake only if someone sleeps): the membarrier on the rare, sleeping
+ * side stands in for the store-load fence the release would otherwise
+ * need (membarrier(2)'s "asymmetric" use).  A process whose registration
+ * for membarrier failed releases with an exchange instead, and a waiter
+ * whose membarrier call fails sleeps in 1 ms slices, so a missed wake
+ * costs at most that.  mproc_lock_acquire/_release and every other Lock
+ * call work on it as on a plain Lock.
  *
  * mproc__lock_try_fast: 1 if it took the free lock with one CAS, else 0
  * (busy, or this process has no token yet): then call mproc_lock_acquire,
- * which also handles a dead holder.
- * mproc__lock_release_fast: release a lock the caller holds and has not
- * left inconsistent (after MPROC_EOWNERDEAD it called
- * mproc_lock_consistent): one exchange, and a wake only if someone
- * sleeps.  On x86 the exchange is a full barrier, which the queue relies
- * on (see queue.c).
+ * which also handles a dead holder.  For any plain Lock.
+ * mproc__lock_release_asym: release an asym lock the caller holds and
+ * has not left inconsistent (after MPROC_EOWNERDEAD it called
+ * mproc_lock_consistent).
  */
 #define MPROC__LOCK_WAITERS 0x80000000u
 extern uint32_t mproc__sync_self_token __attribute__((visibility("hidden")));
+/* 1 once this process registered for membarrier (owner.c; reset in a
+ * forked child, which registers again with its token). */
+extern int mproc__sync_asym_ok __attribute__((visibility("hidden")));
+void mproc__lock_init_embedded_asym(void *mem);
 void mproc__lock_wake_one(void *mem);
 static inline int mproc__lock_try_fast(void *mem) {
   uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
@@ -132,9 +142,21 @@ static inline int mproc__lock_try_fast(void *mem) {
          __atomic_compare_exchange_n((uint32_t *)mem, &v, tok, 0,
                                      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
-static inline void mproc__lock_release_fast(void *mem) {
-  uint32_t old = __atomic_exchange_n((uint32_t *)mem, 0, __ATOMIC_RELEASE);
-  if (MPROC__UNLIKELY(old & MPROC__LOCK_WAITERS)) {
+static inline void mproc__lock_release_asym(void *mem) {
+  uint32_t *word = (uint32_t *)mem;
+  uint32_t *sleepers = word + 1;
+  if (MPROC__LIKELY(__atomic_load_n(&mproc__sync_asym_ok, __ATOMIC_RELAXED))) {
+    __atomic_store_n(word, 0, __ATOMIC_RELEASE);
+    /* Only the compiler must not move the load above the store; the
+     * sleeper's membarrier orders the CPU. */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (MPROC__UNLIKELY(__atomic_load_n(sleepers, __ATOMIC_RELAXED) != 0)) {
+      mproc__lock_wake_one(mem);
+    }
+    return;
+  }
+  (void)__atomic_exchange_n(word, 0, __ATOMIC_SEQ_CST);
+  if (MPROC__UNLIKELY(__atomic_load_n(sleepers, __ATOMIC_SEQ_CST) != 0)) {
     mproc__lock_wake_one(mem);
   }
 }

@@ -33,12 +33,16 @@
  * tail so that the consumers' line is read only when the cache says no),
  * write a marker (where the record will end, the counters before it),
  * copy the record in, then publish it with a release store of head.
- * Then the marker is cleared and the lock released: the lock's two are
- * the put's only atomic instructions, and both are inline (internal.h's
- * fast paths of an embedded Lock: no call, no validation).  Get, under the get lock: find a
- * record past tail (against a cached copy of head first), check its word,
- * copy the payload out, write a marker, move tail (a release store; the
- * lock's release after it is the full barrier Waiting needs).  The message counters puts and gets (qsize, maxsize) are
+ * Then the marker is cleared and the lock released.  Both locks are
+ * "asym" Locks (internal.h): taking one is one CAS and releasing it a
+ * plain store and a load, both inline, so that CAS is the put's only
+ * locked instruction (a locked instruction waits for every store before
+ * it to reach the cache, including the store of head to a line the
+ * consumer reads; a second one per put cost about a fifth of the rate of
+ * 8-byte messages).  Get, under the get lock: find a record past tail
+ * (against a cached copy of head first), check its word, copy the
+ * payload out, write a marker, move tail (a release store).  The message
+ * counters puts and gets (qsize, maxsize) are
  * plain stores under each lock.  JoinableQueue's added (raised before
  * the publish, so a consumer's task_done never finds it behind) and done
  * (task_done's CAS) give the unfinished count.
@@ -76,12 +80,15 @@
  *     had not begun yet return at once).  So a put needs no fence: its
  *     only atomic instructions are the lock's.
  *   - A producer out of room reads get_seq, raises put_waiting (seq_cst),
- *     looks at tail again (seq_cst), and if there is still no room
- *     releases the put lock and sleeps (so several producers may sleep,
- *     and a wake wakes them all); it takes the lock again to look.  A
- *     consumer moves tail, releases the get lock (on x86 a locked
- *     exchange, a full barrier; elsewhere a fence follows) and then reads
- *     the flag: one of the two sees the other's store.  Releasing the put lock is
+ *     calls mproc__membarrier(), looks at tail again (seq_cst), and if
+ *     there is still no room releases the put lock and sleeps (so several
+ *     producers may sleep, and a wake wakes them all); it takes the lock
+ *     again to look.  A consumer moves tail, releases the get lock and
+ *     then reads the flag with no fence in between: the producer's
+ *     membarrier makes every running consumer pass a full barrier, so one
+ *     of the two sees the other's store (membarrier(2)'s asymmetric use;
+ *     where membarrier is refused, the producer sleeps in 1 ms slices, so
+ *     a missed wake costs that much).  Releasing the put lock is
  *     what keeps the nesting safe: a consumer waiting for the put lock
  *     waits only for a copy or a producer's 10 us backoff, never for a
  *     producer that waits for consumers.
@@ -114,6 +121,9 @@
 
 #define QUEUE_LINE 64
 #define QUEUE_SLICE_NS 50000000ull /* 50 ms */
+/* A producer asleep for room whose membarrier call failed: a consumer may
+ * miss its flag (see get_common), so it looks again this often. */
+#define QUEUE_UNFENCED_SLICE_NS 1000000ull /* 1 ms */
 #define QUEUE_BACKOFF_NS 10000u    /* 10 us */
 #define QUEUE_PROBE_FIRST_NS 250u
 #define QUEUE_PROBE_MAX_NS 2000u
@@ -354,8 +364,8 @@ static inline int qlock(unsigned char *mem, qwait *w, double poll_wait) {
 
 static inline void qunlock(unsigned char *mem) {
   /* Only the caller holds it, and consistency was restored on taking it:
-   * one exchange, inline (internal.h). */
-  mproc__lock_release_fast(mem);
+   * a plain store and a load, inline (an asym lock, internal.h). */
+  mproc__lock_release_asym(mem);
 }
 
 /*
@@ -363,13 +373,14 @@ static inline void qunlock(unsigned char *mem) {
  * (woken, changed, or the slice ended: the caller looks again) or
  * MPROC_ETIMEDOUT (the deadline had passed: nothing was slept).
  */
-static int sleep_slice(uint32_t *seqw, uint32_t seq, qwait *w) {
+static int sleep_slice(uint32_t *seqw, uint32_t seq, qwait *w,
+                       uint64_t slice_ns) {
   qwait_fix(w);
   uint64_t now = mproc__now_ns();
   if (!w->d.forever && now >= w->d.at_ns) {
     return MPROC_ETIMEDOUT;
   }
-  mproc__deadline slice = {0, now + QUEUE_SLICE_NS};
+  mproc__deadline slice = {0, now + slice_ns};
   if (!w->d.forever && w->d.at_ns < slice.at_ns) {
     slice.at_ns = w->d.at_ns;
   }
@@ -624,14 +635,19 @@ int mproc_queue_put(mproc_queue *qp, const void *buf, size_t len,
         continue;
       }
     }
-    /* Sleep without the lock (see the top): announce, look again. */
+    /* Sleep without the lock (see the top): announce, make every
+     * consumer's CPU pass a full barrier (a consumer moves tail and then
+     * reads put_waiting with no fence between: see get_common), look
+     * again. */
     uint32_t seq = __atomic_load_n(&q->get_seq, __ATOMIC_ACQUIRE);
     __atomic_store_n(&q->put_waiting, 1, __ATOMIC_SEQ_CST);
+    int fenced = mproc__membarrier() == 0;
     if (probe_room(q, rec)) {
       continue;
     }
     qunlock(q->put_lock);
-    (void)sleep_slice(&q->get_seq, seq, &w);
+    (void)sleep_slice(&q->get_seq, seq, &w,
+                      fenced ? QUEUE_SLICE_NS : QUEUE_UNFENCED_SLICE_NS);
     if ((r = take(q, 1, 1, &w)) != 0) {
       return r;
     }
@@ -731,7 +747,7 @@ static int wait_data(struct mproc_queue *q, uint64_t tail, qwait *w) {
     if (closed) {
       return MPROC_ECLOSED;
     }
-    r = sleep_slice(&q->put_seq, seq, w);
+    r = sleep_slice(&q->put_seq, seq, w, QUEUE_SLICE_NS);
     /* Woken (a producer took the flag down), the slice ended, or the
      * deadline passed: the flag goes down either way; it is ours. */
     __atomic_store_n(&q->get_waiting, 0, __ATOMIC_RELAXED);
@@ -813,15 +829,12 @@ static int get_common(struct mproc_queue *q, void **out, void *buf,
   qunlock(q->get_lock);
   /* The store of tail, then the load of put_waiting: the other half of a
    * sleeping producer's store of put_waiting, then its load of tail (see
-   * the top), so one of the two sees the other's store.  That needs a
-   * full barrier between them: on x86 the get lock's release exchange
-   * just above is one (a locked instruction), so only the compiler must
-   * be kept from moving the load up; elsewhere a fence. */
-#if defined(__x86_64__) || defined(__i386__)
+   * the top), so one of the two must see the other's store.  The fence
+   * that needs is on the producer's side, which is about to sleep anyway:
+   * it calls mproc__membarrier() between its store and its load (and, if
+   * that fails, sleeps in 1 ms slices), so here only the compiler must
+   * keep the load below the store. */
   __atomic_signal_fence(__ATOMIC_SEQ_CST);
-#else
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
   if (MPROC__UNLIKELY(__atomic_load_n(&q->put_waiting, __ATOMIC_SEQ_CST) !=
                       0)) {
     wake_flagged(&q->put_waiting, &q->get_seq);
@@ -1038,7 +1051,7 @@ int mproc_queue_join(mproc_queue *qp, double timeout) {
       __atomic_fetch_sub(&q->join_waiters, 1, __ATOMIC_RELAXED);
       return 0;
     }
-    r = sleep_slice(&q->join_seq, seq, &w);
+    r = sleep_slice(&q->join_seq, seq, &w, QUEUE_SLICE_NS);
     __atomic_fetch_sub(&q->join_waiters, 1, __ATOMIC_RELAXED);
     if (r == MPROC_ETIMEDOUT) {
       expired = 1;
@@ -1084,8 +1097,8 @@ static int queue_new(mproc_queue **out, long maxsize,
   q->maxsize = maxsize;
   q->limit = maxsize > 0 ? (uint64_t)maxsize : UINT64_MAX;
   q->block = block;
-  mproc__lock_init_embedded(q->put_lock, 0);
-  mproc__lock_init_embedded(q->get_lock, 0);
+  mproc__lock_init_embedded_asym(q->put_lock);
+  mproc__lock_init_embedded_asym(q->get_lock);
   __atomic_store_n(&q->magic, QUEUE_MAGIC, __ATOMIC_RELEASE);
   *out = q;
   return 0;
@@ -1141,7 +1154,7 @@ int mproc_queue_free(mproc_queue *qp) {
   }
   if ((r = mproc__lock_retire_embedded(q->get_lock)) != 0) {
     /* Taken meanwhile (a misuse): leave the queue as it was. */
-    mproc__lock_init_embedded(q->put_lock, 0);
+    mproc__lock_init_embedded_asym(q->put_lock);
     return r;
   }
   __atomic_store_n(&q->magic, QUEUE_DEAD_MAGIC, __ATOMIC_RELEASE);

@@ -13,6 +13,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -51,4 +54,28 @@ int mproc__futex_wait(uint32_t *addr, uint32_t val, const mproc__deadline *d) {
 int mproc__futex_wake(uint32_t *addr, int n) {
   long r = syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
   return r < 0 ? -errno : (int)r;
+}
+
+/* MPROC_NO_MEMBARRIER=1: behave as a kernel without it (read each time a
+ * process registers, which is once per process). */
+static int membarrier_disabled(void) {
+  const char *e = getenv("MPROC_NO_MEMBARRIER");
+  return e != NULL && strcmp(e, "1") == 0;
+}
+
+int mproc__membarrier_register(void) {
+  if (membarrier_disabled()) {
+    return -ENOSYS;
+  }
+  long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
+                   0);
+  return r < 0 ? -errno : 0;
+}
+
+int mproc__membarrier(void) {
+  if (membarrier_disabled()) {
+    return -ENOSYS;
+  }
+  long r = syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0);
+  return r < 0 ? -errno : 0;
 }

@@ -73,6 +73,21 @@ int mproc__futex_wait(uint32_t *addr, uint32_t val, const mproc__deadline *d);
 /* Wake up to n waiters on addr (INT32_MAX: all).  Returns the number woken. */
 int mproc__futex_wake(uint32_t *addr, int n);
 
+/*
+ * Asymmetric memory barriers (membarrier(2), MEMBARRIER_CMD_GLOBAL_EXPEDITED):
+ * a process registers once; afterwards mproc__membarrier() makes every
+ * thread of every registered process that runs at that moment execute a
+ * full memory barrier, so a fast path in those processes can use a plain
+ * store where it would need a store-load fence, and the rare slow side
+ * calls this instead.  Returns 0 or -errno (-ENOSYS, -EINVAL or -EPERM
+ * where the kernel or a seccomp filter does not allow it, and always when
+ * the environment variable MPROC_NO_MEMBARRIER=1 is set, so the fallback
+ * can be tested).  Registration does not survive fork or exec: a child
+ * registers again.
+ */
+int mproc__membarrier_register(void);
+int mproc__membarrier(void);
+
 /* ==================== fd.c: file descriptors ==================== */
 
 /* close(2), never retried.  Ignores fd < 0.  Leaves errno alone only as

@@ -224,6 +224,27 @@ static int backoff(struct mproc_lock *l, uint32_t tok,
   return 0;
 }
 
+/*
+ * An asym lock's sleep (internal.h): count ourselves in owner_tid, make
+ * every registered process's running threads pass a full barrier
+ * (membarrier), look at the word once more and sleep while it still holds
+ * v.  Returns as mproc__sync_wait_slice.
+ */
+static int asym_wait(struct mproc_lock *l, uint32_t v,
+                     const mproc__deadline *d) {
+  __atomic_fetch_add(&l->owner_tid, 1, __ATOMIC_SEQ_CST);
+  uint64_t slice = SYNC_SLICE_NS;
+  if (mproc__membarrier() != 0) {
+    slice = SYNC_ASYM_FALLBACK_SLICE_NS;
+  }
+  int r = 0;
+  if (__atomic_load_n(&l->word, __ATOMIC_SEQ_CST) == v) {
+    r = mproc__sync_wait_slice(&l->word, v, d, slice);
+  }
+  __atomic_fetch_sub(&l->owner_tid, 1, __ATOMIC_RELAXED);
+  return r;
+}
+
 static int acquire_slow(struct mproc_lock *l, uint32_t tok,
                         const mproc__deadline *d) {
   int poll = !d->forever && d->at_ns <= mproc__now_ns();
@@ -233,6 +254,7 @@ static int acquire_slow(struct mproc_lock *l, uint32_t tok,
   }
   uint32_t waiters = 0; /* SYNC_WAITERS once this thread has slept */
   int checked = 0;       /* the check before the first sleep is done */
+  int asym = (l->flags & SYNC_LOCK_ASYM) != 0; /* no SYNC_WAITERS at all */
   for (;;) {
     v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
     uint32_t owner = TOK(v);
@@ -264,22 +286,25 @@ static int acquire_slow(struct mproc_lock *l, uint32_t tok,
       if (holder_dead_first(owner, tok) && take_over(l, owner, tok)) {
         return got(l, 1);
       }
-      v = announce(l);
+      v = asym ? __atomic_load_n(&l->word, __ATOMIC_RELAXED) : announce(l);
       continue;
     }
-    if (!(v & SYNC_WAITERS)) {
+    if (!asym && !(v & SYNC_WAITERS)) {
       v = announce(l);
       if (TOK(v) != owner) {
         continue; /* released or taken over meanwhile: look again */
       }
     }
-    int r = mproc__sync_wait_slice(&l->word, v, d, SYNC_SLICE_NS);
-    waiters = SYNC_WAITERS;
+    int r = asym ? asym_wait(l, v, d)
+                 : mproc__sync_wait_slice(&l->word, v, d, SYNC_SLICE_NS);
+    if (!asym) {
+      waiters = SYNC_WAITERS;
+    }
     if (r == 0) {
       /* Woken, or the word changed before we slept: announce again in the
        * same operation that reads it, as glibc's waiter does with its
-       * exchange. */
-      v = announce(l);
+       * exchange (an asym lock's waiter just looks). */
+      v = asym ? __atomic_load_n(&l->word, __ATOMIC_RELAXED) : announce(l);
       continue;
     }
     /* A slice ended, or the caller's deadline passed: is the holder
@@ -421,6 +446,10 @@ static inline int release_word(struct mproc_lock *l) {
   }
   if (v & SYNC_WAITERS) {
     mproc__futex_wake(&l->word, 1);
+  } else if (MPROC__UNLIKELY(l->flags & SYNC_LOCK_ASYM) &&
+             __atomic_load_n(&l->owner_tid, __ATOMIC_SEQ_CST) != 0) {
+    /* An asym lock's sleepers count (the exchange was a full barrier). */
+    mproc__futex_wake(&l->word, 1);
   }
   return 0;
 }
@@ -485,6 +514,12 @@ void mproc__lock_init_embedded(void *mem, int recursive) {
   l->flags = SYNC_LOCK_EMBEDDED;
 }
 
+void mproc__lock_init_embedded_asym(void *mem) {
+  struct mproc_lock *l = mem;
+  mproc__lock_init(l, SYNC_KIND_LOCK);
+  l->flags = SYNC_LOCK_EMBEDDED | SYNC_LOCK_ASYM;
+}
+
 int mproc__lock_retire_embedded(void *mem) {
   struct mproc_lock *l = mem;
   uint32_t v = TOK(__atomic_load_n(&l->word, __ATOMIC_RELAXED));
@@ -498,8 +533,10 @@ int mproc__lock_retire_embedded(void *mem) {
 MPROC__STATIC_ASSERT(sizeof(struct mproc_lock) == MPROC__LOCK_BYTES,
                      "internal.h's MPROC__LOCK_BYTES is the lock's size");
 MPROC__STATIC_ASSERT(offsetof(struct mproc_lock, word) == 0 &&
+                         offsetof(struct mproc_lock, owner_tid) == 4 &&
                          MPROC__LOCK_WAITERS == SYNC_WAITERS,
-                     "internal.h's fast paths know the lock word");
+                     "internal.h's fast paths know the lock word and an "
+                     "asym lock's sleepers count");
 
 void mproc__lock_wake_one(void *mem) {
   mproc__futex_wake(&((struct mproc_lock *)mem)->word, 1);

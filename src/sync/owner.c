@@ -27,6 +27,7 @@ typedef struct sync_table {
 } sync_table;
 
 uint32_t mproc__sync_self_token;
+int mproc__sync_asym_ok;
 uintptr_t mproc__sync_arena_base, mproc__sync_arena_size;
 
 static sync_table *g_table; /* cached: the arena has one address everywhere */
@@ -39,6 +40,7 @@ __thread uint32_t mproc__sync_tid_cache;
  * round), and its one thread has a new thread id. */
 static void atfork_child(void) {
   mproc__sync_self_token = 0;
+  mproc__sync_asym_ok = 0;
   mproc__sync_tid_cache = 0;
   reg_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 }
@@ -133,6 +135,11 @@ int64_t mproc__sync_register(void) {
     pthread_mutex_unlock(&reg_mu);
     return MPROC_ENOMEM;
   }
+  /* Before the token is published (a process with a token may take and
+   * release locks): register for asymmetric barriers, so this process may
+   * release an embedded "asym" lock with a plain store (internal.h). */
+  __atomic_store_n(&mproc__sync_asym_ok, mproc__membarrier_register() == 0,
+                   __ATOMIC_RELAXED);
   pid_t pid = mproc__getpid();
   uint64_t start = 0;
   if (mproc__proc_stat(pid, &start, NULL, NULL) != 0) {

@@ -175,6 +175,13 @@ enum { SYNC_KIND_LOCK = 1, SYNC_KIND_RLOCK = 2 };
 /* Made in place inside another object (a Value): freed with it, never by
  * mproc_lock_free. */
 #define SYNC_LOCK_EMBEDDED 2u
+/* An "asym" Lock (internal.h): waiters count themselves in owner_tid
+ * (unused by a plain Lock) instead of setting SYNC_WAITERS, and call
+ * mproc__membarrier() before they sleep. */
+#define SYNC_LOCK_ASYM 4u
+/* A sleeper on an asym lock whose membarrier call failed sleeps this long
+ * at most: its holder may release without a fence and miss it. */
+#define SYNC_ASYM_FALLBACK_SLICE_NS 1000000ull /* 1 ms */
 
 struct mproc_lock {
   /* The fields a locked update touches come first, so that a Value that
