@@ -109,17 +109,20 @@ int mproc__lock_retire_embedded(void *mem);
  * An "asym" Lock: a plain Lock embedded in another arena object whose
  * owner module (the queue) wants its hot path without a second locked
  * instruction.  It differs from a plain Lock in one way: a waiter does
- * not announce itself with a bit in the lock word but by counting itself
- * in the next 32-bit word (sleepers), and then calls mproc__membarrier()
- * before it looks at the word a last time and sleeps.  So the holder may
- * release with a plain store of 0 followed by a plain load of sleepers
- * (a wake only if someone sleeps): the membarrier on the rare, sleeping
- * side stands in for the store-load fence the release would otherwise
- * need (membarrier(2)'s "asymmetric" use).  A process whose registration
- * for membarrier failed releases with an exchange instead, and a waiter
- * whose membarrier call fails sleeps in 1 ms slices, so a missed wake
- * costs at most that.  mproc_lock_acquire/_release and every other Lock
- * call work on it as on a plain Lock.
+ * not announce itself with a bit in the lock word but by raising a flag
+ * in the next 32-bit word, and then calls mproc__membarrier() before it
+ * looks at the word a last time and sleeps.  So the holder may release
+ * with a plain store of 0 followed by a plain load of the flag: the
+ * membarrier on the rare, sleeping side stands in for the store-load
+ * fence the release would otherwise need (membarrier(2)'s "asymmetric"
+ * use).  A release that finds the flag raised lowers it and wakes every
+ * sleeper (each raises it again if it must sleep again), so the flag of a
+ * waiter killed in its sleep costs one wasted wake, not one per release
+ * for ever.  A process whose registration for membarrier failed releases
+ * with an exchange instead, and a waiter whose membarrier call fails
+ * sleeps in 1 ms slices, so a missed wake costs at most that.
+ * mproc_lock_acquire/_release and every other Lock call work on it as on
+ * a plain Lock.
  *
  * mproc__lock_try_fast: 1 if it took the free lock with one CAS, else 0
  * (busy, or this process has no token yet): then call mproc_lock_acquire,
@@ -134,7 +137,8 @@ extern uint32_t mproc__sync_self_token __attribute__((visibility("hidden")));
  * forked child, which registers again with its token). */
 extern int mproc__sync_asym_ok __attribute__((visibility("hidden")));
 void mproc__lock_init_embedded_asym(void *mem);
-void mproc__lock_wake_one(void *mem);
+/* Lower an asym lock's flag and wake all its sleepers (lock.c). */
+void mproc__lock_wake_sleepers(void *mem);
 static inline int mproc__lock_try_fast(void *mem) {
   uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
   uint32_t v = 0;
@@ -144,20 +148,17 @@ static inline int mproc__lock_try_fast(void *mem) {
 }
 static inline void mproc__lock_release_asym(void *mem) {
   uint32_t *word = (uint32_t *)mem;
-  uint32_t *sleepers = word + 1;
+  uint32_t *sleeping = word + 1;
   if (MPROC__LIKELY(__atomic_load_n(&mproc__sync_asym_ok, __ATOMIC_RELAXED))) {
     __atomic_store_n(word, 0, __ATOMIC_RELEASE);
     /* Only the compiler must not move the load above the store; the
      * sleeper's membarrier orders the CPU. */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    if (MPROC__UNLIKELY(__atomic_load_n(sleepers, __ATOMIC_RELAXED) != 0)) {
-      mproc__lock_wake_one(mem);
-    }
-    return;
+  } else {
+    (void)__atomic_exchange_n(word, 0, __ATOMIC_SEQ_CST);
   }
-  (void)__atomic_exchange_n(word, 0, __ATOMIC_SEQ_CST);
-  if (MPROC__UNLIKELY(__atomic_load_n(sleepers, __ATOMIC_SEQ_CST) != 0)) {
-    mproc__lock_wake_one(mem);
+  if (MPROC__UNLIKELY(__atomic_load_n(sleeping, __ATOMIC_SEQ_CST) != 0)) {
+    mproc__lock_wake_sleepers(mem);
   }
 }
 

@@ -225,24 +225,23 @@ static int backoff(struct mproc_lock *l, uint32_t tok,
 }
 
 /*
- * An asym lock's sleep (internal.h): count ourselves in owner_tid, make
+ * An asym lock's sleep (internal.h): raise the flag in owner_tid, make
  * every registered process's running threads pass a full barrier
  * (membarrier), look at the word once more and sleep while it still holds
- * v.  Returns as mproc__sync_wait_slice.
+ * v.  The releaser that sees the flag lowers it and wakes everybody.
+ * Returns as mproc__sync_wait_slice.
  */
 static int asym_wait(struct mproc_lock *l, uint32_t v,
                      const mproc__deadline *d) {
-  __atomic_fetch_add(&l->owner_tid, 1, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&l->owner_tid, 1, __ATOMIC_SEQ_CST);
   uint64_t slice = SYNC_SLICE_NS;
   if (mproc__membarrier() != 0) {
     slice = SYNC_ASYM_FALLBACK_SLICE_NS;
   }
-  int r = 0;
-  if (__atomic_load_n(&l->word, __ATOMIC_SEQ_CST) == v) {
-    r = mproc__sync_wait_slice(&l->word, v, d, slice);
+  if (__atomic_load_n(&l->word, __ATOMIC_SEQ_CST) != v) {
+    return 0;
   }
-  __atomic_fetch_sub(&l->owner_tid, 1, __ATOMIC_RELAXED);
-  return r;
+  return mproc__sync_wait_slice(&l->word, v, d, slice);
 }
 
 static int acquire_slow(struct mproc_lock *l, uint32_t tok,
@@ -448,8 +447,8 @@ static inline int release_word(struct mproc_lock *l) {
     mproc__futex_wake(&l->word, 1);
   } else if (MPROC__UNLIKELY(l->flags & SYNC_LOCK_ASYM) &&
              __atomic_load_n(&l->owner_tid, __ATOMIC_SEQ_CST) != 0) {
-    /* An asym lock's sleepers count (the exchange was a full barrier). */
-    mproc__futex_wake(&l->word, 1);
+    /* An asym lock's sleepers' flag (the exchange was a full barrier). */
+    mproc__lock_wake_sleepers(l);
   }
   return 0;
 }
@@ -536,10 +535,12 @@ MPROC__STATIC_ASSERT(offsetof(struct mproc_lock, word) == 0 &&
                          offsetof(struct mproc_lock, owner_tid) == 4 &&
                          MPROC__LOCK_WAITERS == SYNC_WAITERS,
                      "internal.h's fast paths know the lock word and an "
-                     "asym lock's sleepers count");
+                     "asym lock's sleepers' flag");
 
-void mproc__lock_wake_one(void *mem) {
-  mproc__futex_wake(&((struct mproc_lock *)mem)->word, 1);
+void mproc__lock_wake_sleepers(void *mem) {
+  struct mproc_lock *l = mem;
+  __atomic_store_n(&l->owner_tid, 0, __ATOMIC_SEQ_CST);
+  mproc__futex_wake(&l->word, INT32_MAX);
 }
 
 int mproc_lock_free(mproc_lock *l) {

@@ -175,8 +175,8 @@ enum { SYNC_KIND_LOCK = 1, SYNC_KIND_RLOCK = 2 };
 /* Made in place inside another object (a Value): freed with it, never by
  * mproc_lock_free. */
 #define SYNC_LOCK_EMBEDDED 2u
-/* An "asym" Lock (internal.h): waiters count themselves in owner_tid
- * (unused by a plain Lock) instead of setting SYNC_WAITERS, and call
+/* An "asym" Lock (internal.h): waiters raise a flag in owner_tid (unused
+ * by a plain Lock) instead of setting SYNC_WAITERS, and call
  * mproc__membarrier() before they sleep. */
 #define SYNC_LOCK_ASYM 4u
 /* A sleeper on an asym lock whose membarrier call failed sleeps this long
