@@ -25,30 +25,17 @@
  * robust process-shared lock, and its blocks are visible at the same
  * address in every process.
  *
- * Output: one JSON object a line on stdout; details on stderr.
+ * Output (bench/harness.h has the common parts): one JSON object a line
+ * on stdout; details on stderr.
  * BENCH_QUICK=1 shrinks the counts.  Exits non-zero only when an
  * allocation fails.
  */
-#include "mproc.h"
-
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#define BENCH_NAME "bench-arena"
+#include "harness.h"
 
 #define LIVE 1000
 #define MIN_SIZE 16
 #define MAX_SIZE 512
-
-static double now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-/* Keep the compiler from eliding an alloc/free pair whose memory is dead. */
-#define ESCAPE(p) __asm__ volatile("" : : "r"(p) : "memory")
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rng(void) { /* xorshift64* */
@@ -135,18 +122,6 @@ static double run_pair(const sys *s, long steps) {
   return (now_ns() - t0) / (double)steps;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double quantile(const double *v, int n, double q) {
-  double pos = q * (n - 1);
-  int lo = (int)pos;
-  if (lo >= n - 1) return v[n - 1];
-  return v[lo] + (v[lo + 1] - v[lo]) * (pos - lo);
-}
-
 typedef double (*workload_fn)(const sys *, long);
 
 static void bench(const char *id, const char *what, workload_fn w, int rounds,
@@ -175,8 +150,7 @@ static void bench(const char *id, const char *what, workload_fn w, int rounds,
 }
 
 int main(void) {
-  const char *quick = getenv("BENCH_QUICK");
-  int is_quick = quick != NULL && quick[0] != '\0' && strcmp(quick, "0") != 0;
+  int is_quick = bench_quick();
   int rounds = is_quick ? 3 : 21;
   long steps = is_quick ? 20000 : 200000;
 

@@ -28,32 +28,19 @@
  * not counted (the first start's cost is printed on stderr).  The start /
  * join split printed on stderr is informational.
  *
- * Output: one JSON object a line on stdout; details on stderr.
+ * Output (bench/harness.h has the common parts): one JSON object a line
+ * on stdout; details on stderr.
  * BENCH_QUICK=1 shrinks the counts for a smoke run.  Exits non-zero only
  * when something fails (an mproc call, fork, a child's exit status).
  */
-#include "mproc.h"
+#define BENCH_NAME "bench-process"
+#include "harness.h"
+
 #include "internal.h"
 
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void fail(const char *what, int rc) {
-  fprintf(stderr, "bench-process: %s failed: %s (%d)\n", what,
-          mproc_strerror(rc), rc);
-  exit(1);
-}
+static double now_ms(void) { return now_ns() / 1e6; }
 
 static int noop(const void *arg, size_t len) {
   (void)arg;
@@ -223,22 +210,8 @@ static double run_round(int sys, series *s, int ops) {
   return (now_ms() - t0) / ops;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* q-quantile (0..1) of a sorted array, linear interpolation. */
-static double quantile(const double *v, int n, double q) {
-  double pos = q * (n - 1);
-  int lo = (int)pos;
-  if (lo >= n - 1) return v[n - 1];
-  return v[lo] + (v[lo + 1] - v[lo]) * (pos - lo);
-}
-
 int main(void) {
-  const char *quick = getenv("BENCH_QUICK");
-  int is_quick = quick != NULL && quick[0] != '\0' && strcmp(quick, "0") != 0;
+  int is_quick = bench_quick();
   int rounds = is_quick ? 5 : 41;
   int ops = is_quick ? 5 : 50;
 

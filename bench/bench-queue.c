@@ -63,25 +63,14 @@
  * of those rounds and of the others (a spinning ring whose two ends share
  * one CPU crawls, and a queue's futex wakeups are far cheaper on one CPU).
  *
+ * The workers, the statistics and the output come from bench/harness.h.
  * Output: one JSON object a line on stdout; details on stderr.
  * BENCH_QUICK=1 shrinks the counts.  Exits non-zero only when something
  * fails (an mproc call, a worker, a wrong message, count or sum).
  */
-#include "mproc.h"
-
-#include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
-#include <sched.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
+#define BENCH_NAME "bench-queue"
+#define BENCH_SYS_WIDTH 8 /* the stderr lines' system column */
+#include "harness.h"
 
 #define NWORKERS 4                           /* 2 for the 1 -> 1 benches */
 #define RING_CAP MPROC_QUEUE_DEFAULT_CAPACITY /* 4 MiB, as the queue's */
@@ -89,52 +78,12 @@
 #define BIG ((size_t)1 << 20) /* queue_1mib's message size */
 #define TAG_SHIFT 40          /* queue_mpmc_small: producer << 40 | seq */
 
-static double now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static void fail(const char *what, int rc) {
-  fprintf(stderr, "bench-queue[%d]: %s failed: %s (%d)\n", (int)getpid(),
-          what, rc < 0 ? mproc_strerror(rc) : strerror(rc), rc);
-  exit(1);
-}
-
 static void wrong(const char *what, long i, uint64_t got, uint64_t want) {
   fprintf(stderr, "bench-queue[%d]: %s: message %ld: got %llu, want %llu\n",
           (int)getpid(), what, i, (unsigned long long)got,
           (unsigned long long)want);
   exit(1);
 }
-
-/* Shared (not private) futex operations: the words are in MAP_SHARED
- * memory used by several processes. */
-static void futex_wait(_Atomic uint32_t *w, uint32_t val, long timeout_ns) {
-  struct timespec ts = {timeout_ns / 1000000000L, timeout_ns % 1000000000L};
-  (void)syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, val,
-                timeout_ns > 0 ? &ts : NULL, NULL, 0);
-}
-static void futex_wake(_Atomic uint32_t *w, int n) {
-  (void)syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, n, NULL, NULL, 0);
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
-/* One step of a spin-wait: pause, and give the CPU away now and then, so
- * that a spinner whose peer was put on the same CPU lets the peer run
- * instead of burning its whole time slice. */
-static inline void spin(unsigned *spins) {
-  cpu_relax();
-  if (++*spins % 1024 == 0) sched_yield();
-}
-
-/* Keep the compiler from dropping a copy whose result is never read. */
-#define ESCAPE(p) __asm__ volatile("" : : "r"(p) : "memory")
 
 /* ---- the raw SPSC ring (the raw_ring peer) ---- */
 
@@ -199,35 +148,20 @@ static inline size_t ring_get(void *buf, size_t cap) {
   return (size_t)n;
 }
 
-/* ---- the shared control block ---- */
+/* ---- the workers' commands and this bench's shared words ---- */
 
-enum { CMD_QUIT = 1, CMD_SPSC, CMD_MPMC };
+enum { CMD_SPSC = 1, CMD_MPMC };
 enum { S_MPROC, S_RING, S_MEMCPY, NS };
 
-typedef struct ctl {
-  _Atomic uint32_t seq; /* futex: bumped for every command */
-  char pad0[60];
-  _Atomic uint32_t done; /* futex: workers that finished the command */
-  char pad1[60];
-  _Atomic uint32_t arrive; /* the working workers' start barrier */
-  char pad2[60];
-  int cmd, sys, big, nwork; /* workers 0 .. nwork-1 work, the others idle */
-  long n;
-  double t_start[NWORKERS], t_end[NWORKERS];
-  int cpu[NWORKERS][2]; /* each worker's CPU at the start and the end */
-  uint64_t sum[2];      /* queue_mpmc_small: each consumer's sum, count */
+typedef struct shared {
+  int big;         /* CMD_SPSC: 1 MiB messages (queue_1mib), or 8 B */
+  uint64_t sum[2]; /* queue_mpmc_small: each consumer's sum, count */
   long count[2];
-} ctl;
+} shared;
 
-static ctl *C;
+static shared *C;
 static mproc_queue *Q;
 static unsigned char *src_buf, *dst_buf; /* each worker's 1 MiB buffers */
-
-static void barrier(int n) {
-  atomic_fetch_add(&C->arrive, 1);
-  unsigned spins = 0;
-  while (atomic_load(&C->arrive) < (uint32_t)n) spin(&spins);
-}
 
 static void stamp(unsigned char *buf, uint64_t v) {
   memcpy(buf, &v, 8);
@@ -331,99 +265,45 @@ static void mpmc_work(int id, long n) {
   C->count[id - 2] = count;
 }
 
+/* A worker's part of a round (the harness has met the others at the
+ * barrier and notes the CPUs around it). */
+static void work(int id, int cmd) {
+  B->t_start[id] = now_ns();
+  if (cmd == CMD_SPSC) {
+    spsc_work(id, B->sys, C->big, B->n);
+  } else {
+    mpmc_work(id, B->n);
+  }
+  B->t_end[id] = now_ns();
+}
+
 static int worker(const void *arg, size_t len) {
-  int id;
-  if (len != sizeof id) return 2;
-  memcpy(&id, arg, sizeof id);
   /* Both buffers touched before the rounds, so no page faults are timed. */
   src_buf = malloc(BIG);
   dst_buf = malloc(BIG);
   if (src_buf == NULL || dst_buf == NULL) fail("malloc", ENOMEM);
   memset(src_buf, 0x5a, BIG);
   memset(dst_buf, 0, BIG);
-  uint32_t seen = 0;
-  for (;;) {
-    uint32_t s;
-    while ((s = atomic_load(&C->seq)) == seen) futex_wait(&C->seq, seen, 0);
-    seen = s;
-    int cmd = C->cmd;
-    if (cmd == CMD_QUIT) break;
-    if (id < C->nwork) {
-      barrier(C->nwork);
-      C->cpu[id][0] = sched_getcpu();
-      C->t_start[id] = now_ns();
-      if (cmd == CMD_SPSC) {
-        spsc_work(id, C->sys, C->big, C->n);
-      } else {
-        mpmc_work(id, C->n);
-      }
-      C->t_end[id] = now_ns();
-      C->cpu[id][1] = sched_getcpu();
-    }
-    /* Every worker answers every command, idle or not, so that none can
-     * still be reading this command when the next one is written. */
-    if (atomic_fetch_add(&C->done, 1) + 1 == NWORKERS) futex_wake(&C->done, 1);
-  }
+  int rc = bench_serve(arg, len, work);
   free(src_buf);
   free(dst_buf);
-  return 0;
-}
-
-static mproc_process *workers[NWORKERS];
-
-static void kill_workers(void) {
-  for (int j = 0; j < NWORKERS; j++) {
-    if (workers[j] == NULL) continue;
-    (void)mproc_process_kill(workers[j]);
-    (void)mproc_process_join(workers[j], MPROC_FOREVER);
-  }
-}
-
-/* Give the workers a command and sleep until all have answered it. */
-static void command(int cmd, int sys, int big, int nwork, long n) {
-  C->cmd = cmd;
-  C->sys = sys;
-  C->big = big;
-  C->nwork = nwork;
-  C->n = n;
-  atomic_store(&C->done, 0);
-  atomic_store(&C->arrive, 0);
-  atomic_fetch_add(&C->seq, 1);
-  futex_wake(&C->seq, INT_MAX);
-  if (cmd == CMD_QUIT) return;
-  uint32_t d;
-  while ((d = atomic_load(&C->done)) < NWORKERS) {
-    futex_wait(&C->done, d, 1000000000L);
-    if (atomic_load(&C->done) >= NWORKERS) break;
-    for (int k = 0; k < NWORKERS; k++) {
-      if (mproc_process_is_alive(workers[k]) != 1) {
-        fprintf(stderr, "bench-queue: worker %d died during a round\n", k);
-        kill_workers();
-        exit(1);
-      }
-    }
-  }
-}
-
-/* Whether workers 0 and 1 ran on different CPUs at both ends of the last
- * round (the scheduler decides; nothing is pinned). */
-static int apart(void) {
-  return C->cpu[0][0] != C->cpu[1][0] && C->cpu[0][1] != C->cpu[1][1];
+  return rc;
 }
 
 /* The last round's time in ns: last end - first start of its workers. */
 static double round_ns(int nwork) {
-  double s = C->t_start[0], e = C->t_end[0];
+  double s = B->t_start[0], e = B->t_end[0];
   for (int k = 1; k < nwork; k++) {
-    if (C->t_start[k] < s) s = C->t_start[k];
-    if (C->t_end[k] > e) e = C->t_end[k];
+    if (B->t_start[k] < s) s = B->t_start[k];
+    if (B->t_end[k] > e) e = B->t_end[k];
   }
   return e - s;
 }
 
 /* One 1 -> 1 round: M msg/s (small) or MB/s (big). */
 static double spsc_round(int sys, int big, long n) {
-  command(CMD_SPSC, sys, big, 2, n);
+  C->big = big;
+  bench_command(CMD_SPSC, sys, 2, n);
   double ns = round_ns(2);
   return big ? (double)n * (double)BIG / ns * 1e3 : (double)n / ns * 1e3;
 }
@@ -443,7 +323,7 @@ static double memcpy_round(unsigned char *area, const unsigned char *src,
 /* One 2 -> 2 round: M msg/s in total; checks the count and the sum. */
 static double mpmc_round(long n) {
   long half = n / 2;
-  command(CMD_MPMC, S_MPROC, 0, 4, n);
+  bench_command(CMD_MPMC, S_MPROC, 4, n);
   uint64_t sum = C->sum[0] + C->sum[1];
   long count = C->count[0] + C->count[1];
   uint64_t want = (uint64_t)half * (uint64_t)(half - 1) +
@@ -452,83 +332,21 @@ static double mpmc_round(long n) {
     fprintf(stderr, "bench-queue: queue_mpmc_small: %ld messages summing to "
             "%llu, want %ld and %llu\n", count, (unsigned long long)sum,
             2 * half, (unsigned long long)want);
-    kill_workers();
+    bench_kill_workers();
     exit(1);
   }
   return (double)(2 * half) / round_ns(4) * 1e3;
 }
 
-/* ---- statistics and output ---- */
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double quantile(const double *v, int n, double q) {
-  double pos = q * (n - 1);
-  int lo = (int)pos;
-  if (lo >= n - 1) return v[n - 1];
-  return v[lo] + (v[lo + 1] - v[lo]) * (pos - lo);
-}
-
-/* Sorts a copy of v; prints the spread; returns the median. */
-static double summarize(const char *bench, const char *sys, const char *unit,
-                        const double *v0, int rounds, const char *extra) {
-  double v[rounds];
-  memcpy(v, v0, sizeof v);
-  qsort(v, (size_t)rounds, sizeof(double), cmp_double);
-  double med = quantile(v, rounds, 0.5);
-  fprintf(stderr,
-          "bench-queue: %-16s %-8s %s: median %.4g  min %.4g  p25 %.4g  "
-          "p75 %.4g  max %.4g%s\n",
-          bench, sys, unit, med, v[0], quantile(v, rounds, 0.25),
-          quantile(v, rounds, 0.75), v[rounds - 1], extra);
-  return med;
-}
-
-/* "; on 2 CPUs in K of N rounds (median A), on one CPU in the rest (B)". */
-static void split_note(char *buf, size_t size, const double *v,
-                       const int *ap, int rounds) {
-  double a[rounds], b[rounds];
-  int na = 0, nb = 0;
-  for (int r = 0; r < rounds; r++) {
-    if (ap[r]) {
-      a[na++] = v[r];
-    } else {
-      b[nb++] = v[r];
-    }
-  }
-  qsort(a, (size_t)na, sizeof(double), cmp_double);
-  qsort(b, (size_t)nb, sizeof(double), cmp_double);
-  snprintf(buf, size,
-           "; workers on 2 CPUs in %d of %d rounds (median %.4g), "
-           "on one CPU or moved in %d (median %.4g)",
-           na, rounds, na ? quantile(a, na, 0.5) : 0.0, nb,
-           nb ? quantile(b, nb, 0.5) : 0.0);
-}
-
-static void emit(const char *bench, const char *sys, double value,
-                 const char *unit) {
-  printf("{\"bench\": \"%s\", \"system\": \"%s\", \"value\": %.6g, "
-         "\"unit\": \"%s\", \"better\": \"higher\"}\n",
-         bench, sys, value, unit);
-}
-
 int main(void) {
-  const char *quick = getenv("BENCH_QUICK");
-  int is_quick = quick != NULL && quick[0] != '\0' && strcmp(quick, "0") != 0;
+  int is_quick = bench_quick();
   int rounds = is_quick ? 3 : 11;
   long small_n = is_quick ? 100000 : 1000000; /* messages per round */
   long big_n = is_quick ? 100 : 1000;
   long mpmc_n = is_quick ? 100000 : 1000000;  /* in all, both producers */
 
-  C = mmap(NULL, sizeof *C, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-           -1, 0);
-  if (C == MAP_FAILED) fail("mmap", errno);
-  R = mmap(NULL, sizeof *R + RING_CAP, PROT_READ | PROT_WRITE,
-           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (R == MAP_FAILED) fail("mmap", errno);
+  C = bench_map_shared(sizeof *C);
+  R = bench_map_shared(sizeof *R + RING_CAP);
   memset(R->data, 0, RING_CAP);
   unsigned char *area = malloc(4 * BIG), *src = malloc(BIG);
   if (area == NULL || src == NULL) fail("malloc", ENOMEM);
@@ -543,12 +361,7 @@ int main(void) {
             "ring's %zu: the comparison assumes the same\n",
             mproc_queue_capacity(Q), (size_t)RING_CAP);
   }
-  for (int k = 0; k < NWORKERS; k++) {
-    rc = mproc_process_new(&workers[k], worker, &k, sizeof k, NULL);
-    if (rc != 0) fail("mproc_process_new", rc);
-    rc = mproc_process_start(workers[k]);
-    if (rc != 0) fail("mproc_process_start", rc);
-  }
+  bench_start_workers(NWORKERS, worker);
 
   static const char *names[NS] = {"mproc", "raw_ring", "memcpy"};
 
@@ -558,9 +371,9 @@ int main(void) {
   for (int k = 0; k < 2; k++) spsc_round(k, 0, small_n / 4); /* warm-up */
   for (int r = 0; r < rounds; r++) {
     for (int j = 0; j < 2; j++) {
-      int k = r % 2 == 0 ? j : 1 - j;
+      int k = bench_alt(r, j, 2);
       sres[k][r] = spsc_round(k, 0, small_n);
-      sapart[k][r] = apart();
+      sapart[k][r] = bench_apart();
     }
   }
 
@@ -571,12 +384,12 @@ int main(void) {
   memcpy_round(area, src, big_n / 4);
   for (int r = 0; r < rounds; r++) {
     for (int j = 0; j < NS; j++) {
-      int k = r % 2 == 0 ? j : NS - 1 - j;
+      int k = bench_alt(r, j, NS);
       if (k == S_MEMCPY) {
         bres[k][r] = memcpy_round(area, src, big_n);
       } else {
         bres[k][r] = spsc_round(k, 1, big_n);
-        bapart[k][r] = apart();
+        bapart[k][r] = bench_apart();
       }
     }
   }
@@ -586,27 +399,7 @@ int main(void) {
   mpmc_round(mpmc_n / 4); /* warm-up */
   for (int r = 0; r < rounds; r++) mres[r] = mpmc_round(mpmc_n);
 
-  command(CMD_QUIT, 0, 0, 0, 0);
-  for (int k = 0; k < NWORKERS; k++) {
-    rc = mproc_process_join(workers[k], MPROC_FOREVER);
-    if (rc != 0) fail("mproc_process_join", rc);
-    int code = -1;
-    rc = mproc_process_exitcode(workers[k], &code);
-    if (rc != 0) fail("mproc_process_exitcode", rc);
-    if (code != 0) {
-      fprintf(stderr, "bench-queue: worker %d exit code %d, want 0\n", k,
-              code);
-      return 1;
-    }
-    rc = mproc_process_free(workers[k]);
-    if (rc != 0) fail("mproc_process_free", rc);
-    workers[k] = NULL;
-  }
-  int left = mproc_active_children(NULL, 0);
-  if (left != 0) {
-    fprintf(stderr, "bench-queue: %d mproc children still running\n", left);
-    return 1;
-  }
+  if (bench_stop_workers() != 0) return 1;
   long qsize = mproc_queue_qsize(Q);
   int64_t lost = mproc_queue_lost(Q);
   if (qsize != 0 || lost != 0) {
@@ -619,11 +412,11 @@ int main(void) {
   char extra[400], split[200];
   double smed[2], bmed[NS], mmed;
   for (int k = 0; k < 2; k++) {
-    split_note(split, sizeof split, sres[k], sapart[k], rounds);
+    bench_split_note(split, sizeof split, sres[k], sapart[k], rounds);
     snprintf(extra, sizeof extra, "  (%d rounds x %ld messages of 8 B, "
              "1 -> 1%s)", rounds, small_n, split);
-    smed[k] = summarize("queue_small", names[k], "M msg/s", sres[k], rounds,
-                        extra);
+    smed[k] = bench_summarize("queue_small", names[k], "M msg/s", sres[k],
+                              rounds, extra);
   }
   for (int k = 0; k < NS; k++) {
     if (k == S_MEMCPY) {
@@ -631,24 +424,24 @@ int main(void) {
                "one thread; a queued message costs two copies)",
                rounds, big_n);
     } else {
-      split_note(split, sizeof split, bres[k], bapart[k], rounds);
+      bench_split_note(split, sizeof split, bres[k], bapart[k], rounds);
       snprintf(extra, sizeof extra, "  (%d rounds x %ld messages of 1 MiB, "
                "1 -> 1%s)", rounds, big_n, split);
     }
-    bmed[k] = summarize("queue_1mib", names[k], "MB/s", bres[k], rounds,
-                        extra);
+    bmed[k] = bench_summarize("queue_1mib", names[k], "MB/s", bres[k],
+                              rounds, extra);
   }
   snprintf(extra, sizeof extra, "  (%d rounds x %ld messages of 8 B in all, "
            "2 -> 2, count and sum checked)", rounds, mpmc_n);
-  mmed = summarize("queue_mpmc_small", "mproc", "M msg/s", mres, rounds,
-                   extra);
+  mmed = bench_summarize("queue_mpmc_small", "mproc", "M msg/s", mres,
+                         rounds, extra);
 
-  emit("queue_small", "mproc", smed[S_MPROC], "M/s");
-  emit("queue_small", "raw_ring", smed[S_RING], "M/s");
-  emit("queue_1mib", "mproc", bmed[S_MPROC], "MB/s");
-  emit("queue_1mib", "raw_ring", bmed[S_RING], "MB/s");
-  emit("queue_1mib", "memcpy", bmed[S_MEMCPY], "MB/s");
-  emit("queue_mpmc_small", "mproc", mmed, "M/s");
+  bench_emit("queue_small", "mproc", smed[S_MPROC], "M/s", "higher");
+  bench_emit("queue_small", "raw_ring", smed[S_RING], "M/s", "higher");
+  bench_emit("queue_1mib", "mproc", bmed[S_MPROC], "MB/s", "higher");
+  bench_emit("queue_1mib", "raw_ring", bmed[S_RING], "MB/s", "higher");
+  bench_emit("queue_1mib", "memcpy", bmed[S_MEMCPY], "MB/s", "higher");
+  bench_emit("queue_mpmc_small", "mproc", mmed, "M/s", "higher");
 
   rc = mproc_queue_free(Q);
   if (rc != 0) fail("mproc_queue_free", rc);

@@ -52,59 +52,19 @@
  * is A's time for its round trips, after WARM untimed ones.  Warm-up rounds
  * of every system run first and are not counted.
  *
+ * The workers, the statistics and the output come from bench/harness.h.
  * Output: one JSON object a line on stdout; details on stderr.
  * BENCH_QUICK=1 shrinks the counts.  Exits non-zero only when something
  * fails (an mproc or pthread call, a worker, a wrong final count).
  */
-#include "mproc.h"
+#define BENCH_NAME "bench-sync"
+#include "harness.h"
 
-#include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
 #define WARM 200 /* untimed round trips before a timed ping-pong */
 
-static double now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static void fail(const char *what, int rc) {
-  fprintf(stderr, "bench-sync[%d]: %s failed: %s (%d)\n", (int)getpid(), what,
-          rc < 0 ? mproc_strerror(rc) : strerror(rc), rc);
-  exit(1);
-}
-
-/* Shared (not private) futex operations: the words are in MAP_SHARED
- * memory used by several processes. */
-static void futex_wait(_Atomic uint32_t *w, uint32_t val, long timeout_ns) {
-  struct timespec ts = {timeout_ns / 1000000000L, timeout_ns % 1000000000L};
-  (void)syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, val,
-                timeout_ns > 0 ? &ts : NULL, NULL, 0);
-}
-static void futex_wake(_Atomic uint32_t *w, int n) {
-  (void)syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, n, NULL, NULL, 0);
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
-/* ---- the shared control block and the raw peers' state ---- */
+/* ---- the raw peers' state, in a MAP_SHARED page ---- */
 
 typedef struct locked_int { /* a mutex with the counter it protects */
   pthread_mutex_t mu;
@@ -115,26 +75,16 @@ typedef struct futex_word {
   _Atomic uint32_t w;
 } __attribute__((aligned(64))) futex_word;
 
-enum { CMD_QUIT = 1, CMD_VALUE, CMD_PING };
+enum { CMD_VALUE = 1, CMD_PING }; /* the workers' commands */
 enum { V_MPROC, V_PTHREAD, V_ROBUST, V_MPROC_LOCK, NV };
 enum { P_MPROC, P_FUTEX, NP };
 
-typedef struct ctl {
-  _Atomic uint32_t seq; /* futex: bumped for every command */
-  char pad0[60];
-  _Atomic uint32_t done; /* futex: workers that finished the command */
-  char pad1[60];
-  _Atomic uint32_t arrive; /* the workers' start barrier */
-  char pad2[60];
-  int cmd, sys;
-  long n;
-  double t_start[2], t_end[2];
-  int cpu[2][2]; /* each worker's CPU at the start and the end of a round */
-  locked_int plain, robust;   /* pthread_mutex, pthread_robust */
-  futex_word f1, f2;          /* raw_futex */
-} ctl;
+typedef struct peers {
+  locked_int plain, robust; /* pthread_mutex, pthread_robust */
+  futex_word f1, f2;        /* raw_futex */
+} peers;
 
-static ctl *C;
+static peers *P;
 static mproc_lock *lock_mproc;            /* lock_uncontended */
 static mproc_value *val_rlock, *val_lock; /* value_contended */
 static mproc_lock *val_lock_lock;         /* val_lock's plain Lock */
@@ -155,7 +105,7 @@ static double lock_round(int sys, long ops) {
       if (rc != 0) fail("mproc_lock_release", rc);
     }
   } else {
-    pthread_mutex_t *mu = sys == L_PTHREAD ? &C->plain.mu : &C->robust.mu;
+    pthread_mutex_t *mu = sys == L_PTHREAD ? &P->plain.mu : &P->robust.mu;
     for (long i = 0; i < ops; i++) {
       int rc = pthread_mutex_lock(mu);
       if (rc != 0) fail("pthread_mutex_lock", rc);
@@ -167,15 +117,6 @@ static double lock_round(int sys, long ops) {
 }
 
 /* ---- the two workers ---- */
-
-static void barrier(void) {
-  atomic_fetch_add(&C->arrive, 1);
-  unsigned spins = 0;
-  while (atomic_load(&C->arrive) < 2) {
-    cpu_relax();
-    if (++spins % 1024 == 0) sched_yield();
-  }
-}
 
 static void value_work(int sys, long n) {
   if (sys == V_MPROC || sys == V_MPROC_LOCK) {
@@ -191,7 +132,7 @@ static void value_work(int sys, long n) {
       if (rc != 0) fail("mproc_lock_release (value)", rc);
     }
   } else {
-    locked_int *li = sys == V_PTHREAD ? &C->plain : &C->robust;
+    locked_int *li = sys == V_PTHREAD ? &P->plain : &P->robust;
     for (long i = 0; i < n; i++) {
       int rc = pthread_mutex_lock(&li->mu);
       if (rc != 0) fail("pthread_mutex_lock (value)", rc);
@@ -205,7 +146,7 @@ static void value_work(int sys, long n) {
 static void ping_mproc(int id, long n) {
   if (id == 0) { /* A */
     for (long i = 0; i < WARM + n; i++) {
-      if (i == WARM) C->t_start[0] = now_ns();
+      if (i == WARM) B->t_start[0] = now_ns();
       int rc = mproc_event_set(ev1);
       if (rc != 0) fail("mproc_event_set", rc);
       rc = mproc_event_wait(ev2, MPROC_FOREVER);
@@ -213,7 +154,7 @@ static void ping_mproc(int id, long n) {
       rc = mproc_event_clear(ev2);
       if (rc != 0) fail("mproc_event_clear", rc);
     }
-    C->t_end[0] = now_ns();
+    B->t_end[0] = now_ns();
   } else { /* B */
     for (long i = 0; i < WARM + n; i++) {
       int rc = mproc_event_wait(ev1, MPROC_FOREVER);
@@ -227,16 +168,16 @@ static void ping_mproc(int id, long n) {
 }
 
 static void ping_futex(int id, long n) {
-  _Atomic uint32_t *f1 = &C->f1.w, *f2 = &C->f2.w;
+  _Atomic uint32_t *f1 = &P->f1.w, *f2 = &P->f2.w;
   if (id == 0) { /* A */
     for (long i = 0; i < WARM + n; i++) {
-      if (i == WARM) C->t_start[0] = now_ns();
+      if (i == WARM) B->t_start[0] = now_ns();
       atomic_store(f1, 1);
       futex_wake(f1, 1);
       while (atomic_load(f2) == 0) futex_wait(f2, 0, 0);
       atomic_store(f2, 0);
     }
-    C->t_end[0] = now_ns();
+    B->t_end[0] = now_ns();
   } else { /* B */
     for (long i = 0; i < WARM + n; i++) {
       while (atomic_load(f1) == 0) futex_wait(f1, 0, 0);
@@ -247,68 +188,24 @@ static void ping_futex(int id, long n) {
   }
 }
 
+/* A worker's part of a round (the harness has met the other at the
+ * barrier and notes the CPUs around it). */
+static void work(int id, int cmd) {
+  if (cmd == CMD_VALUE) {
+    B->t_start[id] = now_ns();
+    value_work(B->sys, B->n);
+    B->t_end[id] = now_ns();
+  } else if (cmd == CMD_PING) {
+    if (B->sys == P_MPROC) {
+      ping_mproc(id, B->n);
+    } else {
+      ping_futex(id, B->n);
+    }
+  }
+}
+
 static int worker(const void *arg, size_t len) {
-  int id;
-  if (len != sizeof id) return 2;
-  memcpy(&id, arg, sizeof id);
-  uint32_t seen = 0;
-  for (;;) {
-    uint32_t s;
-    while ((s = atomic_load(&C->seq)) == seen) futex_wait(&C->seq, seen, 0);
-    seen = s;
-    int cmd = C->cmd;
-    if (cmd == CMD_QUIT) return 0;
-    barrier();
-    C->cpu[id][0] = sched_getcpu();
-    if (cmd == CMD_VALUE) {
-      C->t_start[id] = now_ns();
-      value_work(C->sys, C->n);
-      C->t_end[id] = now_ns();
-    } else if (cmd == CMD_PING) {
-      if (C->sys == P_MPROC) {
-        ping_mproc(id, C->n);
-      } else {
-        ping_futex(id, C->n);
-      }
-    }
-    C->cpu[id][1] = sched_getcpu();
-    if (atomic_fetch_add(&C->done, 1) + 1 == 2) futex_wake(&C->done, 1);
-  }
-}
-
-static mproc_process *workers[2];
-
-/* Give both workers a command and sleep until both have done it. */
-static void command(int cmd, int sys, long n) {
-  C->cmd = cmd;
-  C->sys = sys;
-  C->n = n;
-  atomic_store(&C->done, 0);
-  atomic_store(&C->arrive, 0);
-  atomic_fetch_add(&C->seq, 1);
-  futex_wake(&C->seq, INT_MAX);
-  if (cmd == CMD_QUIT) return;
-  uint32_t d;
-  while ((d = atomic_load(&C->done)) < 2) {
-    futex_wait(&C->done, d, 1000000000L);
-    if (atomic_load(&C->done) >= 2) break;
-    for (int k = 0; k < 2; k++) {
-      if (mproc_process_is_alive(workers[k]) != 1) {
-        fprintf(stderr, "bench-sync: worker %d died during a round\n", k);
-        for (int j = 0; j < 2; j++) {
-          (void)mproc_process_kill(workers[j]);
-          (void)mproc_process_join(workers[j], MPROC_FOREVER);
-        }
-        exit(1);
-      }
-    }
-  }
-}
-
-/* Whether the two workers ran on different CPUs at both ends of the last
- * round (the scheduler decides; nothing is pinned). */
-static int apart(void) {
-  return C->cpu[0][0] != C->cpu[1][0] && C->cpu[0][1] != C->cpu[1][1];
+  return bench_serve(arg, len, work);
 }
 
 /* value_contended round: M increments/s in total; checks the count. */
@@ -318,87 +215,31 @@ static double value_round(int sys, long n, double *solo_tail) {
     int rc = mproc_value_set_i64(sys == V_MPROC ? val_rlock : val_lock, zero);
     if (rc != 0) fail("mproc_value_set_i64", rc);
   } else {
-    (sys == V_PTHREAD ? &C->plain : &C->robust)->count = zero;
+    (sys == V_PTHREAD ? &P->plain : &P->robust)->count = zero;
   }
-  command(CMD_VALUE, sys, n);
+  bench_command(CMD_VALUE, sys, 2, n);
   int64_t got;
   if (sys == V_MPROC || sys == V_MPROC_LOCK) {
     int rc = mproc_value_get_i64(sys == V_MPROC ? val_rlock : val_lock, &got);
     if (rc != 0) fail("mproc_value_get_i64", rc);
   } else {
-    got = (sys == V_PTHREAD ? &C->plain : &C->robust)->count;
+    got = (sys == V_PTHREAD ? &P->plain : &P->robust)->count;
   }
   if (got != 2 * (int64_t)n) {
     fprintf(stderr, "bench-sync: value_contended system %d: final count %lld, "
             "want %lld\n", sys, (long long)got, 2 * (long long)n);
     exit(1);
   }
-  double s0 = C->t_start[0] < C->t_start[1] ? C->t_start[0] : C->t_start[1];
-  double e0 = C->t_end[0] < C->t_end[1] ? C->t_end[0] : C->t_end[1];
-  double e1 = C->t_end[0] > C->t_end[1] ? C->t_end[0] : C->t_end[1];
+  double s0 = B->t_start[0] < B->t_start[1] ? B->t_start[0] : B->t_start[1];
+  double e0 = B->t_end[0] < B->t_end[1] ? B->t_end[0] : B->t_end[1];
+  double e1 = B->t_end[0] > B->t_end[1] ? B->t_end[0] : B->t_end[1];
   *solo_tail = (e1 - e0) / (e1 - s0);
   return 2.0 * (double)n / (e1 - s0) * 1e3; /* per ns -> M/s */
 }
 
 static double ping_round(int sys, long n) {
-  command(CMD_PING, sys, n);
-  return (C->t_end[0] - C->t_start[0]) / (double)n / 1e3; /* us */
-}
-
-/* ---- statistics and output ---- */
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double quantile(const double *v, int n, double q) {
-  double pos = q * (n - 1);
-  int lo = (int)pos;
-  if (lo >= n - 1) return v[n - 1];
-  return v[lo] + (v[lo + 1] - v[lo]) * (pos - lo);
-}
-
-/* Sorts v; prints the spread; returns the median. */
-static double summarize(const char *bench, const char *sys, const char *unit,
-                        double *v, int rounds, const char *extra) {
-  qsort(v, (size_t)rounds, sizeof(double), cmp_double);
-  double med = quantile(v, rounds, 0.5);
-  fprintf(stderr,
-          "bench-sync: %-16s %-14s %s: median %.4g  min %.4g  p25 %.4g  "
-          "p75 %.4g  max %.4g%s\n",
-          bench, sys, unit, med, v[0], quantile(v, rounds, 0.25),
-          quantile(v, rounds, 0.75), v[rounds - 1], extra);
-  return med;
-}
-
-/* "; on 2 CPUs in K of N rounds (median A), on one CPU in the rest (B)":
- * the scheduler's placement of the two workers, round by round. */
-static void split_note(char *buf, size_t size, const double *v,
-                       const int *ap, int rounds) {
-  double a[rounds], b[rounds];
-  int na = 0, nb = 0;
-  for (int r = 0; r < rounds; r++) {
-    if (ap[r]) {
-      a[na++] = v[r];
-    } else {
-      b[nb++] = v[r];
-    }
-  }
-  qsort(a, (size_t)na, sizeof(double), cmp_double);
-  qsort(b, (size_t)nb, sizeof(double), cmp_double);
-  snprintf(buf, size,
-           "; workers on 2 CPUs in %d of %d rounds (median %.4g), "
-           "on one CPU or moved in %d (median %.4g)",
-           na, rounds, na ? quantile(a, na, 0.5) : 0.0, nb,
-           nb ? quantile(b, nb, 0.5) : 0.0);
-}
-
-static void emit(const char *bench, const char *sys, double value,
-                 const char *unit, const char *better) {
-  printf("{\"bench\": \"%s\", \"system\": \"%s\", \"value\": %.6g, "
-         "\"unit\": \"%s\", \"better\": \"%s\"}\n",
-         bench, sys, value, unit, better);
+  bench_command(CMD_PING, sys, 2, n);
+  return (B->t_end[0] - B->t_start[0]) / (double)n / 1e3; /* us */
 }
 
 static void init_mutex(pthread_mutex_t *mu, int robust) {
@@ -412,18 +253,15 @@ static void init_mutex(pthread_mutex_t *mu, int robust) {
 }
 
 int main(void) {
-  const char *quick = getenv("BENCH_QUICK");
-  int is_quick = quick != NULL && quick[0] != '\0' && strcmp(quick, "0") != 0;
+  int is_quick = bench_quick();
   int rounds = is_quick ? 3 : 21;
   long lock_ops = is_quick ? 100000 : 1000000;  /* pairs per round */
   long val_n = is_quick ? 20000 : 300000;       /* increments per worker */
   long ping_n = is_quick ? 1000 : 10000;        /* round trips per round */
 
-  C = mmap(NULL, sizeof *C, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-           -1, 0);
-  if (C == MAP_FAILED) fail("mmap", errno);
-  init_mutex(&C->plain.mu, 0);
-  init_mutex(&C->robust.mu, 1);
+  P = bench_map_shared(sizeof *P);
+  init_mutex(&P->plain.mu, 0);
+  init_mutex(&P->robust.mu, 1);
 
   /* Every mproc object before the workers start. */
   int rc = mproc_lock_new(&lock_mproc);
@@ -440,12 +278,7 @@ int main(void) {
   rc = mproc_event_new(&ev2);
   if (rc != 0) fail("mproc_event_new", rc);
 
-  for (int k = 0; k < 2; k++) {
-    rc = mproc_process_new(&workers[k], worker, &k, sizeof k, NULL);
-    if (rc != 0) fail("mproc_process_new", rc);
-    rc = mproc_process_start(workers[k]);
-    if (rc != 0) fail("mproc_process_start", rc);
-  }
+  bench_start_workers(2, worker);
 
   /* ---- lock_uncontended ---- */
   static const char *lnames[NL] = {"mproc", "pthread_mutex", "pthread_robust"};
@@ -453,7 +286,7 @@ int main(void) {
   for (int k = 0; k < NL; k++) lock_round(k, lock_ops / 4); /* warm-up */
   for (int r = 0; r < rounds; r++) {
     for (int j = 0; j < NL; j++) {
-      int k = r % 2 == 0 ? j : NL - 1 - j;
+      int k = bench_alt(r, j, NL);
       lres[k][r] = lock_round(k, lock_ops);
     }
   }
@@ -466,9 +299,9 @@ int main(void) {
   for (int k = 0; k < NV; k++) value_round(k, val_n / 4, &dummy); /* warm-up */
   for (int r = 0; r < rounds; r++) {
     for (int j = 0; j < NV; j++) {
-      int k = r % 2 == 0 ? j : NV - 1 - j;
+      int k = bench_alt(r, j, NV);
       vres[k][r] = value_round(k, val_n, &vtail[k][r]);
-      vapart[k][r] = apart();
+      vapart[k][r] = bench_apart();
     }
   }
 
@@ -479,31 +312,13 @@ int main(void) {
   for (int k = 0; k < NP; k++) ping_round(k, ping_n / 10); /* warm-up */
   for (int r = 0; r < rounds; r++) {
     for (int j = 0; j < NP; j++) {
-      int k = r % 2 == 0 ? j : NP - 1 - j;
+      int k = bench_alt(r, j, NP);
       pres[k][r] = ping_round(k, ping_n);
-      papart[k][r] = apart();
+      papart[k][r] = bench_apart();
     }
   }
 
-  command(CMD_QUIT, 0, 0);
-  for (int k = 0; k < 2; k++) {
-    rc = mproc_process_join(workers[k], MPROC_FOREVER);
-    if (rc != 0) fail("mproc_process_join", rc);
-    int code = -1;
-    rc = mproc_process_exitcode(workers[k], &code);
-    if (rc != 0) fail("mproc_process_exitcode", rc);
-    if (code != 0) {
-      fprintf(stderr, "bench-sync: worker %d exit code %d, want 0\n", k, code);
-      return 1;
-    }
-    rc = mproc_process_free(workers[k]);
-    if (rc != 0) fail("mproc_process_free", rc);
-  }
-  int left = mproc_active_children(NULL, 0);
-  if (left != 0) {
-    fprintf(stderr, "bench-sync: %d mproc children still running\n", left);
-    return 1;
-  }
+  if (bench_stop_workers() != 0) return 1;
 
   /* ---- results ---- */
   char extra[400], split[200];
@@ -511,25 +326,25 @@ int main(void) {
   snprintf(extra, sizeof extra, "  (%d rounds x %ld pairs, one process)",
            rounds, lock_ops);
   for (int k = 0; k < NL; k++)
-    lmed[k] = summarize("lock_uncontended", lnames[k], "ns/pair", lres[k],
-                        rounds, extra);
+    lmed[k] = bench_summarize("lock_uncontended", lnames[k], "ns/pair",
+                              lres[k], rounds, extra);
   for (int k = 0; k < NV; k++) {
     qsort(vtail[k], (size_t)rounds, sizeof(double), cmp_double);
-    split_note(split, sizeof split, vres[k], vapart[k], rounds);
+    bench_split_note(split, sizeof split, vres[k], vapart[k], rounds);
     snprintf(extra, sizeof extra,
              "  (%d rounds x 2 processes x %ld; median share of the round "
              "one worker ran alone at the end: %.0f%%%s)",
              rounds, val_n, 100 * quantile(vtail[k], rounds, 0.5), split);
-    vmed[k] = summarize("value_contended", vnames[k], "M incr/s", vres[k],
-                        rounds, extra);
+    vmed[k] = bench_summarize("value_contended", vnames[k], "M incr/s",
+                              vres[k], rounds, extra);
   }
   for (int k = 0; k < NP; k++) {
-    split_note(split, sizeof split, pres[k], papart[k], rounds);
+    bench_split_note(split, sizeof split, pres[k], papart[k], rounds);
     snprintf(extra, sizeof extra,
              "  (%d rounds x %ld round trips, %d warm%s)", rounds, ping_n,
              WARM, split);
-    pmed[k] = summarize("event_pingpong", pnames[k], "us/round trip", pres[k],
-                        rounds, extra);
+    pmed[k] = bench_summarize("event_pingpong", pnames[k], "us/round trip",
+                              pres[k], rounds, extra);
   }
   fprintf(stderr,
           "bench-sync: information, not result rows: pthread_robust = the "
@@ -540,12 +355,14 @@ int main(void) {
           lmed[L_ROBUST] / lmed[L_PTHREAD], vmed[V_ROBUST] / vmed[V_PTHREAD],
           vmed[V_MPROC_LOCK] / vmed[V_MPROC]);
 
-  emit("lock_uncontended", "mproc", lmed[L_MPROC], "ns", "lower");
-  emit("lock_uncontended", "pthread_mutex", lmed[L_PTHREAD], "ns", "lower");
-  emit("value_contended", "mproc", vmed[V_MPROC], "M/s", "higher");
-  emit("value_contended", "pthread_mutex", vmed[V_PTHREAD], "M/s", "higher");
-  emit("event_pingpong", "mproc", pmed[P_MPROC], "us", "lower");
-  emit("event_pingpong", "raw_futex", pmed[P_FUTEX], "us", "lower");
+  bench_emit("lock_uncontended", "mproc", lmed[L_MPROC], "ns", "lower");
+  bench_emit("lock_uncontended", "pthread_mutex", lmed[L_PTHREAD], "ns",
+             "lower");
+  bench_emit("value_contended", "mproc", vmed[V_MPROC], "M/s", "higher");
+  bench_emit("value_contended", "pthread_mutex", vmed[V_PTHREAD], "M/s",
+             "higher");
+  bench_emit("event_pingpong", "mproc", pmed[P_MPROC], "us", "lower");
+  bench_emit("event_pingpong", "raw_futex", pmed[P_FUTEX], "us", "lower");
 
   mproc_event_free(ev1);
   mproc_event_free(ev2);
@@ -553,8 +370,8 @@ int main(void) {
   mproc_lock_free(val_lock_lock);
   mproc_value_free(val_rlock);
   mproc_lock_free(lock_mproc);
-  pthread_mutex_destroy(&C->plain.mu);
-  pthread_mutex_destroy(&C->robust.mu);
-  munmap(C, sizeof *C);
+  pthread_mutex_destroy(&P->plain.mu);
+  pthread_mutex_destroy(&P->robust.mu);
+  munmap(P, sizeof *P);
   return fflush(stdout) == 0 ? 0 : 1;
 }
