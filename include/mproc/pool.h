@@ -1,0 +1,283 @@
+/*
+ * mproc/pool.h - Python's multiprocessing.Pool in C: apply, apply_async,
+ * map, map_async, imap, imap_unordered, close, terminate, join; a worker
+ * that dies fails its own task instead of hanging the pool.
+ *
+ * STATUS: this header is the API contract of issue 5 (the pool), written
+ * before the implementation; src/pool.c does not exist yet and nothing
+ * here is in the library.  It may still change while the pool is built.
+ *
+ * DESIGN
+ * Workers are forked from the program when the pool is created (and again
+ * to replace one), so a task is a plain C function pointer: the worker
+ * runs the same binary at the same addresses.  Arguments and results are
+ * bytes, copied through the shared arena: no pickling.  Everything the
+ * parent and the workers share (the task queue, each worker's slot naming
+ * the task it runs, the result records, map's input and output arrays)
+ * lives in the arena, so a worker reads a chunk of map input where the
+ * parent put it and writes results in place.
+ *
+ * The parent runs one result thread per pool (Python runs three).  It
+ * waits on the results and on every worker's pidfd at once, so:
+ *   - a worker that dies (a signal, the OOM killer, exit() inside a task)
+ *     is seen at once; the task it held (for map: the items of its chunk
+ *     not yet done) fails with MPROC_EWORKERDIED and the signal or exit
+ *     status, a new worker replaces it, every other result is unaffected;
+ *     Python's Pool hangs forever there;
+ *   - a task past the per-task timeout gets its worker killed, fails with
+ *     MPROC_ETIMEDOUT, and a new worker replaces it;
+ *   - callbacks and error callbacks of the async calls run on this thread,
+ *     one at a time, as Python's run on its result-handler thread: a slow
+ *     callback delays every later result.
+ * Workers die with the parent (PR_SET_PDEATHSIG), ignore SIGINT (the
+ * parent decides: a Ctrl-C in the terminal ends the program, and the pool
+ * is torn down by it), and leave with _exit.
+ *
+ * Errors are negative codes from mproc/errno.h.  Timeouts are double
+ * seconds (mproc/common.h): MPROC_FOREVER waits, 0 polls.  A pool may be
+ * used from several threads of the process that created it, not from its
+ * workers or other processes (MPROC_EFORKED there).
+ */
+#ifndef MPROC_POOL_H
+#define MPROC_POOL_H
+
+#include "mproc/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mproc_pool mproc_pool;
+typedef struct mproc_async mproc_async; /* Python's AsyncResult */
+typedef struct mproc_imap mproc_imap;   /* imap's iterator */
+typedef struct mproc_task mproc_task;   /* a running task, in a worker */
+
+/* ==================== what runs in a worker ==================== */
+
+/*
+ * A task: arg/len are the argument bytes.  Returns 0 for success (its
+ * result is what mproc_task_return set, else empty), or any nonzero value
+ * for failure: the caller then sees MPROC_ETASK, with this value as the
+ * task's own code and the message of mproc_task_fail, if any (Python's
+ * re-raised exception and its traceback text).
+ */
+typedef int (*mproc_task_fn)(mproc_task *t, const void *arg, size_t len);
+
+/* In a task: the result bytes (copied now; a second call replaces the
+ * first).  Returns 0, MPROC_ENOMEM (the arena is full: the task then
+ * fails with MPROC_ENOMEM), MPROC_EINVAL. */
+MPROC_EXTERN int mproc_task_return(mproc_task *t, const void *data,
+                                   size_t len);
+/* In a task: a message for the caller (printf format, at most 1 KiB is
+ * kept).  Returns 0.  The task still decides success by its return. */
+MPROC_EXTERN int mproc_task_fail(mproc_task *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * map's function: one fixed-size input record at in, one fixed-size
+ * result record to fill at out (zeroed before the call).  Returns 0, or
+ * nonzero to fail this item (map then reports the first failing item's
+ * index and code, after every item ran, as Python does).  For starmap,
+ * make the record a struct of the arguments.
+ */
+typedef int (*mproc_map_fn)(const void *in, void *out);
+
+/* ==================== the pool ==================== */
+
+typedef struct mproc_pool_opts {
+  int processes;             /* workers; 0: mproc_cpu_count(); < 0:
+                                MPROC_EINVAL */
+  mproc_task_fn initializer; /* run once in every worker before its first
+                                task (NULL: none); a nonzero return fails
+                                mproc_pool_new with MPROC_EINIT and its
+                                message, never a respawn loop */
+  const void *initarg;       /* the initializer's argument bytes */
+  size_t initarg_len;
+  long maxtasksperchild;     /* a worker is replaced after this many tasks
+                                (0: never; < 0: MPROC_EINVAL) */
+  double task_timeout;       /* seconds a task may run (0: no limit) */
+  char *errbuf;              /* where mproc_pool_new puts an initializer's
+                                message (NULL: nowhere) */
+  size_t errcap;
+} mproc_pool_opts;
+
+/*
+ * mproc_pool_new - start the workers.  Returns 0 and *out; MPROC_EINVAL;
+ * MPROC_EINIT (an initializer failed: every started worker is stopped);
+ * MPROC_EAGAIN (fork refused); MPROC_ENOMEM.
+ */
+MPROC_EXTERN int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts);
+
+/* No new work (MPROC_ECLOSED for any later submission); workers leave
+ * when the queued work is done.  Idempotent. */
+MPROC_EXTERN int mproc_pool_close(mproc_pool *p);
+/* Stop the workers now (SIGTERM, then SIGKILL after a grace period);
+ * pending results fail with MPROC_ECANCELED. */
+MPROC_EXTERN int mproc_pool_terminate(mproc_pool *p);
+/* Wait for the workers to end: after close or terminate only (else
+ * MPROC_ESTATE, Python's "Pool is still running").  Returns 0 or
+ * MPROC_ETIMEDOUT. */
+MPROC_EXTERN int mproc_pool_join(mproc_pool *p, double timeout);
+/* Terminate if still running, join, free.  NULL: no-op. */
+MPROC_EXTERN int mproc_pool_free(mproc_pool *p);
+
+/* ==================== apply ==================== */
+
+typedef void (*mproc_async_cb)(mproc_async *r, void *user);
+
+typedef struct mproc_apply_opts {
+  mproc_async_cb callback;       /* on success, on the result thread */
+  mproc_async_cb error_callback; /* on failure, on the result thread */
+  void *user;                    /* passed to both */
+} mproc_apply_opts;
+
+/*
+ * mproc_pool_apply_async - queue fn(arg) and return its AsyncResult at
+ * once.  Returns 0 and *out; MPROC_ECLOSED; MPROC_EINVAL; MPROC_ENOMEM.
+ * mproc_pool_apply - the same, waiting: 0 with *result (malloc'd, free()
+ * it; may be NULL with *len 0) or the task's failure (MPROC_ETASK,
+ * MPROC_EWORKERDIED, MPROC_ETIMEDOUT).
+ */
+MPROC_EXTERN int mproc_pool_apply_async(mproc_pool *p, mproc_task_fn fn,
+                                        const void *arg, size_t len,
+                                        const mproc_apply_opts *opts,
+                                        mproc_async **out);
+MPROC_EXTERN int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn,
+                                  const void *arg, size_t len, void **result,
+                                  size_t *result_len);
+
+/* ==================== AsyncResult ==================== */
+
+/* Wait up to timeout; then the outcome: 0 (success), MPROC_ETIMEDOUT (not
+ * ready yet), or the task's failure (MPROC_ETASK, MPROC_EWORKERDIED,
+ * MPROC_ETIMEDOUT for a task over the pool's task_timeout,
+ * MPROC_ECANCELED after terminate). */
+MPROC_EXTERN int mproc_async_get(mproc_async *r, double timeout);
+/* Wait up to timeout: 0 (ready) or MPROC_ETIMEDOUT. */
+MPROC_EXTERN int mproc_async_wait(mproc_async *r, double timeout);
+/* 1 or 0. */
+MPROC_EXTERN int mproc_async_ready(const mproc_async *r);
+/* 1 or 0 once ready; MPROC_ESTATE before (Python's ValueError). */
+MPROC_EXTERN int mproc_async_successful(const mproc_async *r);
+/* The result bytes once ready and successful (NULL before), valid until
+ * free. */
+MPROC_EXTERN const void *mproc_async_data(const mproc_async *r, size_t *len);
+/* Once ready and failed: the task's own return value (or 0 when the
+ * worker died), the signal that killed the worker (0 if none), and the
+ * message (of mproc_task_fail, or one mproc wrote, such as "worker 4711
+ * killed by SIGKILL"), valid until free.  MPROC_ESTATE if not ready or
+ * successful. */
+MPROC_EXTERN int mproc_async_error(const mproc_async *r, int *task_code,
+                                   int *signal, const char **message);
+/* Free (waits if the result thread is running its callback).  NULL:
+ * no-op. */
+MPROC_EXTERN int mproc_async_free(mproc_async *r);
+
+/* ==================== map ==================== */
+
+enum {
+  MPROC_CHUNK_PYTHON = 0,  /* Python's formula: ceil(n / (4 * workers)) */
+  MPROC_CHUNK_ADAPTIVE = -1 /* sized from measured task durations, as
+                               joblib's auto batching */
+};
+
+typedef struct mproc_map_opts {
+  long chunksize;          /* items per task; MPROC_CHUNK_PYTHON (0) or
+                              MPROC_CHUNK_ADAPTIVE, or > 0 */
+  int progress;            /* draw a progress bar on stderr (items done,
+                              rate, ETA), only if stderr is a terminal */
+  mproc_async_cb callback; /* map_async only, as apply_async's */
+  mproc_async_cb error_callback;
+  void *user;
+} mproc_map_opts;
+
+/* The first failing item of a map: its index and the code it returned
+ * (or 0 when its worker died), and the failure (MPROC_ETASK,
+ * MPROC_EWORKERDIED, MPROC_ETIMEDOUT). */
+typedef struct mproc_map_error {
+  size_t index;
+  int task_code;
+  int error;
+} mproc_map_error;
+
+/*
+ * mproc_pool_map - out[i] = fn(in[i]) for n records of in_size bytes into
+ * records of out_size bytes, chunked; results in input order.  The fast
+ * path: the input is copied once into the arena (not at all when in is
+ * arena memory), workers write results in place, no allocation per item.
+ * Returns 0; the first failure (see mproc_map_error, filled when err is
+ * not NULL) after every item ran; MPROC_ECLOSED; MPROC_EINVAL; MPROC_ENOMEM.
+ * n == 0 returns 0 at once.
+ * mproc_pool_map_async - the same, returning an AsyncResult at once; out
+ * must stay valid until it is ready (it is filled before).
+ */
+MPROC_EXTERN int mproc_pool_map(mproc_pool *p, mproc_map_fn fn,
+                                const void *in, size_t n, size_t in_size,
+                                void *out, size_t out_size,
+                                const mproc_map_opts *opts,
+                                mproc_map_error *err);
+MPROC_EXTERN int mproc_pool_map_async(mproc_pool *p, mproc_map_fn fn,
+                                      const void *in, size_t n,
+                                      size_t in_size, void *out,
+                                      size_t out_size,
+                                      const mproc_map_opts *opts,
+                                      mproc_async **r);
+/* The first failure of a ready map_async (MPROC_ESTATE if not ready or
+ * successful). */
+MPROC_EXTERN int mproc_async_map_error(const mproc_async *r,
+                                       mproc_map_error *err);
+
+/* Items that are not records: n arguments of any length in, n results of
+ * any length out (each malloc'd in results[i].data, free() them). */
+typedef struct mproc_bytes {
+  const void *data;
+  size_t len;
+} mproc_bytes;
+typedef struct mproc_result {
+  void *data;    /* malloc'd result bytes (NULL when empty or failed) */
+  size_t len;
+  int error;     /* 0, MPROC_ETASK, MPROC_EWORKERDIED, MPROC_ETIMEDOUT */
+  int task_code; /* the task's own return value when it failed */
+} mproc_result;
+MPROC_EXTERN int mproc_pool_map_bytes(mproc_pool *p, mproc_task_fn fn,
+                                      const mproc_bytes *args, size_t n,
+                                      mproc_result *results,
+                                      const mproc_map_opts *opts);
+
+/* ==================== imap ==================== */
+
+/*
+ * mproc_pool_imap - an iterator over the results of fn on n records, in
+ * input order (unordered == 0, Python's imap) or as they complete
+ * (unordered != 0, imap_unordered); chunksize >= 1 (0: 1, as Python).
+ * mproc_imap_next - the next result into out (out_size bytes) and its
+ * index: 0; MPROC_ETIMEDOUT (none within the timeout); MPROC_EOF (all
+ * delivered); or that item's failure (the iterator goes on).
+ */
+MPROC_EXTERN int mproc_pool_imap(mproc_pool *p, mproc_map_fn fn,
+                                 const void *in, size_t n, size_t in_size,
+                                 size_t out_size, long chunksize,
+                                 int unordered, mproc_imap **out);
+MPROC_EXTERN int mproc_imap_next(mproc_imap *it, void *out, size_t *index,
+                                 double timeout);
+MPROC_EXTERN int mproc_imap_free(mproc_imap *it);
+
+/* ==================== statistics ==================== */
+
+typedef struct mproc_pool_stats {
+  uint64_t tasks_done;      /* tasks (map chunks count once) that ran */
+  uint64_t tasks_failed;    /* of which failed (any reason) */
+  uint64_t workers_died;    /* workers that died in a task */
+  uint64_t workers_replaced;/* started to replace one (death, timeout,
+                               maxtasksperchild) */
+  int workers;              /* workers now */
+  double busy_seconds[64];  /* per worker slot: time spent in tasks (the
+                               first 64 slots) */
+} mproc_pool_stats;
+MPROC_EXTERN int mproc_pool_stats_get(mproc_pool *p, mproc_pool_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_POOL_H */
