@@ -233,11 +233,18 @@ static int backoff(struct mproc_lock *l, uint32_t tok,
  */
 static int asym_wait(struct mproc_lock *l, uint32_t v,
                      const mproc__deadline *d) {
-  __atomic_store_n(&l->owner_tid, 1, __ATOMIC_SEQ_CST);
   uint64_t slice = SYNC_SLICE_NS;
-  if (mproc__membarrier() != 0) {
-    slice = SYNC_ASYM_FALLBACK_SLICE_NS;
-  }
+  /* A releaser that lowered the flag between our raising it and the
+   * barrier may have woken everybody before we slept, and a later
+   * releaser would then not see the flag: so raise it again until it is
+   * still up after the barrier.  A lowering after that check comes with a
+   * wake that finds us asleep, or a word we no longer wait for. */
+  do {
+    __atomic_store_n(&l->owner_tid, 1, __ATOMIC_SEQ_CST);
+    if (mproc__membarrier() != 0) {
+      slice = SYNC_ASYM_FALLBACK_SLICE_NS;
+    }
+  } while (__atomic_load_n(&l->owner_tid, __ATOMIC_SEQ_CST) == 0);
   if (__atomic_load_n(&l->word, __ATOMIC_SEQ_CST) != v) {
     return 0;
   }
