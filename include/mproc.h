@@ -27,5 +27,6 @@
 #include "mproc/shm.h"
 #include "mproc/connection.h"
 #include "mproc/queue.h"
+#include "mproc/pool.h"
 
 #endif /* MPROC_H */

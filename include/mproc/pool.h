@@ -3,9 +3,10 @@
  * map, map_async, imap, imap_unordered, close, terminate, join; a worker
  * that dies fails its own task instead of hanging the pool.
  *
- * STATUS: this header is the API contract of issue 5 (the pool), written
- * before the implementation; src/pool.c does not exist yet and nothing
- * here is in the library.  It may still change while the pool is built.
+ * STATUS: the API contract of issue 5 (the pool), implemented by
+ * src/pool.c (see its DESIGN comment for what is not done yet: adaptive
+ * chunking and the progress bar).  It may still change while the pool is
+ * tuned.
  *
  * DESIGN
  * Workers are forked from the program when the pool is created (and again
@@ -123,6 +124,10 @@ MPROC_EXTERN int mproc_pool_free(mproc_pool *p);
 
 /* ==================== apply ==================== */
 
+/* A callback runs once the result is ready (mproc_async_data and
+ * mproc_async_error work in it); a thread waiting in mproc_async_get may
+ * return before the callback has finished (in Python, after).  A map of
+ * nothing runs its callback in the calling thread. */
 typedef void (*mproc_async_cb)(mproc_async *r, void *user);
 
 typedef struct mproc_apply_opts {
@@ -169,8 +174,9 @@ MPROC_EXTERN const void *mproc_async_data(const mproc_async *r, size_t *len);
  * successful. */
 MPROC_EXTERN int mproc_async_error(const mproc_async *r, int *task_code,
                                    int *signal, const char **message);
-/* Free (waits if the result thread is running its callback).  NULL:
- * no-op. */
+/* Free.  Safe at any time, also before the result is ready, from its
+ * own callback, and after the pool was freed: the pool keeps its own
+ * reference until the callback returned.  NULL: no-op. */
 MPROC_EXTERN int mproc_async_free(mproc_async *r);
 
 /* ==================== map ==================== */
@@ -260,6 +266,8 @@ MPROC_EXTERN int mproc_pool_imap(mproc_pool *p, mproc_map_fn fn,
                                  int unordered, mproc_imap **out);
 MPROC_EXTERN int mproc_imap_next(mproc_imap *it, void *out, size_t *index,
                                  double timeout);
+/* Free the iterator, also before every result was delivered (the
+ * remaining items still run). */
 MPROC_EXTERN int mproc_imap_free(mproc_imap *it);
 
 /* ==================== statistics ==================== */
