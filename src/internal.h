@@ -111,7 +111,9 @@ int mproc__lock_retire_embedded(void *mem);
  * instruction.  It differs from a plain Lock in one way: a waiter does
  * not announce itself with a bit in the lock word but by raising a flag
  * in the next 32-bit word, and then calls mproc__membarrier() before it
- * looks at the word a last time and sleeps.  So the holder may release
+ * looks at the word a last time and sleeps on the flag (not the word,
+ * which a release and a new acquire by the same process can put back
+ * unchanged).  So the holder may release
  * with a plain store of 0 followed by a plain load of the flag: the
  * membarrier on the rare, sleeping side stands in for the store-load
  * fence the release would otherwise need (membarrier(2)'s "asymmetric"
@@ -136,6 +138,10 @@ extern uint32_t mproc__sync_self_token __attribute__((visibility("hidden")));
 /* 1 once this process registered for membarrier (owner.c; reset in a
  * forked child, which registers again with its token). */
 extern int mproc__sync_asym_ok __attribute__((visibility("hidden")));
+/* How long an asym lock's sleeper sleeps before it looks again on its own
+ * (50 ms; lock.c).  Tests lengthen it so that a lost wake shows as a wait
+ * of many seconds instead of a 50 ms delay that load could also cause. */
+extern uint64_t mproc__sync_asym_slice_ns __attribute__((visibility("hidden")));
 void mproc__lock_init_embedded_asym(void *mem);
 /* Lower an asym lock's flag and wake all its sleepers (lock.c). */
 void mproc__lock_wake_sleepers(void *mem);

@@ -231,9 +231,11 @@ static int backoff(struct mproc_lock *l, uint32_t tok,
  * v.  The releaser that sees the flag lowers it and wakes everybody.
  * Returns as mproc__sync_wait_slice.
  */
+uint64_t mproc__sync_asym_slice_ns = SYNC_SLICE_NS;
+
 static int asym_wait(struct mproc_lock *l, uint32_t v,
                      const mproc__deadline *d) {
-  uint64_t slice = SYNC_SLICE_NS;
+  uint64_t slice = mproc__sync_asym_slice_ns;
   /* A releaser that lowered the flag between our raising it and the
    * barrier may have woken everybody before we slept, and a later
    * releaser would then not see the flag: so raise it again until it is
@@ -248,7 +250,15 @@ static int asym_wait(struct mproc_lock *l, uint32_t v,
   if (__atomic_load_n(&l->word, __ATOMIC_SEQ_CST) != v) {
     return 0;
   }
-  return mproc__sync_wait_slice(&l->word, v, d, slice);
+  /* Sleep on the flag, not on the word.  The word cannot tell us whether
+   * a release happened since we looked: the same process may release and
+   * take the lock again, writing the same token back (ABA), and that
+   * release, having seen our flag, lowered it and woke nobody.  The flag
+   * can: every release that saw it lowers it, so the kernel's check that
+   * it is still 1 refuses the sleep after such a release.  A flag that
+   * another waiter raised again in between is that waiter's promise: the
+   * next release sees it and wakes every sleeper. */
+  return mproc__sync_wait_slice(&l->owner_tid, 1, d, slice);
 }
 
 static int acquire_slow(struct mproc_lock *l, uint32_t tok,
@@ -424,6 +434,9 @@ __attribute__((noinline)) static int release_notrec(struct mproc_lock *l) {
   l->flags &= ~SYNC_LOCK_INCONSISTENT;
   __atomic_store_n(&l->word, SYNC_TOKEN_NOTREC, __ATOMIC_RELEASE);
   mproc__futex_wake(&l->word, INT32_MAX);
+  if (l->flags & SYNC_LOCK_ASYM) {
+    mproc__lock_wake_sleepers(l); /* they sleep on their flag */
+  }
   MPROC__WARN("sync: lock %p released while inconsistent: not recoverable",
               (void *)l);
   return 0;
@@ -547,7 +560,7 @@ MPROC__STATIC_ASSERT(offsetof(struct mproc_lock, word) == 0 &&
 void mproc__lock_wake_sleepers(void *mem) {
   struct mproc_lock *l = mem;
   __atomic_store_n(&l->owner_tid, 0, __ATOMIC_SEQ_CST);
-  mproc__futex_wake(&l->word, INT32_MAX);
+  mproc__futex_wake(&l->owner_tid, INT32_MAX);
 }
 
 int mproc_lock_free(mproc_lock *l) {
