@@ -34,6 +34,7 @@ python3          python3
 libssl-dev
 clang            clang
 libclang-rt-dev
+python3-joblib
 '
 # -----------------------------------------------------------------------------
 

@@ -81,8 +81,26 @@
 #define POOL_MSG_MAX 1024
 #define POOL_POLL_NS 10000000ull   /* result thread's liveness period */
 #define POOL_TERM_GRACE_NS 200000000ull
+#define POOL_TIMEOUT_GRACE 1.0          /* default opts.timeout_grace */
+#define POOL_RESPAWN_FIRST_NS 100000000ull /* respawn backoff: 0.1 s, */
+#define POOL_RESPAWN_MAX_NS 3200000000ull  /* doubling up to 3.2 s, */
+#define POOL_RESPAWN_CAP 5                 /* 5 failed starts in a row */
 
-enum { TK_APPLY = 1, TK_MAP = 2 };
+enum { TK_APPLY = 1, TK_JOB = 2 };
+/* A map unit's state (shtask.ustate). */
+enum { U_PENDING = 0, U_DONE = 1, U_LOST = 2 };
+#define POOL_ADAPT_TARGET_NS 200000ull /* adaptive claims: ~0.2 ms of work */
+
+/* What an imap iterator and the workers share besides the arrays: a
+ * sequence word bumped whenever units finish, and whether the iterator
+ * sleeps on it (arena). */
+typedef struct imapsh {
+  _Atomic uint32_t seq;
+  _Atomic int waiting;
+  _Atomic int finished;   /* every unit is done or lost */
+  char pad[52];
+  _Atomic size_t norder;  /* entries of order[] claimed */
+} imapsh;
 enum { SLOT_STARTING = 0, SLOT_READY = 1, SLOT_INITFAIL = 2 };
 
 typedef struct shtask shtask;
@@ -92,28 +110,50 @@ struct shtask {
   mproc_task_fn fn;  /* TK_APPLY */
   void *arg;         /* arena copy of the argument (NULL when len 0) */
   size_t len;
-  mproc_map_fn mfn;  /* TK_MAP: a chunk of [start, start + count) */
+  /* TK_JOB: a whole map, n items in nunits units of `unit` items that
+   * the workers claim with one atomic add each (see "Map jobs"). */
+  mproc_map_fn mfn;
   const char *in;
   char *out;
-  size_t in_size, out_size, start, count;
-  _Atomic size_t done;  /* map items finished */
-  int *icodes;     /* imap: each item's return value (arena), or NULL */
+  size_t in_size, out_size, n, unit, nunits;
+  int adaptive;      /* claim several units at once, sized by duration */
+  int nworkers;
+  unsigned char *ustate;  /* per unit: U_* (arena) */
+  int *icodes;       /* imap: each item's return value (arena), or NULL */
+  size_t *dead_from; /* imap: per lost unit, its first lost item */
+  int *uerr;         /* imap: per lost unit, the failure */
+  size_t *order;     /* imap: units in completion order, each + 1 */
+  imapsh *ish;       /* imap */
+  int deaths;        /* claimants that died (under mu) */
+  int death_err;     /* the latest death's failure, signal and message */
+  int death_sig;
+  char death_msg[128];
+  int has_lost;      /* the first lost item and its failure (under mu) */
+  size_t lost_index;
   /* Outcome, written by the worker (or the result thread for a death). */
   int error;       /* 0, MPROC_ETASK, MPROC_ENOMEM, MPROC_EWORKERDIED... */
   int task_code;
   int signal;
-  int has_fail;    /* map: an item failed */
+  int has_fail;    /* map: an item failed (under mu) */
   size_t fail_index;
   int fail_code;
   void *res;       /* arena copy of the result */
   size_t res_len;
   void *owner;     /* the parent's mproc_async (parent memory) */
+  /* The claim counter, on a line of its own: workers add to it, nothing
+   * else is written near it. */
+  char pad0[64];
+  _Atomic size_t next_unit;
+  char pad1[64];
   char msg[POOL_MSG_MAX];
 };
 
 typedef struct shslot {
-  shtask *task;            /* the task this worker runs, under mu */
-  uint64_t start_ns;       /* when it started it */
+  shtask *task;            /* the apply task this worker runs, under mu */
+  shtask *job;             /* the map job it works in, under mu */
+  size_t ju, jk;           /* its claim: units [ju, ju + jk); jk 0: none */
+  _Atomic size_t jdone;    /* items of the claim done */
+  uint64_t start_ns;       /* when it started its task or claim */
   _Atomic int state;       /* SLOT_* */
   _Atomic uint64_t busy_ns;
   char initmsg[POOL_MSG_MAX];
@@ -158,32 +198,42 @@ struct mproc_async {
   size_t n, out_size;
   int has_merr;
   mproc_map_error merr;
-  /* imap: chunk bookkeeping, under the pool's mu. */
+  /* map: the job's arena arrays (the job itself is freed when done) */
+  size_t unit, nunits;
+  unsigned char *ustate;
+  int progress;         /* draw a progress bar while waiting */
+  /* imap: the arrays the iterator reads (arena), shared with the job. */
   int is_imap;
-  int abandoned;        /* mproc_imap_free ran before the last chunk */
+  int abandoned;        /* mproc_imap_free ran before the job ended */
   int all_done;         /* the result thread is done with the arrays */
-  size_t chunk;         /* items per chunk */
-  size_t nchunks;
-  int *icodes;          /* arena: each item's return value */
-  size_t *dead_from;    /* per chunk: first item failed by a death, or n */
-  int *chunk_err;       /* per chunk: that failure */
-  unsigned char *chunk_done;
-  size_t *order;        /* chunks in completion order */
-  size_t norder;
+  int *icodes;
+  size_t *dead_from;
+  int *uerr;
+  size_t *order;
+  imapsh *ish;
 };
 
 struct mproc_imap {
   mproc_async *r;
   int unordered;
   size_t next;          /* ordered: the next item */
-  size_t ocur, oitem;   /* unordered: position in r->order, item in it */
+  size_t ocur;          /* unordered: position in r->order */
+  size_t cu, citem;     /* unordered: the unit being delivered + 1, and
+                           the next item in it */
+  size_t scan;          /* unordered, after the job: units looked at */
+  unsigned char *seen;  /* unordered: units taken up (parent memory) */
   size_t delivered;
+  int progress;         /* draw a progress bar on stderr */
+  uint64_t t0, drawn;   /* progress: start, last drawn */
 };
 
 typedef struct pool_worker {
   mproc_process *proc;
   int timed_out;
-  int gone;     /* ended and not replaced */
+  uint64_t term_ns;    /* when it was sent SIGTERM for task_timeout */
+  int gone;            /* ended and not replaced */
+  int initfails;       /* replacements whose initializer failed, in a row */
+  uint64_t respawn_at; /* when to try again (0: not waiting) */
 } pool_worker;
 
 struct mproc_pool {
@@ -200,6 +250,8 @@ struct mproc_pool {
   pthread_cond_t cv;
   int closed;
   int terminating;
+  int broken;               /* MPROC_EBROKEN for new work */
+  _Atomic int cancel;       /* mproc_pool_cancel was called */
   int rt_done;
   size_t outstanding;       /* submitted, not completed */
   mproc_pool_stats stats;
@@ -233,6 +285,15 @@ static void sh_repair(shpool *sh) {
   }
   sh->dtail = last;
   for (int i = 0; i < sh->nslots; i++) {
+    /* A job's last claimant links it done before it clears its slot. */
+    shtask *job = sh->slots[i].job;
+    for (shtask *t = sh->dhead; job != NULL && t != NULL; t = t->next) {
+      if (t == job) {
+        sh->slots[i].job = NULL;
+        sh->slots[i].jk = 0;
+        break;
+      }
+    }
     shtask *st = sh->slots[i].task;
     if (st == NULL) {
       continue;
@@ -336,22 +397,253 @@ static void worker_run(shtask *st) {
       mproc_shm_free(st->res);
       st->res = NULL;
     }
+  }
+}
+
+/* ==================== map jobs ==================== */
+
+/*
+ * Map jobs.  A map is one shtask (TK_JOB) that stays at the head of the
+ * pending queue until every unit is claimed.  A worker that finds it
+ * there names it in its slot (joining), then claims units lock-free with
+ * one atomic add on next_unit, recording each claim and its progress in
+ * its own slot, and marks the units done in ustate.  When a claim finds
+ * nothing left, the worker leaves under the mutex: the first to leave
+ * unlinks the job from the queue, and the last (no slot names the job any
+ * more) links it on the done list for the result thread.
+ *
+ * A worker that dies leaves its slot naming the job and its claim: the
+ * result thread marks the claim's items from the first undone one lost,
+ * clears the slot and, if that was the last claimant of an exhausted job,
+ * finishes it.  A worker killed between its atomic add and recording the
+ * claim leaves a unit that is neither done nor named anywhere; once no
+ * slot names the job, every unit still pending is such a unit, and is
+ * marked lost when the job finishes (only a job that saw a death scans).
+ */
+
+/* Whether a slot other than `except` names job st (mu held). */
+static int job_has_users(const shpool *sh, const shtask *st,
+                         const shslot *except) {
+  for (int i = 0; i < sh->nslots; i++) {
+    if (&sh->slots[i] != except && sh->slots[i].job == st) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Wake an imap iterator waiting on the job's units (if any). */
+static void job_notify(shtask *st) {
+  if (st->ish == NULL) {
     return;
   }
-  for (size_t i = 0; i < st->count; i++) {
-    size_t idx = st->start + i;
-    char *out = st->out + idx * st->out_size;
-    memset(out, 0, st->out_size);
-    int rc = st->mfn(st->in + idx * st->in_size, out);
-    if (st->icodes != NULL) {
-      st->icodes[idx] = rc;
+  atomic_fetch_add(&st->ish->seq, 1);
+  if (atomic_load(&st->ish->waiting)) {
+    mproc__futex_wake((uint32_t *)&st->ish->seq, INT32_MAX);
+  }
+}
+
+/* Mark unit u lost from item `from` by the latest death (mu held).
+ * Notes the job's first lost item and the death that lost it.  An
+ * unordered iterator also finds the unit in order[], best effort: an
+ * entry a killed worker left out or wrote twice is made good there. */
+static void job_lose_unit(shtask *st, size_t u, size_t from) {
+  if (st->ustate[u] != U_PENDING) {
+    return;
+  }
+  if (st->dead_from != NULL) {
+    st->dead_from[u] = from;
+    st->uerr[u] = st->death_err;
+  }
+  if (!st->has_lost || from < st->lost_index) {
+    st->has_lost = 1;
+    st->lost_index = from;
+    st->error = st->death_err;
+    st->signal = st->death_sig;
+    snprintf(st->msg, sizeof st->msg, "%s", st->death_msg);
+  }
+  atomic_thread_fence(memory_order_release);
+  st->ustate[u] = U_LOST;
+  if (st->order != NULL) {
+    size_t k = atomic_fetch_add(&st->ish->norder, 1);
+    __atomic_store_n(&st->order[k], u + 1, __ATOMIC_RELEASE);
+  }
+}
+
+/* Finish an exhausted job nobody works in any more (mu held): mark the
+ * units a dead worker claimed without recording them lost, unlink it from
+ * the queue if it is still there, link it on the done list. */
+static void job_finish_locked(shpool *sh, shtask *st) {
+  if (st->deaths > 0) {
+    for (size_t u = 0; u < st->nunits; u++) {
+      job_lose_unit(st, u, u * st->unit);
     }
-    if (rc != 0 && !st->has_fail) {
-      st->has_fail = 1;
-      st->fail_index = idx;
-      st->fail_code = rc;
+  }
+  if (sh->qhead == st) {
+    sh->qhead = st->next;
+    if (sh->qhead == NULL) {
+      sh->qtail = NULL;
     }
-    atomic_store_explicit(&st->done, i + 1, memory_order_release);
+  }
+  st->next = NULL;
+  if (sh->dtail != NULL) {
+    sh->dtail->next = st;
+  } else {
+    sh->dhead = st;
+  }
+  sh->dtail = st;
+}
+
+/*
+ * A worker that named job st in slot me died (mu held): the items of its
+ * claim from the first it did not finish are lost with err; a unit it
+ * finished is done even if it died before saying so.  Clears the slot.
+ * Returns 1 if that finished the job (linked done), else 0.
+ */
+static int job_claimant_died(shpool *sh, shslot *me, int err, int sig,
+                             const char *msg) {
+  shtask *st = me->job;
+  if (st == NULL) {
+    return 0;
+  }
+  st->deaths++;
+  st->death_err = err;
+  st->death_sig = sig;
+  snprintf(st->death_msg, sizeof st->death_msg, "%s", msg);
+  if (me->jk > 0) {
+    size_t first = me->ju * st->unit;
+    size_t lost = first + atomic_load(&me->jdone);
+    for (size_t u = me->ju; u < me->ju + me->jk; u++) {
+      size_t ustart = u * st->unit;
+      size_t uend = ustart + st->unit < st->n ? ustart + st->unit : st->n;
+      if (uend <= lost) {
+        if (st->ustate[u] == U_PENDING) {
+          atomic_thread_fence(memory_order_release);
+          st->ustate[u] = U_DONE;
+        }
+      } else {
+        job_lose_unit(st, u, ustart > lost ? ustart : lost);
+      }
+    }
+  }
+  me->jk = 0;
+  me->job = NULL;
+  if (atomic_load(&st->next_unit) >= st->nunits &&
+      !job_has_users(sh, st, NULL)) {
+    job_finish_locked(sh, st);
+    return 1;
+  }
+  job_notify(st);
+  return 0;
+}
+
+/* Record item idx's failure code rc if it is the job's first (mu held). */
+static void job_note_fail(shtask *st, size_t idx, int rc) {
+  if (!st->has_fail || idx < st->fail_index) {
+    st->has_fail = 1;
+    st->fail_index = idx;
+    st->fail_code = rc;
+  }
+}
+
+/* How many units an adaptive claim takes: about POOL_ADAPT_TARGET_NS of
+ * work at the measured cost per item, and never more than a share of
+ * what is left that keeps every worker busy to the end (guided
+ * self-scheduling). */
+static size_t adapt_units(const shtask *st, double ns_per_item) {
+  size_t next = atomic_load_explicit(&st->next_unit, memory_order_relaxed);
+  size_t left = next < st->nunits ? st->nunits - next : 0;
+  size_t cap = left / (2 * (size_t)st->nworkers);
+  double want = ns_per_item > 0 ? (double)POOL_ADAPT_TARGET_NS / ns_per_item
+                                : 1.0;
+  size_t k = want >= (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)want;
+  if (k > cap) {
+    k = cap;
+  }
+  return k < 1 ? 1 : k;
+}
+
+/* Work in job st (already named in this worker's slot) until no unit is
+ * left; then leave. */
+static void worker_job(shpool *sh, shslot *me, shtask *st) {
+  size_t k = 1;
+  const size_t unit = st->unit;
+  const size_t n = st->n;
+  for (;;) {
+    size_t u = atomic_fetch_add_explicit(&st->next_unit, k,
+                                         memory_order_relaxed);
+    if (u >= st->nunits) {
+      break;
+    }
+    size_t cnt = st->nunits - u < k ? st->nunits - u : k;
+    uint64_t t0 = mproc__now_ns();
+    /* Record the claim before its first item (only the compiler's order
+     * matters: a kill stops this thread between two instructions). */
+    me->ju = u;
+    atomic_store_explicit(&me->jdone, 0, memory_order_relaxed);
+    me->start_ns = t0;
+    atomic_signal_fence(memory_order_seq_cst);
+    me->jk = cnt;
+    atomic_signal_fence(memory_order_seq_cst);
+    size_t first = u * unit;
+    size_t last = (u + cnt) * unit < n ? (u + cnt) * unit : n;
+    int failed = 0;
+    for (size_t i = first; i < last; i++) {
+      char *out = st->out + i * st->out_size;
+      memset(out, 0, st->out_size);
+      int rc = st->mfn(st->in + i * st->in_size, out);
+      if (st->icodes != NULL) {
+        st->icodes[i] = rc;
+      }
+      if (MPROC__UNLIKELY(rc != 0) && !failed) {
+        failed = 1;
+        sh_lock(sh);
+        job_note_fail(st, i, rc);
+        sh_unlock(sh);
+      }
+      atomic_store_explicit(&me->jdone, i - first + 1, memory_order_release);
+    }
+    /* Results (and icodes) before the units' state. */
+    atomic_thread_fence(memory_order_release);
+    memset(st->ustate + u, U_DONE, cnt);
+    atomic_signal_fence(memory_order_seq_cst);
+    me->jk = 0;
+    uint64_t t1 = mproc__now_ns();
+    atomic_fetch_add_explicit(&me->busy_ns, t1 - t0, memory_order_relaxed);
+    if (st->ish != NULL) {
+      if (st->order != NULL) {
+        for (size_t j = 0; j < cnt; j++) {
+          size_t o = atomic_fetch_add(&st->ish->norder, 1);
+          __atomic_store_n(&st->order[o], u + j + 1, __ATOMIC_RELEASE);
+        }
+      }
+      job_notify(st);
+    }
+    if (st->adaptive) {
+      k = adapt_units(st, (double)(t1 - t0) / (double)(last - first));
+    }
+  }
+  /* Leave: unlink the exhausted job, finish it if this was the last
+   * claimant, and only then clear the slot (see sh_repair). */
+  sh_lock(sh);
+  if (sh->qhead == st) {
+    sh->qhead = st->next;
+    if (sh->qhead == NULL) {
+      sh->qtail = NULL;
+    }
+  }
+  /* The slot names the job until it is linked done: a kill before the
+   * link leaves a claimant for the result thread, one after it a slot
+   * that sh_repair clears. */
+  int last = !job_has_users(sh, st, me);
+  if (last) {
+    job_finish_locked(sh, st);
+  }
+  atomic_signal_fence(memory_order_seq_cst);
+  me->job = NULL;
+  sh_unlock(sh);
+  if (last) {
+    seq_bump_wake(&sh->res_seq, 1);
   }
 }
 
@@ -397,6 +689,18 @@ static int worker_main(const void *arg, size_t len) {
     if (st == NULL) {
       sh_unlock(sh);
       return 0;
+    }
+    if (st->kind == TK_JOB) {
+      /* Join: one store, so a kill leaves either nothing or a claimant
+       * the result thread sees. */
+      me->job = st;
+      sh_unlock(sh);
+      worker_job(sh, me, st);
+      /* A map counts as one task for maxtasksperchild. */
+      if (p->opts.maxtasksperchild > 0 && ++ran >= p->opts.maxtasksperchild) {
+        return 0;
+      }
+      continue;
     }
     /* The order matters for sh_repair: name the task, then unlink it. */
     uint64_t t0 = mproc__now_ns();
@@ -504,33 +808,33 @@ static void async_finish(mproc_pool *p, mproc_async *r) {
  * thread to be done with them). */
 static void imap_release_arrays(mproc_async *r) {
   mproc_shm_free(r->aout);
+  mproc_shm_free(r->ustate);
   mproc_shm_free(r->icodes);
+  mproc_shm_free(r->dead_from);
+  mproc_shm_free(r->uerr);
+  mproc_shm_free(r->order);
+  mproc_shm_free(r->ish);
   if (r->in_owned) {
     mproc_shm_free(r->ain);
   }
   r->aout = NULL;
+  r->ustate = NULL;
   r->icodes = NULL;
-  r->ain = NULL;
-  free(r->dead_from);
-  free(r->chunk_err);
-  free(r->chunk_done);
-  free(r->order);
   r->dead_from = NULL;
-  r->chunk_err = NULL;
-  r->chunk_done = NULL;
+  r->uerr = NULL;
   r->order = NULL;
+  r->ish = NULL;
+  r->ain = NULL;
 }
 
 /* Complete one done task: copy its outcome into its owner, free it. */
 static void task_complete(mproc_pool *p, shtask *st) {
   mproc_async *r = st->owner;
-  pthread_mutex_lock(&p->mu);
-  p->stats.tasks_done++;
-  if (st->error != 0 || st->has_fail) {
-    p->stats.tasks_failed++;
-  }
-  pthread_mutex_unlock(&p->mu);
   if (st->kind == TK_APPLY) {
+    pthread_mutex_lock(&p->mu);
+    p->stats.tasks_done++;
+    p->stats.tasks_failed += st->error != 0;
+    pthread_mutex_unlock(&p->mu);
     r->err = st->error;
     r->task_code = st->task_code;
     r->signal = st->signal;
@@ -551,43 +855,42 @@ static void task_complete(mproc_pool *p, shtask *st) {
     async_finish(p, r);
     return;
   }
-  /* A map chunk: note its first failure, finish the map with its last. */
-  size_t fi = 0;
-  int fcode = 0, ferr = 0;
-  if (st->has_fail) {
-    fi = st->fail_index;
-    fcode = st->fail_code;
-    ferr = MPROC_ETASK;
-  } else if (st->error != 0) {
-    fi = st->start + atomic_load(&st->done);
-    ferr = st->error;
+  /* A map job: its first failure (an item's own, or the first item a
+   * death lost), then the results out of the arena. */
+  size_t lost_units = 0;
+  if (st->has_lost) {
+    for (size_t u = 0; u < st->nunits; u++) {
+      lost_units += st->ustate[u] == U_LOST;
+    }
   }
-  if (ferr != 0 && (!r->has_merr || fi < r->merr.index)) {
+  /* A map counts its units (chunks) as tasks; failed ones are those a
+   * death lost, and one for any failing items. */
+  pthread_mutex_lock(&p->mu);
+  p->stats.tasks_done += st->nunits;
+  p->stats.tasks_failed += lost_units + (st->has_fail ? 1 : 0);
+  pthread_mutex_unlock(&p->mu);
+  if (st->has_fail || st->has_lost) {
     r->has_merr = 1;
-    r->merr.index = fi;
-    r->merr.task_code = fcode;
-    r->merr.error = ferr;
-    if (st->error != 0 && !st->has_fail) {
+    if (st->has_fail && (!st->has_lost || st->fail_index < st->lost_index)) {
+      r->merr.index = st->fail_index;
+      r->merr.task_code = st->fail_code;
+      r->merr.error = MPROC_ETASK;
+    } else {
+      r->merr.index = st->lost_index;
+      r->merr.task_code = 0;
+      r->merr.error = st->error;
       r->signal = st->signal;
       free(r->msg);
       r->msg = strdup(st->msg);
     }
+    r->err = r->merr.error;
+    r->task_code = r->merr.task_code;
   }
-  if (r->is_imap) {
-    size_t c = st->start / r->chunk;
-    pthread_mutex_lock(&p->mu);
-    r->dead_from[c] = st->error != 0 ? st->start + atomic_load(&st->done)
-                                     : r->n;
-    r->chunk_err[c] = st->error;
-    r->chunk_done[c] = 1;
-    r->order[r->norder++] = c;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+  if (st->ish != NULL) {
+    atomic_store(&st->ish->finished, 1);
   }
+  job_notify(st);
   mproc_shm_free(st);
-  if (--r->chunks_left > 0) {
-    return;
-  }
   if (r->is_imap) {
     /* The iterator reads the arena arrays; whoever is last frees them. */
     pthread_mutex_lock(&p->mu);
@@ -597,26 +900,13 @@ static void task_complete(mproc_pool *p, shtask *st) {
     if (abandoned) {
       imap_release_arrays(r);
     }
-    if (r->has_merr) {
-      r->err = r->merr.error;
-      r->task_code = r->merr.task_code;
-    }
     async_finish(p, r);
     return;
   }
   if (r->n * r->out_size > 0) {
     memcpy(r->out, r->aout, r->n * r->out_size);
   }
-  mproc_shm_free(r->aout);
-  r->aout = NULL;
-  if (r->in_owned) {
-    mproc_shm_free(r->ain);
-  }
-  r->ain = NULL;
-  if (r->has_merr) {
-    r->err = r->merr.error;
-    r->task_code = r->merr.task_code;
-  }
+  imap_release_arrays(r);
   async_finish(p, r);
 }
 
@@ -656,9 +946,7 @@ static int rt_collect(mproc_pool *p) {
 
 /* Whether an ended worker should be replaced. */
 static int rt_should_replace(mproc_pool *p, int i) {
-  if (atomic_load(&p->sh->slots[i].state) == SLOT_INITFAIL) {
-    return 0;
-  }
+  (void)i;
   pthread_mutex_lock(&p->mu);
   int term = p->terminating;
   int closed = p->closed;
@@ -683,60 +971,108 @@ static int rt_check_workers(mproc_pool *p) {
   uint64_t limit = p->opts.task_timeout > 0
                        ? (uint64_t)(p->opts.task_timeout * 1e9)
                        : 0;
+  uint64_t grace = (uint64_t)(p->opts.timeout_grace * 1e9);
   int live = 0;
   for (int i = 0; i < p->nworkers; i++) {
     pool_worker *w = &p->w[i];
     if (w->proc == NULL) {
+      if (!w->gone && w->respawn_at != 0 && now >= w->respawn_at) {
+        w->respawn_at = 0;
+        if (rt_should_replace(p, i) && worker_start(p, i) == 0) {
+          live++;
+        } else {
+          w->gone = 1;
+        }
+      } else if (!w->gone && w->respawn_at != 0) {
+        live++; /* waiting to start again counts: work is not stranded */
+      }
       continue;
     }
     if (mproc_process_is_alive(w->proc) == 1) {
       live++;
+      if (atomic_load(&sh->slots[i].state) == SLOT_READY) {
+        w->initfails = 0;
+      }
       if (limit > 0 && !w->timed_out) {
         sh_lock(sh);
         uint64_t t0 = sh->slots[i].start_ns;
-        int over = sh->slots[i].task != NULL && t0 < now && now - t0 > limit;
+        int busy = sh->slots[i].task != NULL || sh->slots[i].jk > 0;
+        int over = busy && t0 < now && now - t0 > limit;
         sh_unlock(sh);
         if (over) {
+          /* SIGTERM first, so a task with a handler can clean up; SIGKILL
+           * after the grace period (below). */
           w->timed_out = 1;
-          mproc_process_kill(w->proc);
+          w->term_ns = now;
+          mproc_process_terminate(w->proc);
         }
+      } else if (w->timed_out && now - w->term_ns > grace) {
+        mproc_process_kill(w->proc);
       }
       continue;
     }
-    /* Ended: its slot names the task it died in, if any. */
-    sh_lock(sh);
-    shtask *st = sh->slots[i].task;
-    sh->slots[i].task = NULL;
-    sh_unlock(sh);
+    /* Ended: its slot names the task it died in, or the map job and the
+     * claim it worked on, if any. */
     int code;
     pid_t pid = mproc_process_pid(w->proc);
     int timed_out = w->timed_out;
     worker_reap(p, i, &code);
-    /* Its last result may have been queued just before it ended. */
+    char msg[128];
+    int sig = code < 0 ? -code : 0;
+    if (timed_out) {
+      snprintf(msg, sizeof msg, "worker %d killed after task_timeout",
+               (int)pid);
+    } else if (sig != 0) {
+      /* sigabbrev_np gives "KILL"; say "SIGKILL". */
+      snprintf(msg, sizeof msg, "worker %d killed by SIG%s", (int)pid,
+               sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+    } else {
+      snprintf(msg, sizeof msg, "worker %d exited with status %d", (int)pid,
+               code);
+    }
+    int err = timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED;
+    sh_lock(sh);
+    shtask *st = sh->slots[i].task;
+    sh->slots[i].task = NULL;
+    int in_job = sh->slots[i].job != NULL && sh->slots[i].jk > 0;
+    job_claimant_died(sh, &sh->slots[i], err, sig, msg);
+    sh_unlock(sh);
+    /* Its last result (or the job it finished) may be on the done list. */
     rt_collect(p);
-    if (st != NULL) {
-      char msg[128];
-      int sig = code < 0 ? -code : 0;
-      if (timed_out) {
-        snprintf(msg, sizeof msg, "worker %d killed after task_timeout",
-                 (int)pid);
-      } else if (sig != 0) {
-        /* sigabbrev_np gives "KILL"; say "SIGKILL". */
-        snprintf(msg, sizeof msg, "worker %d killed by SIG%s", (int)pid,
-                 sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
-      } else {
-        snprintf(msg, sizeof msg, "worker %d exited with status %d",
-                 (int)pid, code);
-      }
+    if (st != NULL || in_job) {
       pthread_mutex_lock(&p->mu);
       p->stats.workers_died++;
       pthread_mutex_unlock(&p->mu);
-      task_fail(p, st, timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED, sig,
-                msg);
+    }
+    if (st != NULL) {
+      task_fail(p, st, err, sig, msg);
     }
     /* A wake sent to this worker as it died is lost to the others: wake
      * every sleeping worker, they look at the queue again. */
     seq_bump_wake(&sh->task_seq, INT32_MAX);
+    if (p->opts.on_death == MPROC_POOL_BREAK && (st != NULL || in_job)) {
+      pthread_mutex_lock(&p->mu);
+      p->broken = 1;
+      pthread_mutex_unlock(&p->mu);
+      w->gone = 1;
+      continue;
+    }
+    if (atomic_load(&sh->slots[i].state) == SLOT_INITFAIL) {
+      /* A replacement whose initializer failed: try again later, less
+       * and less often, and give the slot up after POOL_RESPAWN_CAP
+       * failures in a row (never a respawn loop). */
+      if (++w->initfails >= POOL_RESPAWN_CAP) {
+        MPROC__WARN("pool: worker %d's initializer failed %d times: %s", i,
+                    w->initfails, sh->slots[i].initmsg);
+        w->gone = 1;
+      } else {
+        uint64_t wait = POOL_RESPAWN_FIRST_NS << (w->initfails - 1);
+        w->respawn_at = now + (wait < POOL_RESPAWN_MAX_NS ? wait
+                                                          : POOL_RESPAWN_MAX_NS);
+        live++;
+      }
+      continue;
+    }
     if (rt_should_replace(p, i)) {
       if (worker_start(p, i) == 0) {
         pthread_mutex_lock(&p->mu);
@@ -754,9 +1090,20 @@ static int rt_check_workers(mproc_pool *p) {
   return live;
 }
 
-/* Terminate: SIGTERM, a grace period, SIGKILL; reap every worker; fail
- * everything outstanding with MPROC_ECANCELED. */
-static void rt_terminate(mproc_pool *p) {
+/* Fail every unit of job st that is not done with err (mu held, no
+ * worker left in it): used when the pool stops. */
+static void job_cancel_locked(shtask *st, int err, const char *msg) {
+  st->deaths++; /* so that finishing scans the units */
+  st->death_err = err;
+  st->death_sig = 0;
+  snprintf(st->death_msg, sizeof st->death_msg, "%s", msg);
+  atomic_store(&st->next_unit, st->nunits);
+}
+
+/* Stop: SIGTERM every worker, a grace period, SIGKILL; reap them all;
+ * fail everything outstanding with err (MPROC_ECANCELED for terminate
+ * and cancel, MPROC_EBROKEN for a broken pool). */
+static void rt_stop(mproc_pool *p, int err, const char *msg) {
   shpool *sh = p->sh;
   for (int i = 0; i < p->nworkers; i++) {
     if (p->w[i].proc != NULL) {
@@ -765,6 +1112,8 @@ static void rt_terminate(mproc_pool *p) {
   }
   uint64_t until = mproc__now_ns() + POOL_TERM_GRACE_NS;
   for (int i = 0; i < p->nworkers; i++) {
+    p->w[i].gone = 1;
+    p->w[i].respawn_at = 0;
     if (p->w[i].proc == NULL) {
       continue;
     }
@@ -775,41 +1124,43 @@ static void rt_terminate(mproc_pool *p) {
     }
     int code;
     worker_reap(p, i, &code);
-    p->w[i].gone = 1;
   }
   rt_collect(p);
+  /* Every worker is gone: take what they held and what is queued.  A
+   * job may be both queued and named in slots. */
   sh_lock(sh);
+  shtask *fail = NULL; /* apply tasks to fail, linked through next */
+  for (int i = 0; i < sh->nslots; i++) {
+    shslot *sl = &sh->slots[i];
+    shtask *st = sl->task;
+    sl->task = NULL;
+    if (st != NULL) {
+      st->next = fail;
+      fail = st;
+    }
+    /* The last claimant of an exhausted job finishes it here; a job
+     * with units left is still queued and finished below. */
+    job_claimant_died(sh, sl, err, 0, msg);
+  }
   shtask *q = sh->qhead;
   sh->qhead = sh->qtail = NULL;
-  shtask *held[64];
-  int nheld = 0;
-  shtask *extra = NULL;
-  for (int i = 0; i < sh->nslots; i++) {
-    shtask *st = sh->slots[i].task;
-    sh->slots[i].task = NULL;
-    if (st == NULL) {
-      continue;
-    }
-    if (nheld < 64) {
-      held[nheld++] = st;
-    } else {
-      st->next = extra;
-      extra = st;
-    }
-  }
-  sh_unlock(sh);
-  for (int i = 0; i < nheld; i++) {
-    task_fail(p, held[i], MPROC_ECANCELED, 0, "pool terminated");
-  }
-  while (extra != NULL) {
-    shtask *next = extra->next;
-    task_fail(p, extra, MPROC_ECANCELED, 0, "pool terminated");
-    extra = next;
-  }
   while (q != NULL) {
     shtask *next = q->next;
-    task_fail(p, q, MPROC_ECANCELED, 0, "pool terminated");
+    if (q->kind == TK_JOB) {
+      job_cancel_locked(q, err, msg);
+      job_finish_locked(sh, q);
+    } else {
+      q->next = fail;
+      fail = q;
+    }
     q = next;
+  }
+  sh_unlock(sh);
+  rt_collect(p);
+  while (fail != NULL) {
+    shtask *next = fail->next;
+    task_fail(p, fail, err, 0, msg);
+    fail = next;
   }
 }
 
@@ -820,30 +1171,54 @@ static void *rt_main(void *arg) {
   for (;;) {
     uint32_t seq = atomic_load(&sh->res_seq);
     int got = rt_collect(p);
+    if (atomic_load(&p->cancel)) {
+      pthread_mutex_lock(&p->mu);
+      p->closed = 1;
+      p->terminating = 1;
+      pthread_mutex_unlock(&p->mu);
+    }
     pthread_mutex_lock(&p->mu);
     int term = p->terminating;
     int closed = p->closed;
     pthread_mutex_unlock(&p->mu);
     if (term) {
-      rt_terminate(p);
+      rt_stop(p, MPROC_ECANCELED,
+              atomic_load(&p->cancel) ? "pool cancelled" : "pool terminated");
       break;
     }
     uint64_t now = mproc__now_ns();
     if (got == 0 || now - last_check >= POOL_POLL_NS) {
       last_check = now;
       int live = rt_check_workers(p);
-      if (closed && live == 0) {
+      pthread_mutex_lock(&p->mu);
+      int broken = p->broken;
+      pthread_mutex_unlock(&p->mu);
+      if (broken) {
+        rt_stop(p, MPROC_EBROKEN, "pool broken: a worker died");
+        break;
+      }
+      if (live == 0) {
         rt_collect(p);
         pthread_mutex_lock(&p->mu);
         size_t left = p->outstanding;
         pthread_mutex_unlock(&p->mu);
-        if (left == 0) {
+        if (closed && left == 0) {
           break;
         }
-        /* Work is left but no worker: start one in slot 0. */
-        if (worker_start(p, 0) != 0) {
-          rt_terminate(p);
+        /* No worker, and work left (or an open pool): start one in slot
+         * 0, unless its initializer keeps failing; then the pool is
+         * broken rather than stranded. */
+        if ((left > 0 || !closed) &&
+            (p->w[0].initfails >= POOL_RESPAWN_CAP ||
+             worker_start(p, 0) != 0)) {
+          pthread_mutex_lock(&p->mu);
+          p->broken = 1;
+          pthread_mutex_unlock(&p->mu);
+          rt_stop(p, MPROC_EBROKEN, "pool broken: no worker could start");
           break;
+        }
+        if (left > 0 || !closed) {
+          p->w[0].gone = 0;
         }
         continue;
       }
@@ -922,8 +1297,13 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
     o = *opts;
   }
   if (o.processes < 0 || o.maxtasksperchild < 0 || !(o.task_timeout >= 0) ||
+      !(o.timeout_grace >= 0) ||
+      (o.on_death != MPROC_POOL_REPLACE && o.on_death != MPROC_POOL_BREAK) ||
       (o.initarg == NULL && o.initarg_len > 0)) {
     return MPROC_EINVAL;
+  }
+  if (o.timeout_grace == 0) {
+    o.timeout_grace = POOL_TIMEOUT_GRACE;
   }
   if (o.errbuf != NULL && o.errcap > 0) {
     o.errbuf[0] = '\0';
@@ -1076,6 +1456,16 @@ int mproc_pool_terminate(mproc_pool *p) {
   return pool_wait_rt(p, MPROC_FOREVER);
 }
 
+int mproc_pool_cancel(mproc_pool *p) {
+  if (p == NULL) {
+    return MPROC_EINVAL;
+  }
+  /* Async-signal-safe: one atomic store and one futex wake. */
+  atomic_store(&p->cancel, 1);
+  seq_bump_wake(&p->sh->res_seq, 1);
+  return 0;
+}
+
 int mproc_pool_join(mproc_pool *p, double timeout) {
   if (p == NULL) {
     return MPROC_EINVAL;
@@ -1119,12 +1509,15 @@ int mproc_pool_free(mproc_pool *p) {
 
 /* ==================== apply ==================== */
 
-/* Queue st (under the shared lock), waking a sleeping worker. */
-static int pool_submit(mproc_pool *p, shtask *const *tasks, size_t n) {
+/* Queue n tasks (under the shared lock), waking up to `wake` sleeping
+ * workers. */
+static int pool_submit(mproc_pool *p, shtask *const *tasks, size_t n,
+                       size_t wake) {
   pthread_mutex_lock(&p->mu);
-  if (p->closed) {
+  if (p->closed || p->broken) {
+    int rc = p->broken ? MPROC_EBROKEN : MPROC_ECLOSED;
     pthread_mutex_unlock(&p->mu);
-    return MPROC_ECLOSED;
+    return rc;
   }
   p->outstanding++;
   pthread_mutex_unlock(&p->mu);
@@ -1143,7 +1536,8 @@ static int pool_submit(mproc_pool *p, shtask *const *tasks, size_t n) {
   int sleepers = sh->sleepers;
   sh_unlock(sh);
   if (sleepers > 0) {
-    seq_bump_wake(&sh->task_seq, n > (size_t)sleepers ? sleepers : (int)n);
+    seq_bump_wake(&sh->task_seq,
+                  wake > (size_t)sleepers ? sleepers : (int)wake);
   }
   return 0;
 }
@@ -1201,7 +1595,7 @@ int mproc_pool_apply_async(mproc_pool *p, mproc_task_fn fn, const void *arg,
     }
     memcpy(st->arg, arg, len);
   }
-  rc = pool_submit(p, &st, 1);
+  rc = pool_submit(p, &st, 1, 1);
   if (rc != 0) {
     mproc_shm_free(st->arg);
     mproc_shm_free(st);
@@ -1314,6 +1708,50 @@ int mproc_async_free(mproc_async *r) {
   return 0;
 }
 
+/* ==================== progress bar ==================== */
+
+/* Draw "[#####     ]  500/1000 items  1.2 k/s  ETA 0:04" on stderr (a
+ * terminal: the callers check), over the previous one; `last` ends the
+ * line.  One write, so it does not interleave within itself. */
+static void progress_draw(size_t done, size_t n, uint64_t t0, int last) {
+  char bar[32];
+  size_t width = sizeof bar - 1;
+  size_t fill = n > 0 ? done * width / n : width;
+  for (size_t i = 0; i < width; i++) {
+    bar[i] = i < fill ? '#' : ' ';
+  }
+  bar[width] = '\0';
+  double el = (double)(mproc__now_ns() - t0) / 1e9;
+  double rate = el > 0 ? (double)done / el : 0;
+  char eta[32] = "--:--";
+  if (rate > 0 && done < n) {
+    long left = (long)((double)(n - done) / rate + 0.5);
+    snprintf(eta, sizeof eta, "%ld:%02ld", left / 60, left % 60);
+  } else if (done >= n) {
+    long e = (long)(el + 0.5);
+    snprintf(eta, sizeof eta, "%ld:%02ld", e / 60, e % 60);
+  }
+  const char *unit = "";
+  double shown = rate;
+  if (shown >= 1e6) {
+    shown /= 1e6;
+    unit = " M";
+  } else if (shown >= 1e3) {
+    shown /= 1e3;
+    unit = " k";
+  }
+  char line[160];
+  int len = snprintf(line, sizeof line, "\r[%s] %zu/%zu items  %.1f%s/s  %s %s%s",
+                     bar, done, n, shown, unit, done >= n ? "in" : "ETA", eta,
+                     last ? "\n" : "");
+  if (len > 0) {
+    ssize_t w = write(STDERR_FILENO, line, (size_t)len < sizeof line
+                                               ? (size_t)len
+                                               : sizeof line - 1);
+    (void)w;
+  }
+}
+
 /* ==================== map ==================== */
 
 /*
@@ -1343,7 +1781,7 @@ static int map_start(mproc_pool *p, mproc_map_fn fn, const void *in,
   if (n > 0 && (in_size > SIZE_MAX / n || (out_size > 0 && out_size > SIZE_MAX / n))) {
     return MPROC_EOVERFLOW;
   }
-  mproc_async *r = async_new(p, TK_MAP);
+  mproc_async *r = async_new(p, TK_JOB);
   if (r == NULL) {
     return MPROC_ENOMEM;
   }
@@ -1371,18 +1809,24 @@ static int map_start(mproc_pool *p, mproc_map_fn fn, const void *in,
     *rout = r;
     return 0;
   }
-  size_t chunk = opts != NULL && opts->chunksize > 0 ? (size_t)opts->chunksize
-                                                     : 0;
-  if (chunk == 0) {
+  size_t unit = opts != NULL && opts->chunksize > 0 ? (size_t)opts->chunksize
+                                                    : 0;
+  int adaptive = opts != NULL && opts->chunksize == MPROC_CHUNK_ADAPTIVE;
+  if (adaptive) {
+    unit = 1; /* claims of several units, sized as the map runs */
+  } else if (unit == 0) {
+    /* Python's formula: divmod(len, 4 * workers), rounded up. */
     size_t d = 4 * (size_t)p->nworkers;
-    chunk = (n + d - 1) / d;
+    unit = (n + d - 1) / d;
   }
-  size_t nchunks = (n + chunk - 1) / chunk;
-  shtask **tasks = calloc(nchunks, sizeof *tasks);
-  int rc = tasks == NULL ? MPROC_ENOMEM : 0;
-  if (rc == 0 && mproc_arena_contains(in)) {
+  size_t nunits = (n + unit - 1) / unit;
+  r->unit = unit;
+  r->nunits = nunits;
+  r->progress = opts != NULL && opts->progress;
+  int rc = 0;
+  if (mproc_arena_contains(in)) {
     r->ain = (char *)in;
-  } else if (rc == 0) {
+  } else {
     rc = mproc_shm_alloc((void **)&r->ain, n * in_size);
     if (rc == 0) {
       r->in_owned = 1;
@@ -1392,57 +1836,62 @@ static int map_start(mproc_pool *p, mproc_map_fn fn, const void *in,
   if (rc == 0) {
     rc = mproc_shm_alloc((void **)&r->aout, out_size > 0 ? n * out_size : 1);
   }
-  r->chunk = chunk;
-  r->nchunks = nchunks;
+  if (rc == 0) {
+    rc = mproc_shm_calloc((void **)&r->ustate, nunits, 1);
+  }
   if (rc == 0 && is_imap) {
     rc = mproc_shm_calloc((void **)&r->icodes, n, sizeof(int));
-    r->dead_from = calloc(nchunks, sizeof *r->dead_from);
-    r->chunk_err = calloc(nchunks, sizeof *r->chunk_err);
-    r->chunk_done = calloc(nchunks, 1);
-    r->order = calloc(nchunks, sizeof *r->order);
-    if (rc == 0 && (r->dead_from == NULL || r->chunk_err == NULL ||
-                    r->chunk_done == NULL || r->order == NULL)) {
-      rc = MPROC_ENOMEM;
+    if (rc == 0) {
+      rc = mproc_shm_calloc((void **)&r->dead_from, nunits, sizeof(size_t));
+    }
+    if (rc == 0) {
+      rc = mproc_shm_calloc((void **)&r->uerr, nunits, sizeof(int));
+    }
+    if (rc == 0) {
+      rc = mproc_shm_calloc((void **)&r->order, nunits, sizeof(size_t));
+    }
+    if (rc == 0) {
+      rc = mproc_shm_calloc((void **)&r->ish, 1, sizeof(imapsh));
     }
   }
-  size_t made = 0;
-  for (; rc == 0 && made < nchunks; made++) {
-    void *stp;
-    rc = mproc_shm_alloc(&stp, sizeof(shtask));
-    if (rc != 0) {
-      break;
-    }
-    shtask *st = stp;
+  shtask *st = NULL;
+  if (rc == 0) {
+    rc = mproc_shm_alloc((void **)&st, sizeof(shtask));
+  }
+  if (rc == 0) {
     memset(st, 0, offsetof(shtask, msg) + 1);
-    st->kind = TK_MAP;
+    st->kind = TK_JOB;
     st->mfn = fn;
     st->in = r->ain;
     st->out = r->aout;
     st->in_size = in_size;
     st->out_size = out_size;
-    st->start = made * chunk;
-    st->count = n - st->start < chunk ? n - st->start : chunk;
-    st->owner = r;
+    st->n = n;
+    st->unit = unit;
+    st->nunits = nunits;
+    st->adaptive = adaptive;
+    st->nworkers = p->nworkers;
+    st->ustate = r->ustate;
     st->icodes = r->icodes;
-    tasks[made] = st;
-  }
-  r->chunks_left = nchunks;
-  if (rc == 0) {
-    rc = pool_submit(p, tasks, nchunks);
+    st->dead_from = r->dead_from;
+    st->uerr = r->uerr;
+    st->order = r->order;
+    st->ish = r->ish;
+    st->owner = r;
+    atomic_init(&st->next_unit, 0);
+    rc = pool_submit(p, &st, 1, nunits);
+    if (rc != 0) {
+      mproc_shm_free(st);
+    }
   }
   if (rc != 0) {
-    for (size_t i = 0; i < made; i++) {
-      mproc_shm_free(tasks[i]);
-    }
     if (!r->in_owned) {
       r->ain = NULL;
     }
     imap_release_arrays(r);
-    free(tasks);
     free(r);
     return rc;
   }
-  free(tasks);
   *rout = r;
   return 0;
 }
@@ -1461,6 +1910,18 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t n,
   if (rc != 0) {
     return rc;
   }
+  if (r->progress && r->ustate != NULL && isatty(STDERR_FILENO)) {
+    uint64_t t0 = mproc__now_ns();
+    while (mproc_async_wait(r, 0.2) != 0) {
+      size_t units = 0;
+      for (size_t u = 0; u < r->nunits; u++) {
+        units += __atomic_load_n(&r->ustate[u], __ATOMIC_RELAXED) != 0;
+      }
+      size_t done = units * r->unit < n ? units * r->unit : n;
+      progress_draw(done, n, t0, 0);
+    }
+    progress_draw(n, n, t0, 1);
+  }
   rc = mproc_async_get(r, MPROC_FOREVER);
   if (err != NULL) {
     if (r->has_merr) {
@@ -1474,7 +1935,7 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t n,
 }
 
 int mproc_async_map_error(const mproc_async *r, mproc_map_error *err) {
-  if (err == NULL || !mproc_async_ready(r) || r->kind != TK_MAP ||
+  if (err == NULL || !mproc_async_ready(r) || r->kind != TK_JOB ||
       !r->has_merr) {
     return MPROC_ESTATE;
   }
@@ -1550,8 +2011,87 @@ int mproc_pool_imap(mproc_pool *p, mproc_map_fn fn, const void *in, size_t n,
     return rc;
   }
   it->unordered = unordered != 0;
+  if (it->unordered && n > 0) {
+    it->seen = calloc(it->r->nunits, 1);
+    if (it->seen == NULL) {
+      mproc_imap_free(it);
+      return MPROC_ENOMEM;
+    }
+  }
   *out = it;
   return 0;
+}
+
+int mproc_imap_progress(mproc_imap *it, int on) {
+  if (it == NULL) {
+    return MPROC_EINVAL;
+  }
+  it->progress = on != 0 && isatty(STDERR_FILENO);
+  it->t0 = mproc__now_ns();
+  it->drawn = 0;
+  return 0;
+}
+
+/* Take up unit u for delivery (unordered). */
+static int imap_take_unit(mproc_imap *it, size_t u) {
+  if (it->seen[u]) {
+    return 0;
+  }
+  it->seen[u] = 1;
+  it->cu = u + 1;
+  it->citem = u * it->r->unit;
+  return 1;
+}
+
+/* The next item to deliver, if its unit is finished: 1 and *item, or 0. */
+static int imap_find(mproc_imap *it, size_t *item) {
+  mproc_async *r = it->r;
+  if (!it->unordered) {
+    size_t u = it->next / r->unit;
+    if (__atomic_load_n(&r->ustate[u], __ATOMIC_ACQUIRE) == U_PENDING) {
+      return 0;
+    }
+    *item = it->next++;
+    return 1;
+  }
+  for (;;) {
+    if (it->cu != 0) {
+      size_t u = it->cu - 1;
+      size_t end = (u + 1) * r->unit < r->n ? (u + 1) * r->unit : r->n;
+      *item = it->citem++;
+      if (it->citem >= end) {
+        it->cu = 0;
+      }
+      return 1;
+    }
+    int fin = atomic_load(&r->ish->finished);
+    size_t norder = atomic_load(&r->ish->norder);
+    int took = 0;
+    while (it->ocur < norder && it->ocur < r->nunits) {
+      size_t v = __atomic_load_n(&r->order[it->ocur], __ATOMIC_ACQUIRE);
+      if (v == 0 && !fin) {
+        break; /* being written; or a hole a killed worker left */
+      }
+      it->ocur++;
+      if (v != 0 && imap_take_unit(it, v - 1)) {
+        took = 1;
+        break;
+      }
+    }
+    if (took) {
+      continue;
+    }
+    if (!fin) {
+      return 0;
+    }
+    /* The job is over: units a killed worker finished without listing. */
+    while (it->scan < r->nunits && !took) {
+      took = imap_take_unit(it, it->scan++);
+    }
+    if (!took) {
+      return 0;
+    }
+  }
 }
 
 int mproc_imap_next(mproc_imap *it, void *out, size_t *index,
@@ -1563,45 +2103,54 @@ int mproc_imap_next(mproc_imap *it, void *out, size_t *index,
   if (it->delivered == r->n) {
     return MPROC_EOF;
   }
-  mproc_pool *p = r->pool;
   mproc__deadline d;
   if (mproc__deadline_init(&d, timeout) != 0) {
     return MPROC_EINVAL;
   }
-  size_t item, c;
-  pthread_mutex_lock(&p->mu);
-  for (;;) {
-    if (!it->unordered) {
-      item = it->next;
-      c = item / r->chunk;
-      if (r->chunk_done[c]) {
-        it->next++;
-        break;
-      }
-    } else if (it->ocur < r->norder) {
-      c = r->order[it->ocur];
-      size_t start = c * r->chunk;
-      size_t count = r->n - start < r->chunk ? r->n - start : r->chunk;
-      item = start + it->oitem;
-      if (++it->oitem == count) {
-        it->oitem = 0;
-        it->ocur++;
-      }
+  size_t item;
+  imapsh *ish = r->ish;
+  while (!imap_find(it, &item)) {
+    /* Sleep on the job's sequence word: raise `waiting`, look again,
+     * sleep while the word is unchanged (a worker bumps it after marking
+     * units, then wakes if it sees `waiting`). */
+    uint32_t seq = atomic_load(&ish->seq);
+    atomic_store(&ish->waiting, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (imap_find(it, &item)) {
+      atomic_store(&ish->waiting, 0);
       break;
     }
-    if (pool_cv_wait(p, &d) != 0) {
-      pthread_mutex_unlock(&p->mu);
+    if (mproc__deadline_left_ns(&d) == 0 && !d.forever) {
+      atomic_store(&ish->waiting, 0);
       return MPROC_ETIMEDOUT;
     }
+    mproc__deadline slice = d;
+    if (it->progress) {
+      mproc__deadline_init(&slice, 0.2);
+      if (!d.forever && d.at_ns < slice.at_ns) {
+        slice = d;
+      }
+      progress_draw(it->delivered, r->n, it->t0, 0);
+    }
+    mproc__futex_wait((uint32_t *)&ish->seq, seq, &slice);
+    atomic_store(&ish->waiting, 0);
   }
+  size_t u = item / r->unit;
   int err = 0;
-  if (item >= r->dead_from[c]) {
-    err = r->chunk_err[c];
+  if (__atomic_load_n(&r->ustate[u], __ATOMIC_ACQUIRE) == U_LOST &&
+      item >= r->dead_from[u]) {
+    err = r->uerr[u];
   } else if (r->icodes[item] != 0) {
     err = MPROC_ETASK;
   }
-  pthread_mutex_unlock(&p->mu);
   it->delivered++;
+  if (it->progress) {
+    uint64_t now = mproc__now_ns();
+    if (it->delivered == r->n || now - it->drawn >= 200000000ull) {
+      it->drawn = now;
+      progress_draw(it->delivered, r->n, it->t0, it->delivered == r->n);
+    }
+  }
   if (index != NULL) {
     *index = item;
   }
@@ -1632,6 +2181,7 @@ int mproc_imap_free(mproc_imap *it) {
     imap_release_arrays(r);
   }
   async_unref(r);
+  free(it->seen);
   free(it);
   return 0;
 }

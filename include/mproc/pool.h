@@ -96,11 +96,31 @@ typedef struct mproc_pool_opts {
   size_t initarg_len;
   long maxtasksperchild;     /* a worker is replaced after this many tasks
                                 (0: never; < 0: MPROC_EINVAL) */
-  double task_timeout;       /* seconds a task may run (0: no limit) */
+  double task_timeout;       /* seconds a task (a map chunk) may run (0:
+                                no limit); then its worker gets SIGTERM,
+                                and SIGKILL timeout_grace seconds later */
   char *errbuf;              /* where mproc_pool_new puts an initializer's
                                 message (NULL: nowhere) */
   size_t errcap;
+  double timeout_grace;      /* seconds from SIGTERM to SIGKILL for a task
+                                over task_timeout (0: 1 s; < 0: EINVAL) */
+  int on_death;              /* MPROC_POOL_REPLACE (0) or
+                                MPROC_POOL_BREAK, below */
 } mproc_pool_opts;
+
+/*
+ * What a worker's death does to the pool.
+ * MPROC_POOL_REPLACE (the default): the task it ran fails with
+ *   MPROC_EWORKERDIED and a new worker takes its place.
+ * MPROC_POOL_BREAK (concurrent.futures' BrokenProcessPool): its task fails
+ *   with MPROC_EWORKERDIED, every other worker is stopped, everything
+ *   outstanding fails with MPROC_EBROKEN, and so does any later submission.
+ * Either way a replacement whose initializer fails is started again after
+ * 0.1 s, 0.2 s, 0.4 s... (at most 3.2 s apart), and after 5 failures in a
+ * row that slot stays empty; a pool left with no worker at all is broken
+ * (MPROC_EBROKEN) instead of hanging.
+ */
+enum { MPROC_POOL_REPLACE = 0, MPROC_POOL_BREAK = 1 };
 
 /*
  * mproc_pool_new - start the workers.  Returns 0 and *out; MPROC_EINVAL;
@@ -115,6 +135,13 @@ MPROC_EXTERN int mproc_pool_close(mproc_pool *p);
 /* Stop the workers now (SIGTERM, then SIGKILL after a grace period);
  * pending results fail with MPROC_ECANCELED. */
 MPROC_EXTERN int mproc_pool_terminate(mproc_pool *p);
+/* Stop the pool from anywhere, a signal handler included (it only stores
+ * a flag and wakes the result thread: async-signal-safe): the result
+ * thread terminates the workers and every pending result fails with
+ * MPROC_ECANCELED promptly; later submissions get MPROC_ECLOSED.  The
+ * program still calls mproc_pool_join/free afterwards, outside the
+ * handler.  Returns 0 or MPROC_EINVAL. */
+MPROC_EXTERN int mproc_pool_cancel(mproc_pool *p);
 /* Wait for the workers to end: after close or terminate only (else
  * MPROC_ESTATE, Python's "Pool is still running").  Returns 0 or
  * MPROC_ETIMEDOUT. */
@@ -266,6 +293,9 @@ MPROC_EXTERN int mproc_pool_imap(mproc_pool *p, mproc_map_fn fn,
                                  int unordered, mproc_imap **out);
 MPROC_EXTERN int mproc_imap_next(mproc_imap *it, void *out, size_t *index,
                                  double timeout);
+/* Draw a progress bar on stderr (items delivered, rate, ETA) while
+ * iterating, if stderr is a terminal (on != 0); off by default. */
+MPROC_EXTERN int mproc_imap_progress(mproc_imap *it, int on);
 /* Free the iterator, also before every result was delivered (the
  * remaining items still run). */
 MPROC_EXTERN int mproc_imap_free(mproc_imap *it);
