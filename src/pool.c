@@ -8,59 +8,65 @@
  * the workers share: a robust process-shared mutex, the FIFO of pending
  * tasks, the FIFO of done tasks, two futex sequence words (task_seq: work
  * was queued or the pool closed; res_seq: a task finished or a worker
- * reported its initializer), and one slot per worker naming the task that
- * worker runs.  Every task is an arena block (struct shtask) holding the
- * function pointer (workers are forked, so addresses agree), the argument
- * (copied into the arena) or the map chunk it covers, and the outcome.
- * All list links are plain arena pointers, valid in every process.
+ * reported its initializer), and one slot per worker naming the task or
+ * the map job and claim that worker runs.  Every task is an arena block
+ * (struct shtask) holding the function pointer (workers are forked, so
+ * addresses agree), the argument (copied into the arena) or the map it
+ * covers, and the outcome.  All list links are plain arena pointers,
+ * valid in every process.
  *
- * A worker takes the mutex, pops the oldest pending task and names it in
- * its slot in the same critical section; after running it, it moves the
- * task to the done list and clears its slot, again in one critical
- * section.  So at any moment a task is in exactly one place (pending, a
- * slot, done), and a worker that dies mid-task leaves its task named in
- * its slot.  A worker killed while holding the mutex leaves it to the
- * next locker with EOWNERDEAD; the stores of both critical sections are
- * ordered so that the locker can tell how far the dead worker got and
- * repair the lists (sh_repair) before it goes on.
+ * apply.  A worker takes the mutex, pops the oldest pending task and
+ * names it in its slot in the same critical section; after running it,
+ * it moves the task to the done list and clears its slot, again in one
+ * critical section.  So at any moment a task is in exactly one place
+ * (pending, a slot, done), and a worker that dies mid-task leaves its
+ * task named in its slot.  A worker killed while holding the mutex leaves
+ * it to the next locker with EOWNERDEAD; the stores of both critical
+ * sections are ordered so that the locker can tell how far the dead
+ * worker got and repair the lists (sh_repair) before it goes on.
+ *
+ * map.  A whole map is one task, a "job" (see "Map jobs" below): its
+ * items are cut in units (chunks of chunksize items; one item each in
+ * adaptive mode), and workers claim units with one atomic add on the
+ * job's counter, with no lock and no allocation per unit.  Results are
+ * written in place into an arena array, each unit's state into a byte
+ * array, each claim and its progress into the worker's own slot.  So a
+ * worker that dies fails exactly the items of its claim it had not
+ * finished.  imap uses the same job; its iterator reads the arena arrays
+ * directly and sleeps on a futex word the workers bump.
  *
  * The parent.  One result thread per pool (rt_main) loops: it takes the
  * done list, completes each task (copies the result out of the arena into
  * the parent-side mproc_async, frees the arena blocks, wakes waiters on the
  * pool's condvar, runs the callback), and at least every 10 ms checks
- * each worker's liveness and each running task's age.  A dead worker's
- * slot task fails with MPROC_EWORKERDIED (MPROC_ETIMEDOUT when the result
- * thread killed it for task_timeout) and a new worker is started in that
- * slot.  A map chunk records in the task how many of its items are done,
- * so a dead worker fails exactly the items it had not finished.
+ * each worker's liveness (through its pidfd) and each running task's age.
+ * A dead worker's task fails with MPROC_EWORKERDIED (MPROC_ETIMEDOUT when
+ * the result thread stopped it for task_timeout: SIGTERM, then SIGKILL
+ * after timeout_grace) and a new worker is started in that slot, or, with
+ * on_death = MPROC_POOL_BREAK, the pool breaks.  A replacement whose
+ * initializer fails is retried with a doubling backoff and given up after
+ * POOL_RESPAWN_CAP failures; a pool left with no worker is broken
+ * (MPROC_EBROKEN), never stranded.
  *
  * Lifetimes.  An mproc_async is reference counted: one reference for the
  * caller (dropped by mproc_async_free) and one for the pool while the
  * task is outstanding (dropped by the result thread after the callback),
  * so freeing an AsyncResult early or from a callback is safe.  Readiness
  * is an atomic flag, so a ready result never touches its pool again.
+ * An imap's arrays belong to its mproc_async; the iterator and the result
+ * thread hand them over under the pool's mutex: whichever is done with
+ * them last frees them.
  *
  * Close marks the shared state closed and wakes every worker; a worker
  * leaves when it finds no pending work and the pool closed.  Terminate
- * sends SIGTERM to every worker, then SIGKILL after a short grace, and
- * fails everything outstanding with MPROC_ECANCELED.  The result thread
- * ends once closed (or terminating), nothing is outstanding and every
- * worker has ended; join waits for that.
+ * (and mproc_pool_cancel, which only sets a flag a signal handler may
+ * set) sends SIGTERM to every worker, then SIGKILL after a short grace,
+ * and fails everything outstanding with MPROC_ECANCELED.  The result
+ * thread ends once closed (or terminating), nothing is outstanding and
+ * every worker has ended; join waits for that.
  *
- * imap runs as a map whose results stay in the arena: each item's return
- * value goes to an arena array, the result thread records each chunk's
- * completion (and the item a death failed it from) under the pool's
- * mutex, and mproc_imap_next copies one record out in input order or in
- * completion order.  The iterator and the result thread hand the arrays
- * over under the mutex: whichever is done with them last frees them.
- *
- * Workers ignore SIGINT.  Not done yet: adaptive chunking (treated as
- * Python's formula), the progress bar (ignored), a respawn policy for a
- * replacement worker whose initializer fails (its slot stays empty).  The
- * fast path is not tuned yet: a submit takes the shared mutex and makes a
- * futex wake when a worker sleeps, each result does a futex wake, and the
- * result thread checks liveness by polling every 10 ms rather than
- * waiting on the pidfds.
+ * Workers ignore SIGINT: a Ctrl-C ends the parent, and the workers die
+ * with it (PR_SET_PDEATHSIG, set by the process module).
  */
 #define _GNU_SOURCE 1
 

@@ -3,10 +3,9 @@
  * map, map_async, imap, imap_unordered, close, terminate, join; a worker
  * that dies fails its own task instead of hanging the pool.
  *
- * STATUS: the API contract of issue 5 (the pool), implemented by
- * src/pool.c (see its DESIGN comment for what is not done yet: adaptive
- * chunking and the progress bar).  It may still change while the pool is
- * tuned.
+ * The API contract of issue 5, implemented by src/pool.c (its DESIGN
+ * comment says how); docs/pool.md is the guide, with Python's Pool side
+ * by side.
  *
  * DESIGN
  * Workers are forked from the program when the pool is created (and again
@@ -19,7 +18,8 @@
  * parent put it and writes results in place.
  *
  * The parent runs one result thread per pool (Python runs three).  It
- * waits on the results and on every worker's pidfd at once, so:
+ * collects results and checks every worker's pidfd at least every 10 ms,
+ * so:
  *   - a worker that dies (a signal, the OOM killer, exit() inside a task)
  *     is seen at once; the task it held (for map: the items of its chunk
  *     not yet done) fails with MPROC_EWORKERDIED and the signal or exit
