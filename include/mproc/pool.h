@@ -21,12 +21,13 @@
  * collects results and checks every worker's pidfd at least every 10 ms,
  * so:
  *   - a worker that dies (a signal, the OOM killer, exit() inside a task)
- *     is seen at once; the task it held (for map: the items of its chunk
- *     not yet done) fails with MPROC_EWORKERDIED and the signal or exit
- *     status, a new worker replaces it, every other result is unaffected;
- *     Python's Pool hangs forever there;
- *   - a task past the per-task timeout gets its worker killed, fails with
- *     MPROC_ETIMEDOUT, and a new worker replaces it;
+ *     is seen within 10 ms; the task it held (for map: the items of its
+ *     chunk not yet done) fails with MPROC_EWORKERDIED and the signal or
+ *     exit status, a new worker replaces it, every other result is
+ *     unaffected; Python's Pool hangs forever there;
+ *   - a task past the per-task timeout gets its worker stopped (SIGTERM,
+ *     then SIGKILL after timeout_grace), fails with MPROC_ETIMEDOUT, and a
+ *     new worker replaces it;
  *   - callbacks and error callbacks of the async calls run on this thread,
  *     one at a time, as Python's run on its result-handler thread: a slow
  *     callback delays every later result.
