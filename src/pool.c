@@ -173,6 +173,12 @@ typedef struct shpool {
   int closed;              /* under mu */
   _Atomic uint32_t task_seq;
   _Atomic uint32_t res_seq;
+  /* Threads of the parent waiting in mproc_async_wait sleep on fg_seq and
+   * collect results themselves; a worker with a result wakes them rather
+   * than the result thread when there are any (one wake per round trip
+   * instead of two). */
+  _Atomic uint32_t fg_seq;
+  _Atomic int fg_waiters;
   int nslots;
   shslot slots[];
 } shpool;
@@ -258,6 +264,8 @@ struct mproc_pool {
   int terminating;
   int broken;               /* MPROC_EBROKEN for new work */
   _Atomic int cancel;       /* mproc_pool_cancel was called */
+  shtask *handoff;          /* done tasks with callbacks that a waiting
+                               thread collected, for the result thread */
   int rt_done;
   size_t outstanding;       /* submitted, not completed */
   mproc_pool_stats stats;
@@ -346,6 +354,19 @@ static void sh_unlock(shpool *sh) { mproc__rmutex_unlock(&sh->mu); }
 static void seq_bump_wake(_Atomic uint32_t *seq, int n) {
   atomic_fetch_add(seq, 1);
   mproc__futex_wake((uint32_t *)seq, n);
+}
+
+/* Something is on the done list: wake the threads waiting for results in
+ * the parent if there are any (they collect it), else the result thread.
+ * Both words move, so neither can sleep on a stale value. */
+static void results_wake(shpool *sh) {
+  atomic_fetch_add(&sh->res_seq, 1);
+  atomic_fetch_add(&sh->fg_seq, 1);
+  if (atomic_load(&sh->fg_waiters) > 0) {
+    mproc__futex_wake((uint32_t *)&sh->fg_seq, INT32_MAX);
+  } else {
+    mproc__futex_wake((uint32_t *)&sh->res_seq, 1);
+  }
 }
 
 /* ==================== in the worker ==================== */
@@ -649,7 +670,7 @@ static void worker_job(shpool *sh, shslot *me, shtask *st) {
   me->job = NULL;
   sh_unlock(sh);
   if (last) {
-    seq_bump_wake(&sh->res_seq, 1);
+    results_wake(sh);
   }
 }
 
@@ -736,7 +757,7 @@ static int worker_main(const void *arg, size_t len) {
     me->task = NULL;
     sh_unlock(sh);
     atomic_fetch_add(&me->busy_ns, mproc__now_ns() - t0);
-    seq_bump_wake(&sh->res_seq, 1);
+    results_wake(sh);
     ran++;
     if (p->opts.maxtasksperchild > 0 && ran >= p->opts.maxtasksperchild) {
       return 0;
@@ -803,6 +824,12 @@ static void async_finish(mproc_pool *p, mproc_async *r) {
   p->outstanding--;
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
+  /* Threads in mproc_async_wait sleep on fg_seq. */
+  shpool *sh = p->sh;
+  atomic_fetch_add(&sh->fg_seq, 1);
+  if (atomic_load(&sh->fg_waiters) > 0) {
+    mproc__futex_wake((uint32_t *)&sh->fg_seq, INT32_MAX);
+  }
   mproc_async_cb cb = r->err == 0 ? r->cb : r->ecb;
   if (cb != NULL) {
     cb(r, r->user);
@@ -933,13 +960,22 @@ static void task_fail(mproc_pool *p, shtask *st, int err, int sig,
 
 /* ==================== the result thread ==================== */
 
-/* Take the done list and complete its tasks.  Returns how many. */
-static int rt_collect(mproc_pool *p) {
+/*
+ * Take the done list and complete its tasks.  Returns how many.  On the
+ * result thread (on_rt) every task; in a thread waiting for a result,
+ * only those without callbacks (callbacks run on the result thread, as
+ * the header promises): the others go to p->handoff and the result
+ * thread is woken for them.
+ */
+static int collect(mproc_pool *p, int on_rt) {
   shpool *sh = p->sh;
-  sh_lock(sh);
-  shtask *st = sh->dhead;
-  sh->dhead = sh->dtail = NULL;
-  sh_unlock(sh);
+  shtask *st = NULL;
+  if (on_rt) {
+    pthread_mutex_lock(&p->mu);
+    st = p->handoff;
+    p->handoff = NULL;
+    pthread_mutex_unlock(&p->mu);
+  }
   int n = 0;
   while (st != NULL) {
     shtask *next = st->next;
@@ -947,8 +983,33 @@ static int rt_collect(mproc_pool *p) {
     st = next;
     n++;
   }
+  sh_lock(sh);
+  st = sh->dhead;
+  sh->dhead = sh->dtail = NULL;
+  sh_unlock(sh);
+  int handed = 0;
+  while (st != NULL) {
+    shtask *next = st->next;
+    mproc_async *r = st->owner;
+    if (!on_rt && (r->cb != NULL || r->ecb != NULL)) {
+      pthread_mutex_lock(&p->mu);
+      st->next = p->handoff;
+      p->handoff = st;
+      pthread_mutex_unlock(&p->mu);
+      handed = 1;
+    } else {
+      task_complete(p, st);
+    }
+    st = next;
+    n++;
+  }
+  if (handed) {
+    seq_bump_wake(&sh->res_seq, 1);
+  }
   return n;
 }
+
+static int rt_collect(mproc_pool *p) { return collect(p, 1); }
 
 /* Whether an ended worker should be replaced. */
 static int rt_should_replace(mproc_pool *p, int i) {
@@ -1080,13 +1141,18 @@ static int rt_check_workers(mproc_pool *p) {
       continue;
     }
     if (rt_should_replace(p, i)) {
+      /* Counted before the start: the new worker may finish a task, and
+       * its caller read the statistics, before worker_start returns. */
+      pthread_mutex_lock(&p->mu);
+      p->stats.workers_replaced++;
+      pthread_mutex_unlock(&p->mu);
       if (worker_start(p, i) == 0) {
-        pthread_mutex_lock(&p->mu);
-        p->stats.workers_replaced++;
-        pthread_mutex_unlock(&p->mu);
         live++;
       } else {
         MPROC__WARN("pool: could not replace worker %d", i);
+        pthread_mutex_lock(&p->mu);
+        p->stats.workers_replaced--;
+        pthread_mutex_unlock(&p->mu);
         w->gone = 1;
       }
     } else {
@@ -1651,11 +1717,30 @@ int mproc_async_wait(mproc_async *r, double timeout) {
   if (mproc__deadline_init(&d, timeout) != 0) {
     return MPROC_EINVAL;
   }
-  pthread_mutex_lock(&p->mu);
-  while (!atomic_load(&r->ready) && pool_cv_wait(p, &d) == 0) {
+  /* Collect results here rather than wait for the result thread to do it
+   * and wake us: a worker with a result wakes this thread directly. */
+  shpool *sh = p->sh;
+  for (;;) {
+    uint32_t seq = atomic_load(&sh->fg_seq);
+    atomic_fetch_add(&sh->fg_waiters, 1);
+    collect(p, 0);
+    if (atomic_load(&r->ready)) {
+      atomic_fetch_sub(&sh->fg_waiters, 1);
+      return 0;
+    }
+    if (!d.forever && mproc__deadline_left_ns(&d) == 0) {
+      atomic_fetch_sub(&sh->fg_waiters, 1);
+      return MPROC_ETIMEDOUT;
+    }
+    /* A slice, so that a wake lost to a dying worker costs 50 ms. */
+    mproc__deadline slice;
+    mproc__deadline_init(&slice, 0.05);
+    if (!d.forever && d.at_ns < slice.at_ns) {
+      slice = d;
+    }
+    mproc__futex_wait((uint32_t *)&sh->fg_seq, seq, &slice);
+    atomic_fetch_sub(&sh->fg_waiters, 1);
   }
-  pthread_mutex_unlock(&p->mu);
-  return atomic_load(&r->ready) ? 0 : MPROC_ETIMEDOUT;
 }
 
 int mproc_async_get(mproc_async *r, double timeout) {
