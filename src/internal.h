@@ -168,6 +168,16 @@ static inline void mproc__lock_release_asym(void *mem) {
   }
 }
 
+/* One pause of a spin-wait loop: tells the CPU (and a hyperthread
+ * sibling) that this is a spin, and costs some tens of nanoseconds. */
+static inline void mproc__cpu_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 /* ---- shm.c ---- */
 
 /* Unlink the segments this process created with MPROC_SHM_UNLINK_ON_EXIT

@@ -87,6 +87,8 @@
 #define POOL_MSG_MAX 1024
 #define POOL_POLL_NS 10000000ull   /* result thread's liveness period */
 #define POOL_TERM_GRACE_NS 200000000ull
+#define POOL_SPIN_NS 50000ull          /* an idle worker's watch: 50 us */
+#define POOL_WAIT_SPIN_NS 20000ull     /* a result waiter's watch: 20 us */
 #define POOL_TIMEOUT_GRACE 1.0          /* default opts.timeout_grace */
 #define POOL_RESPAWN_FIRST_NS 100000000ull /* respawn backoff: 0.1 s, */
 #define POOL_RESPAWN_MAX_NS 3200000000ull  /* doubling up to 3.2 s, */
@@ -170,6 +172,7 @@ typedef struct shpool {
   shtask *qhead, *qtail;   /* pending, under mu */
   shtask *dhead, *dtail;   /* done, under mu */
   int sleepers;            /* workers asleep on task_seq, under mu */
+  _Atomic int spinning;    /* a worker watches the queue before sleeping */
   int closed;              /* under mu */
   _Atomic uint32_t task_seq;
   _Atomic uint32_t res_seq;
@@ -478,6 +481,12 @@ static void job_lose_unit(shtask *st, size_t u, size_t from) {
   if (st->ustate[u] != U_PENDING) {
     return;
   }
+  /* A lost item's result record is zeros, as if its function had not
+   * written it (the arena output is not cleared beforehand). */
+  size_t uend = (u + 1) * st->unit < st->n ? (u + 1) * st->unit : st->n;
+  if (from < uend) {
+    memset(st->out + from * st->out_size, 0, (uend - from) * st->out_size);
+  }
   if (st->dead_from != NULL) {
     st->dead_from[u] = from;
     st->uerr[u] = st->death_err;
@@ -591,17 +600,24 @@ static size_t adapt_units(const shtask *st, double ns_per_item) {
 }
 
 /* Work in job st (already named in this worker's slot) until no unit is
- * left; then leave. */
-static void worker_job(shpool *sh, shslot *me, shtask *st) {
+ * left, or `budget` claims were made (0: no limit; maxtasksperchild counts
+ * each claim, as Python counts each chunk); then leave.  Returns the
+ * claims made. */
+static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
   size_t k = 1;
+  long claims = 0;
   const size_t unit = st->unit;
   const size_t n = st->n;
   for (;;) {
+    if (budget > 0 && claims >= budget) {
+      break;
+    }
     size_t u = atomic_fetch_add_explicit(&st->next_unit, k,
                                          memory_order_relaxed);
     if (u >= st->nunits) {
       break;
     }
+    claims++;
     size_t cnt = st->nunits - u < k ? st->nunits - u : k;
     uint64_t t0 = mproc__now_ns();
     /* Record the claim before its first item (only the compiler's order
@@ -651,9 +667,10 @@ static void worker_job(shpool *sh, shslot *me, shtask *st) {
     }
   }
   /* Leave: unlink the exhausted job, finish it if this was the last
-   * claimant, and only then clear the slot (see sh_repair). */
+   * claimant, and only then clear the slot (see sh_repair).  A worker
+   * that leaves for maxtasksperchild leaves the job queued for others. */
   sh_lock(sh);
-  if (sh->qhead == st) {
+  if (sh->qhead == st && atomic_load(&st->next_unit) >= st->nunits) {
     sh->qhead = st->next;
     if (sh->qhead == NULL) {
       sh->qtail = NULL;
@@ -662,7 +679,8 @@ static void worker_job(shpool *sh, shslot *me, shtask *st) {
   /* The slot names the job until it is linked done: a kill before the
    * link leaves a claimant for the result thread, one after it a slot
    * that sh_repair clears. */
-  int last = !job_has_users(sh, st, me);
+  int exhausted = atomic_load(&st->next_unit) >= st->nunits;
+  int last = exhausted && !job_has_users(sh, st, me);
   if (last) {
     job_finish_locked(sh, st);
   }
@@ -672,6 +690,7 @@ static void worker_job(shpool *sh, shslot *me, shtask *st) {
   if (last) {
     results_wake(sh);
   }
+  return claims;
 }
 
 /* The worker process: run the initializer, then tasks until the pool is
@@ -684,6 +703,12 @@ static int worker_main(const void *arg, size_t len) {
   memcpy(&slot, (const char *)arg + sizeof p, sizeof slot);
   shpool *sh = p->sh;
   shslot *me = &sh->slots[slot];
+  /* Ctrl-C is the parent's to handle (it tears the pool down), also while
+   * the initializer runs. */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGINT, &sa, NULL);
   if (p->opts.initializer != NULL) {
     mproc_task t = {NULL, me->initmsg};
     me->initmsg[0] = '\0';
@@ -694,17 +719,33 @@ static int worker_main(const void *arg, size_t len) {
       return 1;
     }
   }
-  /* Ctrl-C is the parent's to handle (it tears the pool down). */
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = SIG_IGN;
-  sigaction(SIGINT, &sa, NULL);
   atomic_store(&me->state, SLOT_READY);
   seq_bump_wake(&sh->res_seq, 1);
   long ran = 0;
+  int may_spin = mproc__cpus_online() > 1;
   for (;;) {
     sh_lock(sh);
+    int spun = 0;
     while (sh->qhead == NULL && !sh->closed) {
+      if (may_spin && !spun && atomic_exchange(&sh->spinning, 1) == 0) {
+        /* One idle worker at a time watches the queue for a while before
+         * it sleeps: the next task then costs its submitter no wake and
+         * this worker no wake-up latency (a round trip of apply is mostly
+         * those).  Only one, so idle workers do not crowd the CPUs. */
+        spun = 1;
+        sh_unlock(sh);
+        uint64_t until = mproc__now_ns() + POOL_SPIN_NS;
+        while (__atomic_load_n(&sh->qhead, __ATOMIC_RELAXED) == NULL &&
+               !__atomic_load_n(&sh->closed, __ATOMIC_RELAXED) &&
+               mproc__now_ns() < until) {
+          for (int k = 0; k < 16; k++) {
+            mproc__cpu_pause();
+          }
+        }
+        atomic_store(&sh->spinning, 0);
+        sh_lock(sh);
+        continue;
+      }
       uint32_t seq = atomic_load(&sh->task_seq);
       sh->sleepers++;
       sh_unlock(sh);
@@ -722,9 +763,9 @@ static int worker_main(const void *arg, size_t len) {
        * the result thread sees. */
       me->job = st;
       sh_unlock(sh);
-      worker_job(sh, me, st);
-      /* A map counts as one task for maxtasksperchild. */
-      if (p->opts.maxtasksperchild > 0 && ++ran >= p->opts.maxtasksperchild) {
+      long max = p->opts.maxtasksperchild;
+      ran += worker_job(sh, me, st, max > 0 ? max - ran : 0);
+      if (max > 0 && ran >= max) {
         return 0;
       }
       continue;
@@ -1117,7 +1158,8 @@ static int rt_check_workers(mproc_pool *p) {
     /* A wake sent to this worker as it died is lost to the others: wake
      * every sleeping worker, they look at the queue again. */
     seq_bump_wake(&sh->task_seq, INT32_MAX);
-    if (p->opts.on_death == MPROC_POOL_BREAK && (st != NULL || in_job)) {
+    if (p->opts.on_death == MPROC_POOL_BREAK && !timed_out &&
+        (st != NULL || in_job)) {
       pthread_mutex_lock(&p->mu);
       p->broken = 1;
       pthread_mutex_unlock(&p->mu);
@@ -1546,7 +1588,7 @@ int mproc_pool_join(mproc_pool *p, double timeout) {
     return MPROC_EFORKED;
   }
   pthread_mutex_lock(&p->mu);
-  int closed = p->closed;
+  int closed = p->closed || atomic_load(&p->cancel);
   pthread_mutex_unlock(&p->mu);
   if (!closed) {
     return MPROC_ESTATE;
@@ -1586,7 +1628,7 @@ int mproc_pool_free(mproc_pool *p) {
 static int pool_submit(mproc_pool *p, shtask *const *tasks, size_t n,
                        size_t wake) {
   pthread_mutex_lock(&p->mu);
-  if (p->closed || p->broken) {
+  if (p->closed || p->broken || atomic_load(&p->cancel)) {
     int rc = p->broken ? MPROC_EBROKEN : MPROC_ECLOSED;
     pthread_mutex_unlock(&p->mu);
     return rc;
@@ -1731,6 +1773,22 @@ int mproc_async_wait(mproc_async *r, double timeout) {
     if (!d.forever && mproc__deadline_left_ns(&d) == 0) {
       atomic_fetch_sub(&sh->fg_waiters, 1);
       return MPROC_ETIMEDOUT;
+    }
+    /* Watch the done list for a moment before sleeping (a short task's
+     * result arrives within microseconds; a sleep and a wake cost more). */
+    if (p->nworkers > 0 && mproc__cpus_online() > 1) {
+      uint64_t until = mproc__now_ns() + POOL_WAIT_SPIN_NS;
+      while (__atomic_load_n(&sh->dhead, __ATOMIC_RELAXED) == NULL &&
+             !atomic_load(&r->ready) && mproc__now_ns() < until) {
+        for (int k = 0; k < 16; k++) {
+          mproc__cpu_pause();
+        }
+      }
+      if (__atomic_load_n(&sh->dhead, __ATOMIC_RELAXED) != NULL ||
+          atomic_load(&r->ready)) {
+        atomic_fetch_sub(&sh->fg_waiters, 1);
+        continue;
+      }
     }
     /* A slice, so that a wake lost to a dying worker costs 50 ms. */
     mproc__deadline slice;

@@ -96,7 +96,8 @@ typedef struct mproc_pool_opts {
   const void *initarg;       /* the initializer's argument bytes */
   size_t initarg_len;
   long maxtasksperchild;     /* a worker is replaced after this many tasks
-                                (0: never; < 0: MPROC_EINVAL) */
+                                (0: never; < 0: MPROC_EINVAL); an apply
+                                task counts one, so does each map chunk */
   double task_timeout;       /* seconds a task (a map chunk) may run (0:
                                 no limit); then its worker gets SIGTERM,
                                 and SIGKILL timeout_grace seconds later */
@@ -113,13 +114,15 @@ typedef struct mproc_pool_opts {
  * What a worker's death does to the pool.
  * MPROC_POOL_REPLACE (the default): the task it ran fails with
  *   MPROC_EWORKERDIED and a new worker takes its place.
- * MPROC_POOL_BREAK (concurrent.futures' BrokenProcessPool): its task fails
- *   with MPROC_EWORKERDIED, every other worker is stopped, everything
- *   outstanding fails with MPROC_EBROKEN, and so does any later submission.
+ * MPROC_POOL_BREAK (concurrent.futures' BrokenProcessPool): a worker that
+ *   dies in a task (not one the pool stopped for task_timeout, not an idle
+ *   one) fails its task with MPROC_EWORKERDIED, every other worker is
+ *   stopped, everything outstanding fails with MPROC_EBROKEN, and so does
+ *   any later submission.
  * Either way a replacement whose initializer fails is started again after
- * 0.1 s, 0.2 s, 0.4 s... (at most 3.2 s apart), and after 5 failures in a
- * row that slot stays empty; a pool left with no worker at all is broken
- * (MPROC_EBROKEN) instead of hanging.
+ * 0.1 s, then 0.2, 0.4 and 0.8 s, and after 5 failures in a row that slot
+ * stays empty; a pool left with no worker at all is broken (MPROC_EBROKEN)
+ * instead of hanging.
  */
 enum { MPROC_POOL_REPLACE = 0, MPROC_POOL_BREAK = 1 };
 
@@ -140,8 +143,9 @@ MPROC_EXTERN int mproc_pool_terminate(mproc_pool *p);
  * a flag and wakes the result thread: async-signal-safe): the result
  * thread terminates the workers and every pending result fails with
  * MPROC_ECANCELED promptly; later submissions get MPROC_ECLOSED.  The
- * program still calls mproc_pool_join/free afterwards, outside the
- * handler.  Returns 0 or MPROC_EINVAL. */
+ * program still calls mproc_pool_join (allowed at once: a cancelled pool
+ * counts as closed) and mproc_pool_free afterwards, outside the handler.
+ * Returns 0 or MPROC_EINVAL. */
 MPROC_EXTERN int mproc_pool_cancel(mproc_pool *p);
 /* Wait for the workers to end: after close or terminate only (else
  * MPROC_ESTATE, Python's "Pool is still running").  Returns 0 or
@@ -169,7 +173,8 @@ typedef struct mproc_apply_opts {
  * once.  Returns 0 and *out; MPROC_ECLOSED; MPROC_EINVAL; MPROC_ENOMEM.
  * mproc_pool_apply - the same, waiting: 0 with *result (malloc'd, free()
  * it; may be NULL with *len 0) or the task's failure (MPROC_ETASK,
- * MPROC_EWORKERDIED, MPROC_ETIMEDOUT).
+ * MPROC_EWORKERDIED, MPROC_ETIMEDOUT, MPROC_ECANCELED after terminate or
+ * cancel, MPROC_EBROKEN, MPROC_ENOMEM when the result does not fit).
  */
 MPROC_EXTERN int mproc_pool_apply_async(mproc_pool *p, mproc_task_fn fn,
                                         const void *arg, size_t len,
@@ -218,8 +223,11 @@ enum {
 typedef struct mproc_map_opts {
   long chunksize;          /* items per task; MPROC_CHUNK_PYTHON (0) or
                               MPROC_CHUNK_ADAPTIVE, or > 0 */
-  int progress;            /* draw a progress bar on stderr (items done,
-                              rate, ETA), only if stderr is a terminal */
+  int progress;            /* mproc_pool_map only (map_async has nobody
+                              waiting to draw it; for imap see
+                              mproc_imap_progress): draw a progress bar on
+                              stderr (items done, rate, ETA), only if
+                              stderr is a terminal */
   mproc_async_cb callback; /* map_async only, as apply_async's */
   mproc_async_cb error_callback;
   void *user;
@@ -240,8 +248,12 @@ typedef struct mproc_map_error {
  * path: the input is copied once into the arena (not at all when in is
  * arena memory), workers write results in place, no allocation per item.
  * Returns 0; the first failure (see mproc_map_error, filled when err is
- * not NULL) after every item ran; MPROC_ECLOSED; MPROC_EINVAL; MPROC_ENOMEM.
- * n == 0 returns 0 at once.
+ * not NULL) after every item ran; MPROC_ECLOSED; MPROC_EBROKEN;
+ * MPROC_ECANCELED (terminate or cancel; items not run are lost);
+ * MPROC_EINVAL; MPROC_EOVERFLOW (n * size overflows); MPROC_ENOMEM.  The
+ * result record of an item that was lost (its worker died or was stopped
+ * before finishing it) is zeros.  n == 0 returns 0 at once (MPROC_ECLOSED
+ * on a closed pool).
  * mproc_pool_map_async - the same, returning an AsyncResult at once; out
  * must stay valid until it is ready (it is filled before).
  */
@@ -267,10 +279,16 @@ typedef struct mproc_bytes {
   const void *data;
   size_t len;
 } mproc_bytes;
+/* mproc_pool_map_bytes returns 0, the first failure among the results,
+ * or a submission's error (MPROC_ECLOSED...): then the results from the
+ * first item not submitted on are left as they were (zero them first to
+ * tell).  opts is accepted for symmetry and not used: each item is one
+ * apply task. */
 typedef struct mproc_result {
   void *data;    /* malloc'd result bytes (NULL when empty or failed) */
   size_t len;
-  int error;     /* 0, MPROC_ETASK, MPROC_EWORKERDIED, MPROC_ETIMEDOUT */
+  int error;     /* 0, MPROC_ETASK, MPROC_EWORKERDIED, MPROC_ETIMEDOUT,
+                    MPROC_ECANCELED, MPROC_EBROKEN, MPROC_ENOMEM */
   int task_code; /* the task's own return value when it failed */
 } mproc_result;
 MPROC_EXTERN int mproc_pool_map_bytes(mproc_pool *p, mproc_task_fn fn,
@@ -309,7 +327,7 @@ typedef struct mproc_pool_stats {
   uint64_t workers_died;    /* workers that died in a task */
   uint64_t workers_replaced;/* started to replace one (death, timeout,
                                maxtasksperchild) */
-  int workers;              /* workers now */
+  int workers;              /* the pool's size (its worker slots) */
   double busy_seconds[64];  /* per worker slot: time spent in tasks (the
                                first 64 slots) */
 } mproc_pool_stats;

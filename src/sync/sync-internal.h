@@ -157,13 +157,7 @@ int mproc__sync_wait_slice(uint32_t *addr, uint32_t val,
 #define SYNC_BACKOFF_NS 10000u   /* 10 us */
 #define SYNC_PROBE_FIRST_NS 250u
 #define SYNC_PROBE_MAX_NS 2000u
-static inline void sync_pause(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
-}
+static inline void sync_pause(void) { mproc__cpu_pause(); }
 
 /* ==================== lock.c ==================== */
 
