@@ -110,7 +110,8 @@ demo: deps
 	$(MAKE) --no-print-directory build
 	sh examples/demo.sh "$(BUILD)/examples"
 
-bench: deps
+bench:
+	sh scripts/install-deps.sh --bench
 	$(MAKE) --no-print-directory build
 	sh bench/run.sh "$(BUILD)"
 

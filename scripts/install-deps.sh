@@ -4,6 +4,8 @@
 #
 #   sh scripts/install-deps.sh          check; install what is missing
 #   sh scripts/install-deps.sh --check  check only; never install
+#   sh scripts/install-deps.sh --bench  also the benchmarks' peers
+#                                       (`make bench` runs this one)
 #
 # `make check`, `make demo` and `make bench` run this first, so a fresh
 # Debian (or Ubuntu) machine needs nothing else.
@@ -34,6 +36,10 @@ python3          python3
 libssl-dev
 clang            clang
 libclang-rt-dev
+'
+# Only the benchmarks need these (the peers they are measured against);
+# `make check` and `make demo` do not ask for them.
+BENCH_DEPS='
 python3-joblib
 '
 # -----------------------------------------------------------------------------
@@ -45,8 +51,9 @@ fi
 check_only=0
 case "${1:-}" in
   --check) check_only=1 ;;
+  --bench) DEPS="$DEPS$BENCH_DEPS" ;;
   "") ;;
-  *) echo "usage: sh scripts/install-deps.sh [--check]" >&2; exit 2 ;;
+  *) echo "usage: sh scripts/install-deps.sh [--check|--bench]" >&2; exit 2 ;;
 esac
 
 packages=$(printf '%s\n' "$DEPS" | awk 'NF { print $1 }')
