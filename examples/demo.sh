@@ -27,6 +27,9 @@ examples="$examples queue_put_get queue_results producer_consumer"
 # 例7.4 several functions), seed 004 (map of squares).
 examples="$examples pool_apply_async pool_apply pool_results pool_functions"
 examples="$examples pool_map_squares"
+# Beyond the seeds: a worker killed mid-task, a task over its timeout, an
+# adaptive map with a progress bar.
+examples="$examples pool_faults"
 
 failed=""
 for name in $examples; do

@@ -743,6 +743,16 @@ __attribute__((noreturn)) static void child_main(mproc_process *p,
     __fpurge(stdin);
     clearerr(stdin);
   }
+  /* Output the parent buffered after its fflush(NULL) and before the fork
+   * (another of its threads printing meanwhile, or a child forked by the
+   * starter thread) is the parent's to write: dropped here, or the child
+   * would write it a second time when it flushes at its end. */
+  if (__fpending(stdout) > 0) {
+    __fpurge(stdout);
+  }
+  if (__fpending(stderr) > 0) {
+    __fpurge(stderr);
+  }
 
   MPROC__INFO("child process calling target (pid %d)", (int)self_pid());
   int rc = p->target(p->arg, p->len);

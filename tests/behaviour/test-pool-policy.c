@@ -475,3 +475,73 @@ TEST_IMPL(pool_cancel_from_signal_handler) {
   signal(SIGALRM, SIG_DFL);
   return 0;
 }
+
+/* ---- stdout and replacements forked while the program prints ---- */
+
+static int noop_task(mproc_task *t, const void *arg, size_t len) {
+  (void)t, (void)arg, (void)len;
+  return 0;
+}
+
+/* The program prints numbered lines to a buffered stdout (a file) while
+ * the pool forks replacement after replacement (maxtasksperchild 1) from
+ * its own threads: every line is in the file exactly once.  A child that
+ * inherited the parent's unflushed buffer and flushed it at its end
+ * wrote lines twice (seen with examples/pool_faults). */
+TEST_IMPL(pool_replacements_do_not_repeat_stdout) {
+  char path[] = "/tmp/mproc-test-stdout-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  fflush(stdout);
+  int saved = dup(STDOUT_FILENO);
+  ASSERT_GE(saved, 0);
+  ASSERT_GE(dup2(fd, STDOUT_FILENO), 0);
+  setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+  mproc_pool_opts o;
+  memset(&o, 0, sizeof o);
+  o.maxtasksperchild = 1;
+  mproc_pool *p = pool_with(2, &o);
+  enum { TASKS = 60, LINES = 3000 };
+  mproc_async *r[TASKS];
+  int line = 0;
+  for (int i = 0; i < TASKS; i++) {
+    ASSERT_OK(mproc_pool_apply_async(p, noop_task, NULL, 0, NULL, &r[i]));
+    for (int k = 0; k < LINES / TASKS; k++) {
+      printf("line %d\n", line++);
+    }
+  }
+  for (int i = 0; i < TASKS; i++) {
+    ASSERT_OK(mproc_async_get(r[i], MPROC_FOREVER));
+    mproc_async_free(r[i]);
+    printf("line %d\n", line++);
+  }
+  ASSERT_OK(mproc_pool_close(p));
+  ASSERT_OK(mproc_pool_join(p, MPROC_FOREVER));
+  ASSERT_OK(mproc_pool_free(p));
+  fflush(stdout);
+  ASSERT_GE(dup2(saved, STDOUT_FILENO), 0);
+  close(saved);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  /* Count every line. */
+  FILE *f = fdopen(fd, "r");
+  ASSERT_NOT_NULL(f);
+  rewind(f);
+  static unsigned char seen[LINES + TASKS];
+  char buf[64];
+  int total = 0, dup = 0;
+  while (fgets(buf, sizeof buf, f) != NULL) {
+    int v;
+    ASSERT_EQ(sscanf(buf, "line %d", &v), 1);
+    ASSERT(v >= 0 && v < line);
+    dup += seen[v]++ > 0;
+    total++;
+  }
+  fclose(f);
+  unlink(path);
+  if (dup > 0) {
+    fprintf(stderr, "# %d of %d lines written twice\n", dup, total);
+  }
+  ASSERT_EQ(dup, 0);
+  ASSERT_EQ(total, line);
+  return 0;
+}
