@@ -133,6 +133,8 @@ struct shtask {
   size_t *order;     /* imap: units in completion order, each + 1 */
   imapsh *ish;       /* imap */
   int deaths;        /* claimants that died (under mu) */
+  size_t claims;     /* claims made (chunks dispatched), under mu */
+  size_t lost_claims;/* claims that lost items to a death, under mu */
   int death_err;     /* the latest death's failure, signal and message */
   int death_sig;
   char death_msg[128];
@@ -160,6 +162,7 @@ typedef struct shslot {
   shtask *task;            /* the apply task this worker runs, under mu */
   shtask *job;             /* the map job it works in, under mu */
   size_t ju, jk;           /* its claim: units [ju, ju + jk); jk 0: none */
+  size_t jclaims;          /* claims it made in its current job */
   _Atomic size_t jdone;    /* items of the claim done */
   uint64_t start_ns;       /* when it started its task or claim */
   _Atomic int state;       /* SLOT_* */
@@ -512,7 +515,10 @@ static void job_lose_unit(shtask *st, size_t u, size_t from) {
 static void job_finish_locked(shpool *sh, shtask *st) {
   if (st->deaths > 0) {
     for (size_t u = 0; u < st->nunits; u++) {
-      job_lose_unit(st, u, u * st->unit);
+      if (st->ustate[u] == U_PENDING) {
+        st->lost_claims++; /* claimed by a worker killed before it said */
+        job_lose_unit(st, u, u * st->unit);
+      }
     }
   }
   if (sh->qhead == st) {
@@ -546,7 +552,10 @@ static int job_claimant_died(shpool *sh, shslot *me, int err, int sig,
   st->death_err = err;
   st->death_sig = sig;
   snprintf(st->death_msg, sizeof st->death_msg, "%s", msg);
+  st->claims += me->jclaims;
+  me->jclaims = 0;
   if (me->jk > 0) {
+    st->lost_claims++;
     size_t first = me->ju * st->unit;
     size_t lost = first + atomic_load(&me->jdone);
     for (size_t u = me->ju; u < me->ju + me->jk; u++) {
@@ -618,6 +627,7 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
       break;
     }
     claims++;
+    me->jclaims++;
     size_t cnt = st->nunits - u < k ? st->nunits - u : k;
     uint64_t t0 = mproc__now_ns();
     /* Record the claim before its first item (only the compiler's order
@@ -679,6 +689,8 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
   /* The slot names the job until it is linked done: a kill before the
    * link leaves a claimant for the result thread, one after it a slot
    * that sh_repair clears. */
+  st->claims += me->jclaims;
+  me->jclaims = 0;
   int exhausted = atomic_load(&st->next_unit) >= st->nunits;
   int last = exhausted && !job_has_users(sh, st, me);
   if (last) {
@@ -931,17 +943,11 @@ static void task_complete(mproc_pool *p, shtask *st) {
   }
   /* A map job: its first failure (an item's own, or the first item a
    * death lost), then the results out of the arena. */
-  size_t lost_units = 0;
-  if (st->has_lost) {
-    for (size_t u = 0; u < st->nunits; u++) {
-      lost_units += st->ustate[u] == U_LOST;
-    }
-  }
-  /* A map counts its units (chunks) as tasks; failed ones are those a
-   * death lost, and one for any failing items. */
+  /* A map counts its claims (the chunks workers took) as tasks; failed
+   * ones are those a death cut short, and one for any failing items. */
   pthread_mutex_lock(&p->mu);
-  p->stats.tasks_done += st->nunits;
-  p->stats.tasks_failed += lost_units + (st->has_fail ? 1 : 0);
+  p->stats.tasks_done += st->claims;
+  p->stats.tasks_failed += st->lost_claims + (st->has_fail ? 1 : 0);
   pthread_mutex_unlock(&p->mu);
   if (st->has_fail || st->has_lost) {
     r->has_merr = 1;

@@ -322,8 +322,12 @@ MPROC_EXTERN int mproc_imap_free(mproc_imap *it);
 /* ==================== statistics ==================== */
 
 typedef struct mproc_pool_stats {
-  uint64_t tasks_done;      /* tasks (map chunks count once) that ran */
-  uint64_t tasks_failed;    /* of which failed (any reason) */
+  uint64_t tasks_done;      /* tasks completed, failed ones included: an
+                               apply task counts one, a map each chunk a
+                               worker took (an adaptive claim is one) */
+  uint64_t tasks_failed;    /* of which failed: apply tasks that failed,
+                               map chunks a death or a stop cut short,
+                               and one per map with failing items */
   uint64_t workers_died;    /* workers that died in a task */
   uint64_t workers_replaced;/* started to replace one (death, timeout,
                                maxtasksperchild) */
