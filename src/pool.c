@@ -241,6 +241,7 @@ struct mproc_imap {
   size_t scan;          /* unordered, after the job: units looked at */
   unsigned char *seen;  /* unordered: units taken up (parent memory) */
   size_t delivered;
+  int last_code;        /* the last delivered item's own return value */
   int progress;         /* draw a progress bar on stderr */
   uint64_t t0, drawn;   /* progress: start, last drawn */
 };
@@ -2177,6 +2178,10 @@ int mproc_pool_imap(mproc_pool *p, mproc_map_fn fn, const void *in, size_t n,
   return 0;
 }
 
+int mproc_imap_task_code(const mproc_imap *it) {
+  return it != NULL ? it->last_code : 0;
+}
+
 int mproc_imap_progress(mproc_imap *it, int on) {
   if (it == NULL) {
     return MPROC_EINVAL;
@@ -2292,11 +2297,13 @@ int mproc_imap_next(mproc_imap *it, void *out, size_t *index,
   }
   size_t u = item / r->unit;
   int err = 0;
+  it->last_code = 0;
   if (__atomic_load_n(&r->ustate[u], __ATOMIC_ACQUIRE) == U_LOST &&
       item >= r->dead_from[u]) {
     err = r->uerr[u];
   } else if (r->icodes[item] != 0) {
     err = MPROC_ETASK;
+    it->last_code = r->icodes[item];
   }
   it->delivered++;
   if (it->progress) {

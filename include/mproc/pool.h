@@ -312,6 +312,9 @@ MPROC_EXTERN int mproc_pool_imap(mproc_pool *p, mproc_map_fn fn,
                                  int unordered, mproc_imap **out);
 MPROC_EXTERN int mproc_imap_next(mproc_imap *it, void *out, size_t *index,
                                  double timeout);
+/* The own return value of the item mproc_imap_next returned last when
+ * that was MPROC_ETASK (Python's exception from next()); 0 otherwise. */
+MPROC_EXTERN int mproc_imap_task_code(const mproc_imap *it);
 /* Draw a progress bar on stderr (items delivered, rate, ETA) while
  * iterating, if stderr is a terminal (on != 0); off by default. */
 MPROC_EXTERN int mproc_imap_progress(mproc_imap *it, int on);

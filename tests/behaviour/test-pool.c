@@ -470,6 +470,8 @@ TEST_IMPL(pool_imap) {
     int rc = mproc_imap_next(it, &v, &idx, MPROC_FOREVER);
     ASSERT_UEQ(idx, i);
     ASSERT_ERR(rc, (i == 3 || i == 7) ? MPROC_ETASK : 0);
+    /* The item's own code, as Python's exception from next(). */
+    ASSERT_EQ(mproc_imap_task_code(it), (i == 3 || i == 7) ? 100 + i : 0);
     ASSERT_EQ(v, i);
   }
   int v;
