@@ -30,8 +30,9 @@
 
 /* ==================== /proc helpers ==================== */
 
-/* The state letter and parent of pid, or 0 if there is no such process. */
-static char pid_stat(pid_t pid, pid_t *ppid) {
+/* The state letter, parent and flags of pid (from /proc/PID/stat), or 0
+ * if there is no such process.  ppid and flags may be NULL. */
+static char pid_stat_flags(pid_t pid, pid_t *ppid, unsigned *flags) {
   char path[64], buf[512];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -49,42 +50,34 @@ static char pid_stat(pid_t pid, pid_t *ppid) {
     return 0;
   }
   char state = 0;
-  int pp = 0;
-  if (sscanf(p + 2, "%c %d", &state, &pp) != 2) {
+  int pp = 0, pgrp, session, tty, tpgid;
+  unsigned fl = 0;
+  if (sscanf(p + 2, "%c %d %d %d %d %d %u", &state, &pp, &pgrp, &session,
+             &tty, &tpgid, &fl) < 2) {
     return 0;
   }
   if (ppid != NULL) {
     *ppid = (pid_t)pp;
   }
+  if (flags != NULL) {
+    *flags = fl;
+  }
   return state;
 }
 
-/* Whether pid is in the kernel's exit path (PF_EXITING in the flags of
- * /proc/PID/stat): it runs no more user code, whatever the kernel still
- * has to tear down. */
+static char pid_stat(pid_t pid, pid_t *ppid) {
+  return pid_stat_flags(pid, ppid, NULL);
+}
+
+/* Whether pid is gone or in the kernel's exit path (PF_EXITING in its
+ * flags): it runs no more user code, whatever the kernel still has to
+ * tear down. */
 #define TEST_PF_EXITING 0x00000004u
 static int pid_exiting(pid_t pid) {
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return 1; /* gone */
-  }
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) {
-    return 1;
-  }
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')');
-  char state;
-  int ppid, pgrp, session, tty, tpgid;
-  unsigned flags;
-  if (p == NULL || sscanf(p + 2, "%c %d %d %d %d %d %u", &state, &ppid, &pgrp,
-                          &session, &tty, &tpgid, &flags) != 7) {
-    return 0;
-  }
-  return state == 'Z' || state == 'X' || (flags & TEST_PF_EXITING) != 0;
+  unsigned flags = 0;
+  char state = pid_stat_flags(pid, NULL, &flags);
+  return state == 0 || state == 'Z' || state == 'X' ||
+         (flags & TEST_PF_EXITING) != 0;
 }
 
 /* The live (not zombie) children of parent, except skip.  Returns how many
