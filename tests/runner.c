@@ -98,8 +98,7 @@ void test_sleep(double seconds) {
   }
 }
 
-/* The state letter of /proc/PID/stat, or 0 if there is no such process. */
-static char proc_state(pid_t pid, pid_t *ppid) {
+char test_proc_stat(pid_t pid, pid_t *ppid, unsigned *flags) {
   char path[64], buf[512];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -119,14 +118,23 @@ static char proc_state(pid_t pid, pid_t *ppid) {
     return 0;
   }
   char state = 0;
-  int pp = 0;
-  if (sscanf(p + 2, "%c %d", &state, &pp) != 2) {
+  int pp = 0, pgrp, session, tty, tpgid;
+  unsigned fl = 0;
+  if (sscanf(p + 2, "%c %d %d %d %d %d %u", &state, &pp, &pgrp, &session,
+             &tty, &tpgid, &fl) < 2) {
     return 0;
   }
   if (ppid != NULL) {
     *ppid = (pid_t)pp;
   }
+  if (flags != NULL) {
+    *flags = fl;
+  }
   return state;
+}
+
+static char proc_state(pid_t pid, pid_t *ppid) {
+  return test_proc_stat(pid, ppid, NULL);
 }
 
 int test_pid_running(pid_t pid) {

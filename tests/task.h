@@ -106,6 +106,10 @@ double test_now(void);
 void test_sleep(double seconds);
 /* 1 if pid exists and is not a zombie, else 0. */
 int test_pid_running(pid_t pid);
+/* The state letter, parent and kernel flags (PF_*) of pid, from
+ * /proc/PID/stat, or 0 if there is no such process; ppid and flags may
+ * be NULL. */
+char test_proc_stat(pid_t pid, pid_t *ppid, unsigned *flags);
 /* Wait up to timeout seconds for pid (a child or an orphan reparented to
  * the test process, which is a subreaper) to end; reaps it.  Returns its
  * Python-style exit code (status or -signal), or INT32_MIN on timeout. */

@@ -30,43 +30,8 @@
 
 /* ==================== /proc helpers ==================== */
 
-/* The state letter, parent and flags of pid (from /proc/PID/stat), or 0
- * if there is no such process.  ppid and flags may be NULL. */
-static char pid_stat_flags(pid_t pid, pid_t *ppid, unsigned *flags) {
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return 0;
-  }
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) {
-    return 0;
-  }
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')'); /* the name may hold spaces and ')' */
-  if (p == NULL || p[1] == '\0') {
-    return 0;
-  }
-  char state = 0;
-  int pp = 0, pgrp, session, tty, tpgid;
-  unsigned fl = 0;
-  if (sscanf(p + 2, "%c %d %d %d %d %d %u", &state, &pp, &pgrp, &session,
-             &tty, &tpgid, &fl) < 2) {
-    return 0;
-  }
-  if (ppid != NULL) {
-    *ppid = (pid_t)pp;
-  }
-  if (flags != NULL) {
-    *flags = fl;
-  }
-  return state;
-}
-
 static char pid_stat(pid_t pid, pid_t *ppid) {
-  return pid_stat_flags(pid, ppid, NULL);
+  return test_proc_stat(pid, ppid, NULL);
 }
 
 /* Whether pid is gone or in the kernel's exit path (PF_EXITING in its
@@ -75,7 +40,7 @@ static char pid_stat(pid_t pid, pid_t *ppid) {
 #define TEST_PF_EXITING 0x00000004u
 static int pid_exiting(pid_t pid) {
   unsigned flags = 0;
-  char state = pid_stat_flags(pid, NULL, &flags);
+  char state = test_proc_stat(pid, NULL, &flags);
   return state == 0 || state == 'Z' || state == 'X' ||
          (flags & TEST_PF_EXITING) != 0;
 }
