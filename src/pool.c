@@ -211,7 +211,9 @@ struct mproc_async {
   size_t chunks_left;
   char *ain;          /* arena input (owned when in_owned) */
   int in_owned;
-  char *aout;         /* arena output */
+  char *aout;         /* arena output: its own, or out itself when that
+                         is arena memory (out_in_place) */
+  int out_in_place;
   void *out;
   size_t n, out_size;
   int has_merr;
@@ -894,7 +896,9 @@ static void async_finish(mproc_pool *p, mproc_async *r) {
 /* Free an imap's arrays (the last of the iterator and the result
  * thread to be done with them). */
 static void imap_release_arrays(mproc_async *r) {
-  mproc_shm_free(r->aout);
+  if (!r->out_in_place) {
+    mproc_shm_free(r->aout);
+  }
   mproc_shm_free(r->ustate);
   mproc_shm_free(r->icodes);
   mproc_shm_free(r->dead_from);
@@ -984,7 +988,7 @@ static void task_complete(mproc_pool *p, shtask *st) {
     async_finish(p, r);
     return;
   }
-  if (r->n * r->out_size > 0) {
+  if (r->n * r->out_size > 0 && !r->out_in_place) {
     memcpy(r->out, r->aout, r->n * r->out_size);
   }
   imap_release_arrays(r);
@@ -1989,7 +1993,12 @@ static int map_start(mproc_pool *p, mproc_map_fn fn, const void *in,
       memcpy(r->ain, in, n * in_size);
     }
   }
-  if (rc == 0) {
+  if (rc == 0 && !is_imap && out_size > 0 && mproc_arena_contains(out) &&
+      mproc_arena_contains((char *)out + n * out_size - 1)) {
+    /* Results straight into the caller's arena memory: no copy out. */
+    r->aout = out;
+    r->out_in_place = 1;
+  } else if (rc == 0) {
     rc = mproc_shm_alloc((void **)&r->aout, out_size > 0 ? n * out_size : 1);
   }
   if (rc == 0) {

@@ -246,7 +246,9 @@ typedef struct mproc_map_error {
  * mproc_pool_map - out[i] = fn(in[i]) for n records of in_size bytes into
  * records of out_size bytes, chunked; results in input order.  The fast
  * path: the input is copied once into the arena (not at all when in is
- * arena memory), workers write results in place, no allocation per item.
+ * arena memory), workers write results into an arena array copied to out
+ * at the end (or straight into out when out is arena memory, with no
+ * copy), no allocation per item.
  * Returns 0; the first failure (see mproc_map_error, filled when err is
  * not NULL) after every item ran; MPROC_ECLOSED; MPROC_EBROKEN;
  * MPROC_ECANCELED (terminate or cancel; items not run are lost);

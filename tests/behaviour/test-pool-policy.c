@@ -547,3 +547,58 @@ TEST_IMPL(pool_replacements_do_not_repeat_stdout) {
   ASSERT_EQ(total, line);
   return 0;
 }
+
+/* ---- map over arena memory: no copy in, none out ---- */
+
+static int sqr_or_die(const void *in, void *out) {
+  long x;
+  memcpy(&x, in, sizeof x);
+  if (x == 777) {
+    raise(SIGKILL);
+  }
+  long y = x * x + 1;
+  memcpy(out, &y, sizeof y);
+  return 0;
+}
+
+/* Input and output made with mproc_shm_alloc: the workers read and write
+ * them in place, the results are right, the output block is still the
+ * caller's to free (not freed by the map), and the records of the items a
+ * death lost are zeros there too. */
+TEST_IMPL(pool_map_arena_in_and_out) {
+  mproc_pool *p = pool_with(2, NULL);
+  size_t n = 5000;
+  long *in, *out;
+  ASSERT_OK(mproc_shm_alloc((void **)&in, n * sizeof *in));
+  ASSERT_OK(mproc_shm_alloc((void **)&out, n * sizeof *out));
+  for (size_t i = 0; i < n; i++) {
+    in[i] = (long)i;
+    out[i] = -1;
+  }
+  mproc_map_opts mo;
+  memset(&mo, 0, sizeof mo);
+  mo.chunksize = 100;
+  /* 777 is not in the first map: only 0..776. */
+  ASSERT_OK(mproc_pool_map(p, sqr_or_die, in, 777, sizeof *in, out,
+                           sizeof *out, &mo, NULL));
+  for (size_t i = 0; i < 777; i++) {
+    ASSERT_EQ(out[i], (long)(i * i + 1));
+  }
+  ASSERT_EQ(out[777], -1); /* not part of that map: untouched */
+  mproc_map_error me;
+  ASSERT_ERR(mproc_pool_map(p, sqr_or_die, in, n, sizeof *in, out,
+                            sizeof *out, &mo, &me),
+             MPROC_EWORKERDIED);
+  ASSERT_UEQ(me.index, 777);
+  for (size_t i = 0; i < n; i++) {
+    if (i >= 777 && i < 800) {
+      ASSERT_EQ(out[i], 0); /* lost with the worker: zeros */
+    } else {
+      ASSERT_EQ(out[i], (long)(i * i + 1));
+    }
+  }
+  ASSERT_OK(mproc_shm_free(in));
+  ASSERT_OK(mproc_shm_free(out));
+  pool_done(p);
+  return 0;
+}
