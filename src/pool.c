@@ -273,6 +273,7 @@ struct mproc_pool {
   int terminating;
   int broken;               /* MPROC_EBROKEN for new work */
   _Atomic int cancel;       /* mproc_pool_cancel was called */
+  _Atomic int cancel_pending; /* mproc_pool_cancel_pending was called */
   shtask *handoff;          /* done tasks with callbacks that a waiting
                                thread collected, for the result thread */
   int rt_done;
@@ -1289,6 +1290,47 @@ static void rt_stop(mproc_pool *p, int err, const char *msg) {
   }
 }
 
+/* Fail every task not started yet with MPROC_ECANCELED, and stop every
+ * map from handing out more units; running tasks and claims finish.  The
+ * pool stays open. */
+static void rt_cancel_pending(mproc_pool *p) {
+  static const char msg[] = "cancelled before it started";
+  shpool *sh = p->sh;
+  sh_lock(sh);
+  shtask *q = sh->qhead;
+  sh->qhead = sh->qtail = NULL;
+  shtask *fail = NULL;
+  while (q != NULL) {
+    shtask *next = q->next;
+    q->next = NULL;
+    if (q->kind == TK_JOB) {
+      job_cancel_locked(q, MPROC_ECANCELED, msg);
+      if (job_has_users(sh, q, NULL)) {
+        /* Back in the queue; its last claimant unlinks and finishes it. */
+        if (sh->qtail != NULL) {
+          sh->qtail->next = q;
+        } else {
+          sh->qhead = q;
+        }
+        sh->qtail = q;
+      } else {
+        job_finish_locked(sh, q);
+      }
+    } else {
+      q->next = fail;
+      fail = q;
+    }
+    q = next;
+  }
+  sh_unlock(sh);
+  rt_collect(p);
+  while (fail != NULL) {
+    shtask *next = fail->next;
+    task_fail(p, fail, MPROC_ECANCELED, 0, msg);
+    fail = next;
+  }
+}
+
 static void *rt_main(void *arg) {
   mproc_pool *p = arg;
   shpool *sh = p->sh;
@@ -1296,6 +1338,9 @@ static void *rt_main(void *arg) {
   for (;;) {
     uint32_t seq = atomic_load(&sh->res_seq);
     int got = rt_collect(p);
+    if (atomic_exchange(&p->cancel_pending, 0)) {
+      rt_cancel_pending(p);
+    }
     if (atomic_load(&p->cancel)) {
       pthread_mutex_lock(&p->mu);
       p->closed = 1;
@@ -1587,6 +1632,16 @@ int mproc_pool_cancel(mproc_pool *p) {
   }
   /* Async-signal-safe: one atomic store and one futex wake. */
   atomic_store(&p->cancel, 1);
+  seq_bump_wake(&p->sh->res_seq, 1);
+  return 0;
+}
+
+int mproc_pool_cancel_pending(mproc_pool *p) {
+  if (p == NULL) {
+    return MPROC_EINVAL;
+  }
+  /* Async-signal-safe, as mproc_pool_cancel. */
+  atomic_store(&p->cancel_pending, 1);
   seq_bump_wake(&p->sh->res_seq, 1);
   return 0;
 }

@@ -147,6 +147,14 @@ MPROC_EXTERN int mproc_pool_terminate(mproc_pool *p);
  * counts as closed) and mproc_pool_free afterwards, outside the handler.
  * Returns 0 or MPROC_EINVAL. */
 MPROC_EXTERN int mproc_pool_cancel(mproc_pool *p);
+/* Drain instead of kill (concurrent.futures' shutdown(cancel_futures=
+ * True) without the shutdown): every task not started yet fails with
+ * MPROC_ECANCELED, a map hands out no more chunks (its items not taken
+ * fail with MPROC_ECANCELED, those running finish), and the pool stays
+ * open for new work.  Async-signal-safe like mproc_pool_cancel; the
+ * result thread does the work promptly after.  Returns 0 or
+ * MPROC_EINVAL. */
+MPROC_EXTERN int mproc_pool_cancel_pending(mproc_pool *p);
 /* Wait for the workers to end: after close or terminate only (else
  * MPROC_ESTATE, Python's "Pool is still running").  Returns 0 or
  * MPROC_ETIMEDOUT. */

@@ -12,6 +12,7 @@
 #include "task.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/time.h>
@@ -598,6 +599,147 @@ TEST_IMPL(pool_map_arena_in_and_out) {
     }
   }
   ASSERT_OK(mproc_shm_free(in));
+  ASSERT_OK(mproc_shm_free(out));
+  pool_done(p);
+  return 0;
+}
+
+/* ---- cancel_pending: drain, do not kill ---- */
+
+static int nap_task(mproc_task *t, const void *arg, size_t len) {
+  double s;
+  memcpy(&s, arg, sizeof s);
+  (void)len;
+  test_sleep(s);
+  int pid = (int)getpid();
+  return mproc_task_return(t, &pid, sizeof pid);
+}
+
+static int long_task(mproc_task *t, const void *arg, size_t len) {
+  int *started = *(int *const *)arg;
+  (void)len;
+  __atomic_store_n(started, 1, __ATOMIC_SEQ_CST);
+  test_sleep(0.3);
+  int pid = (int)getpid();
+  return mproc_task_return(t, &pid, sizeof pid);
+}
+
+static mproc_pool *g_drain_pool;
+static long *g_drain_out;
+
+/* Signals the process once a few of the map's results are in (the
+ * output is arena memory, written in place as the items finish). */
+static void *drain_watcher(void *arg) {
+  (void)arg;
+  for (;;) {
+    int done = 0;
+    for (int i = 0; i < 400; i++) {
+      done += __atomic_load_n(&g_drain_out[i], __ATOMIC_RELAXED) != 0;
+    }
+    if (done >= 5) {
+      break;
+    }
+    test_sleep(0.001);
+  }
+  kill(getpid(), SIGALRM);
+  return NULL;
+}
+
+static void on_alarm_drain(int sig) {
+  (void)sig;
+  mproc_pool_cancel_pending(g_drain_pool);
+}
+
+static int nap_item(const void *in, void *out) {
+  long x;
+  memcpy(&x, in, sizeof x);
+  test_sleep(0.02);
+  long y = x + 1000;
+  memcpy(out, &y, sizeof y);
+  return 0;
+}
+
+/* The running task finishes, the queued ones fail with MPROC_ECANCELED,
+ * no worker is killed, the pool takes new work; a map stops handing out
+ * items (from a signal handler), its finished items are right, the rest
+ * are reported cancelled and read zeros. */
+TEST_IMPL(pool_cancel_pending_drains) {
+  mproc_pool *p = pool_with(1, NULL);
+  double short_s = 0.01;
+  int *started;
+  ASSERT_OK(mproc_shm_calloc((void **)&started, 1, sizeof *started));
+  mproc_async *run, *queued[5];
+  ASSERT_OK(mproc_pool_apply_async(p, long_task, &started, sizeof started,
+                                   NULL, &run));
+  while (!__atomic_load_n(started, __ATOMIC_SEQ_CST)) {
+    test_sleep(0.001); /* until the worker runs it */
+  }
+  ASSERT_OK(mproc_shm_free(started));
+  for (int i = 0; i < 5; i++) {
+    ASSERT_OK(mproc_pool_apply_async(p, nap_task, &short_s, sizeof short_s,
+                                     NULL, &queued[i]));
+  }
+  ASSERT_OK(mproc_pool_cancel_pending(p));
+  for (int i = 0; i < 5; i++) {
+    ASSERT_ERR(mproc_async_get(queued[i], MPROC_FOREVER), MPROC_ECANCELED);
+    mproc_async_free(queued[i]);
+  }
+  ASSERT_OK(mproc_async_get(run, MPROC_FOREVER));
+  size_t len;
+  int pid1 = *(const int *)mproc_async_data(run, &len);
+  mproc_async_free(run);
+  void *res;
+  ASSERT_OK(mproc_pool_apply(p, nap_task, &short_s, sizeof short_s, &res,
+                             &len));
+  ASSERT_EQ(*(int *)res, pid1); /* the same worker: nobody was killed */
+  free(res);
+  pool_done(p);
+
+  /* A map, drained from a SIGALRM handler once a few items are done. */
+  p = pool_with(2, NULL);
+  g_drain_pool = p;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_alarm_drain;
+  sa.sa_flags = SA_RESTART;
+  ASSERT_OK(sigaction(SIGALRM, &sa, NULL));
+  enum { N = 400 };
+  static long in[N];
+  long *out;
+  ASSERT_OK(mproc_shm_calloc((void **)&out, N, sizeof *out));
+  g_drain_out = out;
+  for (int i = 0; i < N; i++) {
+    in[i] = i;
+  }
+  pthread_t watcher;
+  ASSERT_OK(pthread_create(&watcher, NULL, drain_watcher, NULL));
+  mproc_map_opts mo;
+  memset(&mo, 0, sizeof mo);
+  mo.chunksize = 1;
+  mproc_map_error me;
+  ASSERT_ERR(mproc_pool_map(p, nap_item, in, N, sizeof *in, out, sizeof *out,
+                            &mo, &me),
+             MPROC_ECANCELED);
+  ASSERT_OK(pthread_join(watcher, NULL));
+  signal(SIGALRM, SIG_DFL);
+  ASSERT_GT(me.index, 0);
+  ASSERT_LT(me.index, N);
+  int done = 0;
+  for (int i = 0; i < N; i++) {
+    if (out[i] != 0) {
+      ASSERT_EQ(out[i], i + 1000);
+      done++;
+    }
+  }
+  ASSERT_GT(done, 0);
+  ASSERT_LT(done, N);
+  /* Still open, same workers. */
+  mproc_pool_stats st;
+  ASSERT_OK(mproc_pool_stats_get(p, &st));
+  ASSERT_EQ(st.workers_died, 0);
+  ASSERT_OK(mproc_pool_map(p, nap_item, in, 10, sizeof *in, out,
+                           sizeof *out, &mo, NULL));
+  ASSERT_EQ(out[9], 1009);
   ASSERT_OK(mproc_shm_free(out));
   pool_done(p);
   return 0;
