@@ -1216,8 +1216,9 @@ static int rt_check_workers(mproc_pool *p) {
   return live;
 }
 
-/* Fail every unit of job st that is not done with err (mu held, no
- * worker left in it): used when the pool stops. */
+/* Stop job st handing out units; when it finishes, every unit nobody took
+ * fails with err (mu held).  Used when the pool stops (no worker left in
+ * the job) and by cancel_pending (claims in flight still finish). */
 static void job_cancel_locked(shtask *st, int err, const char *msg) {
   st->deaths++; /* so that finishing scans the units */
   st->death_err = err;
