@@ -155,10 +155,16 @@ TEST_IMPL(pool_progress_bar_on_tty) {
   if (master < 0) {
     return TEST_SKIP; /* no pseudo-terminals in this sandbox */
   }
-  ASSERT_OK(grantpt(master));
-  ASSERT_OK(unlockpt(master));
-  int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
-  ASSERT_GE(slave, 0);
+  const char *name = NULL;
+  int slave = -1;
+  if (grantpt(master) == 0 && unlockpt(master) == 0 &&
+      (name = ptsname(master)) != NULL) {
+    slave = open(name, O_RDWR | O_NOCTTY);
+  }
+  if (slave < 0) {
+    close(master);
+    return TEST_SKIP; /* a /dev/ptmx without a usable devpts */
+  }
   int saved = dup(STDERR_FILENO);
   ASSERT_GE(saved, 0);
   ASSERT_GE(dup2(slave, STDERR_FILENO), 0);
