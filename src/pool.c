@@ -167,6 +167,8 @@ typedef struct shslot {
   uint64_t start_ns;       /* when it started its task or claim */
   _Atomic int state;       /* SLOT_* */
   _Atomic uint64_t busy_ns;
+  _Atomic int crash_sig;         /* a crash note: the fatal signal */
+  _Atomic uintptr_t crash_addr;  /* and the faulting address */
   char initmsg[POOL_MSG_MAX];
 } shslot;
 
@@ -725,6 +727,9 @@ static int worker_main(const void *arg, size_t len) {
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGINT, &sa, NULL);
+  /* A segfault (or bus error, FPE, illegal instruction) leaves its
+   * faulting address for the death message. */
+  (void)mproc__crash_note_install(&me->crash_sig, &me->crash_addr);
   if (p->opts.initializer != NULL) {
     mproc_task t = {NULL, me->initmsg};
     me->initmsg[0] = '\0';
@@ -831,6 +836,8 @@ static int worker_start(mproc_pool *p, int i) {
   memcpy(arg + sizeof p, &i, sizeof i);
   shslot *s = &p->sh->slots[i];
   s->task = NULL;
+  atomic_store(&s->crash_sig, 0);
+  atomic_store(&s->crash_addr, 0);
   atomic_store(&s->state, SLOT_STARTING);
   char name[48];
   snprintf(name, sizeof name, "PoolWorker-%d", i + 1);
@@ -1142,6 +1149,11 @@ static int rt_check_workers(mproc_pool *p) {
     if (timed_out) {
       snprintf(msg, sizeof msg, "worker %d killed after task_timeout",
                (int)pid);
+    } else if (sig != 0 && atomic_load(&sh->slots[i].crash_sig) == sig) {
+      /* Its crash note: where it faulted. */
+      snprintf(msg, sizeof msg, "worker %d killed by SIG%s at address 0x%lx",
+               (int)pid, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?",
+               (unsigned long)atomic_load(&sh->slots[i].crash_addr));
     } else if (sig != 0) {
       /* sigabbrev_np gives "KILL"; say "SIGKILL". */
       snprintf(msg, sizeof msg, "worker %d killed by SIG%s", (int)pid,

@@ -24,7 +24,9 @@
  *     is seen within 10 ms; the task it held (for map: the items of its
  *     chunk not yet done) fails with MPROC_EWORKERDIED and the signal or
  *     exit status, a new worker replaces it, every other result is
- *     unaffected; Python's Pool hangs forever there;
+ *     unaffected; Python's Pool hangs forever there.  A worker that
+ *     faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL) leaves a crash note: the
+ *     message names the faulting address;
  *   - a task past the per-task timeout gets its worker stopped (SIGTERM,
  *     then SIGKILL after timeout_grace), fails with MPROC_ETIMEDOUT, and a
  *     new worker replaces it;

@@ -187,6 +187,19 @@ int mproc__cpus_online(void);
 
 /* Whether the calling thread is the process's main thread. */
 int mproc__is_main_thread(void);
+
+/*
+ * Crash notes (reliability.md row 2).  In this process, a SIGSEGV, SIGBUS,
+ * SIGFPE or SIGILL first stores the signal in *sig and the faulting
+ * address in *addr (both usually in shared memory, so the parent can read
+ * them after the death), then the process dies of that signal as it would
+ * have anyway (the handler is reset and the signal raised again).  Runs
+ * on an alternate stack, so a stack overflow is noted too.  Only
+ * async-signal-safe work in the handler: two atomic stores and raise().
+ * A handler the program installs later replaces it.  Returns 0 or a
+ * negative errno.
+ */
+int mproc__crash_note_install(_Atomic int *sig, _Atomic uintptr_t *addr);
 /* Forget per-thread cached facts; call in a forked child. */
 void mproc__thread_forget(void);
 

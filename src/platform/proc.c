@@ -14,7 +14,9 @@
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -156,4 +158,50 @@ int mproc__cpu_count(void) {
 int mproc__cpus_online(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
+}
+
+/* ---- crash notes ---- */
+
+static _Atomic int *crash_sig;
+static _Atomic uintptr_t *crash_addr;
+/* The alternate stack: BSS, so its pages cost nothing until a crash
+ * touches them. */
+static char crash_stack[64 * 1024];
+
+static void crash_note(int sig, siginfo_t *info, void *uctx) {
+  (void)uctx;
+  /* Only a fault the kernel raised (si_code > 0) has an address; a
+   * signal sent with kill() or raise() has a sender there instead. */
+  if (info->si_code > 0 && crash_addr != NULL && crash_sig != NULL) {
+    atomic_store(crash_addr, (uintptr_t)info->si_addr);
+    atomic_store(crash_sig, sig);
+  }
+  /* SA_RESETHAND restored the default action; the signal is blocked in
+   * here, so this one is delivered as the handler returns (and a fault
+   * that returns would fault again anyway). */
+  raise(sig);
+}
+
+int mproc__crash_note_install(_Atomic int *sig, _Atomic uintptr_t *addr) {
+  crash_sig = sig;
+  crash_addr = addr;
+  stack_t ss;
+  ss.ss_sp = crash_stack;
+  ss.ss_size = sizeof crash_stack;
+  ss.ss_flags = 0;
+  if (sigaltstack(&ss, NULL) != 0) {
+    return -errno;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = crash_note;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+    if (sigaction(sigs[i], &sa, NULL) != 0) {
+      return -errno;
+    }
+  }
+  return 0;
 }

@@ -13,6 +13,7 @@
 #include "task.h"
 
 #include <signal.h>
+#include <sys/mman.h>
 
 /* Shared between the test and its workers (arena memory). */
 typedef struct board {
@@ -255,8 +256,12 @@ TEST_IMPL(pool_worker_segv_and_spin) {
   ASSERT_OK(mproc_pool_apply_async(p, segv_task, NULL, 0, NULL, &r));
   ASSERT_ERR(mproc_async_get(r, 5 * test_timeout_mult()), MPROC_EWORKERDIED);
   int sig;
-  ASSERT_OK(mproc_async_error(r, NULL, &sig, NULL));
+  const char *msg;
+  ASSERT_OK(mproc_async_error(r, NULL, &sig, &msg));
   ASSERT_EQ(sig, SIGSEGV);
+  /* raise() is no fault: no address in the note. */
+  ASSERT_NOT_NULL(strstr(msg, "killed by SIGSEGV"));
+  ASSERT_NULL(strstr(msg, "address"));
   mproc_async_free(r);
   t0 = test_now();
   ASSERT_OK(mproc_pool_apply_async(p, spin_task, NULL, 0, NULL, &r));
@@ -351,5 +356,56 @@ TEST_IMPL(pool_created_by_exited_thread) {
   ASSERT_OK(mproc_pool_close(p));
   ASSERT_OK(mproc_pool_join(p, 10 * test_timeout_mult()));
   ASSERT_OK(mproc_pool_free(p));
+  return 0;
+}
+
+/* A page no process may touch, mapped before the pool so every worker
+ * has it at the same address. */
+static int fault_task(mproc_task *t, const void *arg, size_t len) {
+  (void)t, (void)len;
+  volatile char *page;
+  memcpy((void *)&page, arg, sizeof page);
+  page[16] = 1; /* SIGSEGV, a real fault at page + 16 */
+  return 0;
+}
+
+/* A worker that faults leaves a crash note (reliability.md row 2): the
+ * failure names the signal and the faulting address.  A SIGSEGV sent with
+ * raise() (pool_worker_segv_and_spin) has no address and gets none. */
+TEST_IMPL(pool_worker_fault_address) {
+  char *page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                    0);
+  ASSERT(page != MAP_FAILED);
+  mproc_pool_opts o;
+  memset(&o, 0, sizeof o);
+  o.processes = 1;
+  mproc_pool *p;
+  ASSERT_OK(mproc_pool_new(&p, &o));
+  mproc_async *r;
+  ASSERT_OK(mproc_pool_apply_async(p, fault_task, &page, sizeof page, NULL,
+                                   &r));
+  ASSERT_ERR(mproc_async_get(r, MPROC_FOREVER), MPROC_EWORKERDIED);
+  int code, sig;
+  const char *msg;
+  ASSERT_OK(mproc_async_error(r, &code, &sig, &msg));
+  ASSERT_EQ(sig, SIGSEGV);
+  char want[64];
+  snprintf(want, sizeof want, "killed by SIGSEGV at address 0x%lx",
+           (unsigned long)(uintptr_t)(page + 16));
+  if (strstr(msg, want) == NULL) {
+    fprintf(stderr, "# message: %s\n# wanted: %s\n", msg, want);
+  }
+  ASSERT_NOT_NULL(strstr(msg, want));
+  mproc_async_free(r);
+  /* The replacement works. */
+  int x = 1;
+  void *res;
+  ASSERT_OK(mproc_pool_apply(p, quick_task, &x, sizeof x, &res, NULL));
+  ASSERT_EQ(*(int *)res, 2);
+  free(res);
+  ASSERT_OK(mproc_pool_close(p));
+  ASSERT_OK(mproc_pool_join(p, 10 * test_timeout_mult()));
+  ASSERT_OK(mproc_pool_free(p));
+  munmap(page, 4096);
   return 0;
 }
