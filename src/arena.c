@@ -73,8 +73,8 @@
  * to its caller) stays allocated: another process may hold its address,
  * and nothing in the arena records who owns what.
  *
- * Fault points.  mproc__arena_fault_hook, when set, is called with the
- * lock held at the FP_* points below, in the middle of mutations; tests
+ * Fault points.  mproc__fault_hook (src/fault.h), when set, is called
+ * with the lock held at the ARENA_* points, in the middle of mutations; tests
  * SIGKILL the process there.  Costs one load and a compare when unset.
  */
 #include "internal.h"
@@ -123,22 +123,7 @@ MPROC__STATIC_ASSERT(sizeof(size_t) == 8 && sizeof(void *) == 8,
  * exhausted, to keep the common path O(1). */
 #define SHORT_SCAN 8
 
-/* Fault points (see the DESIGN comment and tests/fault/test-arena-fault.c,
- * which loops over 1..FP_COUNT). */
-enum {
-  FP_UNLINK_MID = 1,     /* free-list unlink: one link stored of two */
-  FP_SPLIT_REMAINDER,    /* split: remainder head written, not committed */
-  FP_SPLIT_COMMITTED,    /* split committed, remainder not in a list */
-  FP_EXACT_COMMITTED,    /* whole block taken, next PINUSE not set */
-  FP_TOP_HEADER,         /* carve: head written beyond top, top unmoved */
-  FP_TOP_COMMITTED,      /* carve committed, counters not updated */
-  FP_FREE_MARKED,        /* free: block marked free, neighbours linked */
-  FP_FREE_MERGED,        /* merged size stored, footer/PINUSE not yet */
-  FP_FREE_FOOTER,        /* footer and PINUSE written, not in a list */
-  FP_FREE_TOP_LOWERED,   /* free tail given back to top, counters stale */
-  FP_INSERT_MID,         /* free-list insert: one link stored of three */
-  FP_COUNT = FP_INSERT_MID
-};
+/* Fault points: the ARENA_* lines of src/fault.h. */
 
 /* ==================== the shared header ==================== */
 
@@ -177,15 +162,6 @@ static char *g_base;
 static size_t g_size;
 static int g_fd = -1;
 static pthread_mutex_t g_init_lock = PTHREAD_MUTEX_INITIALIZER;
-
-void (*mproc__arena_fault_hook)(int point);
-
-#define FAULT(n)                                                              \
-  do {                                                                        \
-    if (MPROC__UNLIKELY(mproc__arena_fault_hook != NULL)) {                   \
-      mproc__arena_fault_hook(n);                                             \
-    }                                                                         \
-  } while (0)
 
 /* ==================== block helpers ==================== */
 
@@ -286,7 +262,7 @@ static void bin_insert(arena_hdr *h, char *base, uint64_t b, uint64_t size) {
   if (first != 0) {
     *prev_p(base, first) = b;
   }
-  FAULT(FP_INSERT_MID);
+  MPROC__FAULT(ARENA_INSERT_MID);
   h->bins[i] = b;
   h->bitmap[i >> 6] |= UINT64_C(1) << (i & 63u);
 }
@@ -301,7 +277,7 @@ static void bin_unlink(arena_hdr *h, char *base, uint64_t b, uint64_t size) {
   } else {
     h->bins[i] = nx;
   }
-  FAULT(FP_UNLINK_MID);
+  MPROC__FAULT(ARENA_UNLINK_MID);
   if (nx != 0) {
     *prev_p(base, nx) = pv;
   }
@@ -617,9 +593,9 @@ static uint64_t alloc_locked(arena_hdr *h, char *base, uint64_t size) {
        * store of top commits it.  The block below top is in use. */
       b = h->top;
       *head_p(base, b) = mkhead(b, size, 1, 1);
-      FAULT(FP_TOP_HEADER);
+      MPROC__FAULT(ARENA_TOP_HEADER);
       commit(&h->top, b + size);
-      FAULT(FP_TOP_COMMITTED);
+      MPROC__FAULT(ARENA_TOP_COMMITTED);
       goto done;
     }
   }
@@ -632,16 +608,16 @@ static uint64_t alloc_locked(arena_hdr *h, char *base, uint64_t size) {
     uint64_t r = b + size, rsize = bsize - size;
     *head_p(base, r) = mkhead(r, rsize, 0, 1);
     *psize_p(base, b + bsize) = rsize;
-    FAULT(FP_SPLIT_REMAINDER);
+    MPROC__FAULT(ARENA_SPLIT_REMAINDER);
     commit(head_p(base, b), mkhead(b, size, 1, pin));
-    FAULT(FP_SPLIT_COMMITTED);
+    MPROC__FAULT(ARENA_SPLIT_COMMITTED);
     bin_insert(h, base, r, rsize);
   } else {
     /* Take it whole; then tell the next block (never top: the block
      * below top is never free) that its predecessor is in use. */
     size = bsize;
     commit(head_p(base, b), mkhead(b, size, 1, pin));
-    FAULT(FP_EXACT_COMMITTED);
+    MPROC__FAULT(ARENA_EXACT_COMMITTED);
     uint64_t n = b + size;
     if (n < h->top) {
       *head_p(base, n) |= H_PINUSE;
@@ -779,7 +755,7 @@ int mproc_shm_free(void *ptr) {
   /* Step 1 commits the block as free; the chain may then show free
    * neighbours until step 2 merges them (recover() merges them too). */
   commit(head_p(base, b), mkhead(b, size, 0, hd & H_PINUSE));
-  FAULT(FP_FREE_MARKED);
+  MPROC__FAULT(ARENA_FREE_MARKED);
   if (start != b) {
     bin_unlink(h, base, start, ps);
   }
@@ -794,14 +770,14 @@ int mproc_shm_free(void *ptr) {
   if (end == h->top) {
     /* Step 2: the run reaches top; lowering top commits it. */
     commit(&h->top, start);
-    FAULT(FP_FREE_TOP_LOWERED);
+    MPROC__FAULT(ARENA_FREE_TOP_LOWERED);
   } else {
     /* Step 2: one store gives the run's first block its whole size. */
     commit(head_p(base, start), mkhead(start, end - start, 0, 1));
-    FAULT(FP_FREE_MERGED);
+    MPROC__FAULT(ARENA_FREE_MERGED);
     *psize_p(base, end) = end - start;
     *head_p(base, end) &= ~H_PINUSE;
-    FAULT(FP_FREE_FOOTER);
+    MPROC__FAULT(ARENA_FREE_FOOTER);
     bin_insert(h, base, start, end - start);
   }
   h->in_use -= size;

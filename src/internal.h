@@ -10,6 +10,7 @@
 #define MPROC_INTERNAL_H
 
 #include "mproc.h"
+#include "fault.h"
 #include "platform/platform.h"
 
 #include <stddef.h>
@@ -85,12 +86,7 @@ void **mproc__arena_root(int index);
  */
 int mproc__arena_check(void);
 
-/*
- * Fault injection for tests: when set, called at numbered points inside
- * the allocator's critical section (with the lock held, in the middle of a
- * mutation), so a test can SIGKILL the process exactly there.
- */
-extern void (*mproc__arena_fault_hook)(int point);
+/* Fault injection for tests: src/fault.h (the ARENA_* points). */
 
 /* ---- sync (src/sync/) ---- */
 

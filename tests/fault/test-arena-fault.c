@@ -3,7 +3,7 @@
  *
  * No mocks: a real child process is SIGKILLed while it really holds the
  * allocator's robust mutex, either at a chosen fault point in the middle
- * of a mutation (mproc__arena_fault_hook tells the parent "I am at point
+ * of a mutation (mproc__fault_hook tells the parent "I am at point
  * N" through a pipe and then sleeps) or at random moments of a hammering
  * loop.  Afterwards the heap must check consistent, keep the parent's own
  * blocks intact, stay usable, and count the repair in `recoveries`; a
@@ -20,8 +20,10 @@
 #include <stdint.h>
 #include <sys/wait.h>
 
-/* The fault points arena.c defines (FP_UNLINK_MID .. FP_INSERT_MID). */
-#define ARENA_FAULT_POINTS 11
+/* The arena's fault points: those of src/fault.h named "arena.*". */
+static int is_arena_point(int point) {
+  return strncmp(mproc__fault_name(point), "arena.", 6) == 0;
+}
 
 /* ---- helpers ---- */
 
@@ -79,7 +81,8 @@ static void wait_sleeping(pid_t pid) {
 static int g_target;   /* the point to stop at */
 static int g_report;   /* where to say so */
 
-static void stop_at_point(int point) {
+static void stop_at_point(int point, void *ctx) {
+  (void)ctx;
   if (point == g_target) {
     (void)!write(g_report, &point, sizeof point);
     for (;;) {
@@ -131,7 +134,7 @@ static pid_t start_holder(int point, int report_fd) {
   if (pid == 0) {
     g_target = point;
     g_report = report_fd;
-    mproc__arena_fault_hook = stop_at_point;
+    mproc__fault_hook = stop_at_point;
     workload();
     _exit(3); /* never stopped at the point */
   }
@@ -182,7 +185,12 @@ TEST_IMPL(arena_fault_kill_at_every_point) {
   }
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
-  for (int point = 1; point <= ARENA_FAULT_POINTS; point++) {
+  int swept = 0;
+  for (int point = 1; point < MPROC__FP_END; point++) {
+    if (!is_arena_point(point)) {
+      continue;
+    }
+    swept++;
     size_t rec0 = stats().recoveries;
     pid_t holder = start_holder(point, fds[1]);
     int got = 0;
@@ -231,6 +239,7 @@ TEST_IMPL(arena_fault_kill_at_every_point) {
       ASSERT(test_check_fill(mine[i], (size_t)(100 * i + 1), (uint64_t)i));
     }
   }
+  ASSERT_EQ(swept, 11); /* every arena.* point of src/fault.h */
   close(fds[0]);
   close(fds[1]);
   for (int i = 0; i < 16; i++) {
