@@ -12,6 +12,7 @@
 #include "task.h"
 
 #include "internal.h"
+#include "sweep.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -21,6 +22,8 @@
 #include <sys/wait.h>
 
 /* The arena's fault points: those of src/fault.h named "arena.*". */
+SWEEP_COVERS("arena.")
+
 static int is_arena_point(int point) {
   return strncmp(mproc__fault_name(point), "arena.", 6) == 0;
 }
