@@ -88,7 +88,8 @@
 
 /* ---- the work ---- */
 
-static int sq_fn(const void *in, void *out) {
+static int sq_fn(const void *in, void *out, void *ctx) {
+  (void)ctx;
   int32_t x;
   memcpy(&x, in, 4);
   int64_t y = (int64_t)x * x;
@@ -109,7 +110,8 @@ static inline uint64_t burn(uint64_t x, long k) {
   return x;
 }
 
-static int burn_fn(const void *in, void *out) {
+static int burn_fn(const void *in, void *out, void *ctx) {
+  (void)ctx;
   uint32_t s;
   memcpy(&s, in, 4);
   uint64_t r = burn(s, *burn_iters);
@@ -193,7 +195,8 @@ static void hp_worker(hpool *h) {
     if (h->full_waiting) pthread_cond_signal(&h->not_full);
     pthread_mutex_unlock(&h->mu);
     for (long i = 0; i < t.count; i++)
-      (void)t.fn(t.in + (size_t)i * t.in_size, t.out + (size_t)i * t.out_size);
+      (void)t.fn(t.in + (size_t)i * t.in_size, t.out + (size_t)i * t.out_size,
+                 NULL);
     finished = 1;
     pthread_mutex_lock(&h->mu);
   }
@@ -322,7 +325,8 @@ static double futex_round(long n) {
 
 static mproc_pool *P;
 
-static int echo_task(mproc_task *t, const void *arg, size_t len) {
+static int echo_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   uint32_t x;
   if (len != 4) return 1;
   memcpy(&x, arg, 4);
@@ -335,7 +339,7 @@ static double apply_round(long n) {
   for (long i = 0; i < n; i++) {
     uint32_t x = (uint32_t)i, y = 0;
     mproc_async *r = NULL;
-    int rc = mproc_pool_apply_async(P, echo_task, &x, 4, NULL, &r);
+    int rc = mproc_pool_apply_async(P, echo_task, NULL, &x, 4, NULL, &r);
     if (rc != 0) fail("mproc_pool_apply_async", rc);
     rc = mproc_async_get(r, MPROC_FOREVER);
     if (rc != 0) fail("mproc_async_get", rc);
@@ -357,8 +361,8 @@ static void mproc_map_run(mproc_map_fn fn, const void *in, size_t in_size,
   mproc_map_opts o = {0};
   o.chunksize = chunk;
   mproc_map_error e = {0};
-  int rc = mproc_pool_map(P, fn, in, (size_t)n, in_size, out, out_size, &o,
-                          &e);
+  int rc = mproc_pool_map(P, fn, NULL, in, (size_t)n, in_size, out, out_size,
+                          &o, &e);
   if (rc != 0) {
     fprintf(stderr, "bench-pool: mproc_pool_map: item %zu, code %d\n",
             e.index, e.task_code);
@@ -390,7 +394,7 @@ static double map_once(int sys, mproc_map_fn fn, const void *in,
       break;
     default:
       for (long i = 0; i < n; i++)
-        (void)fn((const char *)in + 4 * i, (char *)out + 8 * i);
+        (void)fn((const char *)in + 4 * i, (char *)out + 8 * i, NULL);
       break;
   }
   return now_ns() - t0;
@@ -568,7 +572,7 @@ static double bench_uss(long n, double raw_kib) {
   if (in == NULL || out == NULL) fail("malloc", ENOMEM);
   for (long i = 0; i < n; i++) in[i] = (int32_t)i;
   mproc_map_opts o = {0};
-  rc = mproc_pool_map(p, sq_fn, in, (size_t)n, 4, out, 8, &o, NULL);
+  rc = mproc_pool_map(p, sq_fn, NULL, in, (size_t)n, 4, out, 8, &o, NULL);
   if (rc != 0) fail("mproc_pool_map", rc);
   check_squares(S_MPROC, out, n);
   free(in);

@@ -42,7 +42,8 @@
 
 static double now_ms(void) { return now_ns() / 1e6; }
 
-static int noop(const void *arg, size_t len) {
+static int noop(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   return 0;
@@ -52,7 +53,7 @@ static int noop(const void *arg, size_t len) {
 static void mproc_once(double *t_start, double *t_join) {
   mproc_process *p;
   double t0 = now_ms();
-  int rc = mproc_process_new(&p, noop, NULL, 0, NULL);
+  int rc = mproc_process_new(&p, noop, NULL, NULL, 0, NULL);
   if (rc != 0) fail("mproc_process_new", rc);
   rc = mproc_process_start(p);
   if (rc != 0) fail("mproc_process_start", rc);

@@ -277,7 +277,8 @@ static void work(int id, int cmd) {
   B->t_end[id] = now_ns();
 }
 
-static int worker(const void *arg, size_t len) {
+static int worker(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   /* Both buffers touched before the rounds, so no page faults are timed. */
   src_buf = malloc(BIG);
   dst_buf = malloc(BIG);

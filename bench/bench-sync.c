@@ -204,7 +204,8 @@ static void work(int id, int cmd) {
   }
 }
 
-static int worker(const void *arg, size_t len) {
+static int worker(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   return bench_serve(arg, len, work);
 }
 

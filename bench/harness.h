@@ -214,7 +214,8 @@ static inline void bench_start_workers(int n, mproc_target_fn target) {
   B = bench_map_shared(sizeof *B);
   B->nworkers = n;
   for (int k = 0; k < n; k++) {
-    int rc = mproc_process_new(&bench_workers[k], target, &k, sizeof k, NULL);
+    int rc = mproc_process_new(&bench_workers[k], target, NULL, &k, sizeof k,
+                               NULL);
     if (rc != 0) fail("mproc_process_new", rc);
     rc = mproc_process_start(bench_workers[k]);
     if (rc != 0) fail("mproc_process_start", rc);

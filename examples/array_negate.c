@@ -79,7 +79,8 @@ static void nap(double seconds) {
   }
 }
 
-static int add(const void *arg, size_t len) {
+static int add(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct add_arg a;
   int64_t value;
   int rc, status = 0;
@@ -120,7 +121,8 @@ release:
 }
 
 /* Python's change(arr): arr[i] = -arr[i] for every index. */
-static int change(const void *arg, size_t len) {
+static int change(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   mproc_array *arr;
 
   if (len != sizeof arr) {
@@ -212,9 +214,10 @@ int main(int argc, char **argv) {
     goto out;
   }
   struct add_arg a1 = {number, 1, lock}, a3 = {number, 3, lock};
-  if ((rc = mproc_process_new(&p1, add, &a1, sizeof a1, NULL)) != 0 ||
-      (rc = mproc_process_new(&p2, add, &a3, sizeof a3, NULL)) != 0 ||
-      (rc = mproc_process_new(&p3, change, &arr, sizeof arr, NULL)) != 0) {
+  if ((rc = mproc_process_new(&p1, add, NULL, &a1, sizeof a1, NULL)) != 0 ||
+      (rc = mproc_process_new(&p2, add, NULL, &a3, sizeof a3, NULL)) != 0 ||
+      (rc = mproc_process_new(&p3, change, NULL, &arr, sizeof arr,
+                              NULL)) != 0) {
     status = report("mproc_process_new", rc);
     goto out;
   }

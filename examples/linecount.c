@@ -127,7 +127,8 @@ static struct counts count_file(const char *path) {
 }
 
 /* The pool's task: the argument is the path, NUL included. */
-static int count_task(mproc_task *t, const void *arg, size_t len) {
+static int count_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   const char *path = arg;
   if (len == 0 || path[len - 1] != '\0') {
     mproc_task_fail(t, "argument is not a NUL-terminated path");
@@ -266,7 +267,7 @@ int main(int argc, char **argv) {
       args[i].data = paths[base + i];
       args[i].len = strlen(paths[base + i]) + 1;
     }
-    rc = mproc_pool_map_bytes(pool, count_task, args, n, res, NULL);
+    rc = mproc_pool_map_bytes(pool, count_task, NULL, args, n, res, NULL);
     if (rc != 0 && rc != MPROC_ETASK && rc != MPROC_EWORKERDIED &&
         rc != MPROC_ETIMEDOUT) {
       status = report("mproc_pool_map_bytes", rc);

@@ -63,7 +63,8 @@ static void nap(double seconds) {
   }
 }
 
-static int add(const void *arg, size_t len) {
+static int add(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct add_arg a;
 
   if (len != sizeof a) {
@@ -104,7 +105,7 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < 2; i++) {
     struct add_arg a = {number, i == 0 ? 1 : 3, lock};
-    if ((rc = mproc_process_new(&p[i], add, &a, sizeof a, NULL)) != 0) {
+    if ((rc = mproc_process_new(&p[i], add, NULL, &a, sizeof a, NULL)) != 0) {
       status = report("mproc_process_new", rc);
       goto out;
     }

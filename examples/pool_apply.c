@@ -45,7 +45,8 @@ static void nap(double seconds) {
 }
 
 /* func(msg) */
-static int func(mproc_task *t, const void *arg, size_t len) {
+static int func(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   const char *msg = arg;
   if (len == 0 || msg[len - 1] != '\0') {
     mproc_task_fail(t, "msg is not a string");
@@ -87,7 +88,7 @@ int main(int argc, char **argv) {
     size_t rlen = 0;
     int n = snprintf(msg, sizeof msg, "hello %d", i);
     double t1 = now();
-    rc = mproc_pool_apply(pool, func, msg, (size_t)n + 1, &result, &rlen);
+    rc = mproc_pool_apply(pool, func, NULL, msg, (size_t)n + 1, &result, &rlen);
     double took = now() - t1;
     free(result);
     if (rc != 0) {

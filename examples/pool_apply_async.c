@@ -57,7 +57,8 @@ static void nap(double seconds) {
 }
 
 /* func(msg) */
-static int func(mproc_task *t, const void *arg, size_t len) {
+static int func(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   const char *msg = arg;
   if (len == 0 || msg[len - 1] != '\0') {
     mproc_task_fail(t, "msg is not a string");
@@ -97,7 +98,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < NTASKS; i++) {
     char msg[32];
     int n = snprintf(msg, sizeof msg, "hello %d", i);
-    rc = mproc_pool_apply_async(pool, func, msg, (size_t)n + 1, NULL, &res[i]);
+    rc = mproc_pool_apply_async(pool, func, NULL, msg, (size_t)n + 1, NULL,
+                                &res[i]);
     if (rc != 0) {
       status = report("mproc_pool_apply_async", rc);
       goto out;

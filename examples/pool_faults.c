@@ -37,7 +37,9 @@ static int failures;
   } while (0)
 
 /* Doubles its argument, or kills its own worker when the argument is 3. */
-static int double_or_die(mproc_task *t, const void *arg, size_t len) {
+static int double_or_die(mproc_task *t, const void *arg, size_t len,
+                         void *ctx) {
+  (void)ctx;
   int x;
   (void)len;
   memcpy(&x, arg, sizeof x);
@@ -48,7 +50,9 @@ static int double_or_die(mproc_task *t, const void *arg, size_t len) {
   return mproc_task_return(t, &x, sizeof x);
 }
 
-static int spin_for_ever(mproc_task *t, const void *arg, size_t len) {
+static int spin_for_ever(mproc_task *t, const void *arg, size_t len,
+                         void *ctx) {
+  (void)ctx;
   (void)t, (void)arg, (void)len;
   for (;;) {
     usleep(1000);
@@ -57,7 +61,8 @@ static int spin_for_ever(mproc_task *t, const void *arg, size_t len) {
 }
 
 /* An item whose cost depends on its value: from nothing to ~50 us. */
-static int uneven(const void *in, void *out) {
+static int uneven(const void *in, void *out, void *ctx) {
+  (void)ctx;
   long x;
   memcpy(&x, in, sizeof x);
   volatile long acc = 0;
@@ -74,7 +79,7 @@ static int part1(mproc_pool *p) {
   mproc_async *r[4];
   for (int i = 0; i < 4; i++) {
     int x = i + 1;
-    int rc = mproc_pool_apply_async(p, double_or_die, &x, sizeof x, NULL,
+    int rc = mproc_pool_apply_async(p, double_or_die, NULL, &x, sizeof x, NULL,
                                     &r[i]);
     if (rc != 0) {
       printf("apply_async: %s\n", mproc_strerror(rc));
@@ -106,11 +111,11 @@ static int part2(mproc_pool *p) {
   printf("2. a task that never ends, task_timeout 0.3 s\n");
   void *res = NULL;
   size_t len = 0;
-  int rc = mproc_pool_apply(p, spin_for_ever, NULL, 0, &res, &len);
+  int rc = mproc_pool_apply(p, spin_for_ever, NULL, NULL, 0, &res, &len);
   printf("  the endless task: %s\n", mproc_strerror(rc));
   CHECK(rc == MPROC_ETIMEDOUT, "the endless task did not time out");
   int x = 21;
-  rc = mproc_pool_apply(p, double_or_die, &x, sizeof x, &res, &len);
+  rc = mproc_pool_apply(p, double_or_die, NULL, &x, sizeof x, &res, &len);
   CHECK(rc == 0 && len == sizeof(int), "the next task failed");
   if (rc == 0) {
     printf("  the next task -> %d\n", *(int *)res);
@@ -138,7 +143,7 @@ static int part3(mproc_pool *p) {
   memset(&mo, 0, sizeof mo);
   mo.chunksize = MPROC_CHUNK_ADAPTIVE;
   mo.progress = 1;
-  int rc = mproc_pool_map(p, uneven, in, n, sizeof *in, out, sizeof *out,
+  int rc = mproc_pool_map(p, uneven, NULL, in, n, sizeof *in, out, sizeof *out,
                           &mo, NULL);
   size_t bad = 0;
   for (size_t i = 0; rc == 0 && i < n; i++) {

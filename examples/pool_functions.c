@@ -77,16 +77,20 @@ static int run(mproc_task *t, const char *name, const char *sep,
   return mproc_task_return(t, &pid, sizeof pid);
 }
 
-static int Lee(mproc_task *t, const void *arg, size_t len) {
+static int Lee(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   return run(t, "Lee", ",", arg, len); /* the seed's comma */
 }
-static int Marlon(mproc_task *t, const void *arg, size_t len) {
+static int Marlon(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   return run(t, "Marlon", "", arg, len);
 }
-static int Allen(mproc_task *t, const void *arg, size_t len) {
+static int Allen(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   return run(t, "Allen", "", arg, len);
 }
-static int Frank(mproc_task *t, const void *arg, size_t len) {
+static int Frank(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   return run(t, "Frank", "", arg, len);
 }
 
@@ -129,7 +133,7 @@ int main(int argc, char **argv) {
   }
   double t0 = now();
   for (int i = 0; i < NFUNCS; i++) {
-    rc = mproc_pool_apply_async(pool, function_list[i], &seconds[i],
+    rc = mproc_pool_apply_async(pool, function_list[i], NULL, &seconds[i],
                                 sizeof seconds[i], NULL, &res[i]);
     if (rc != 0) {
       status = report("mproc_pool_apply_async", rc);

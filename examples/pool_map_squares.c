@@ -67,7 +67,8 @@ static int square(int i) {
 }
 
 /* func, as map's record function: an int in, an int out. */
-static int func(const void *in, void *out) {
+static int func(const void *in, void *out, void *ctx) {
+  (void)ctx;
   int i;
   memcpy(&i, in, sizeof i);
   int y = square(i);
@@ -114,7 +115,7 @@ int main(int argc, char **argv) {
   mproc_map_opts mo;
   memset(&mo, 0, sizeof mo);
   mo.chunksize = 1;
-  if ((rc = mproc_pool_map(pool, func, testFL, N, sizeof(int), rl,
+  if ((rc = mproc_pool_map(pool, func, NULL, testFL, N, sizeof(int), rl,
                            sizeof(int), &mo, &err)) != 0) {
     status = report("pool.map", rc);
     goto out;

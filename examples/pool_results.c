@@ -60,7 +60,8 @@ static void nap(double seconds) {
 }
 
 /* func(msg): returns "done" + msg (without a NUL). */
-static int func(mproc_task *t, const void *arg, size_t len) {
+static int func(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   const char *msg = arg;
   char result[64];
   if (len == 0 || msg[len - 1] != '\0') {
@@ -102,7 +103,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < NTASKS; i++) {
     char msg[32];
     int n = snprintf(msg, sizeof msg, "hello %d", i);
-    rc = mproc_pool_apply_async(pool, func, msg, (size_t)n + 1, NULL,
+    rc = mproc_pool_apply_async(pool, func, NULL, msg, (size_t)n + 1, NULL,
                                 &result[i]);
     if (rc != 0) {
       status = report("mproc_pool_apply_async", rc);

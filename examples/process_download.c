@@ -70,7 +70,8 @@ static void download_task(const char *filename, int seconds) {
  * The child's target.  It checks the bytes it was given before trusting
  * them, since a target is an entry point that receives untyped data.
  */
-static int download_target(const void *arg, size_t len) {
+static int download_target(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   const size_t head = offsetof(struct download_arg, name);
   const char *bytes = arg;
   int seconds;
@@ -168,7 +169,7 @@ int main(int argc, char **argv) {
     arg->seconds = seconds[i];
     memcpy(arg->name, files[i], namelen);
     /* The object keeps its own copy of the bytes: arg is freed at once. */
-    rc = mproc_process_new(&procs[i], download_target, arg, len, NULL);
+    rc = mproc_process_new(&procs[i], download_target, NULL, arg, len, NULL);
     free(arg);
     if (rc != 0) {
       report("mproc_process_new", rc);

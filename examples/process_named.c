@@ -40,7 +40,8 @@ static void expected_name(char *buf, size_t size, int n) {
 }
 
 /* The seed's funcs(n): the worker number arrives as the argument bytes. */
-static int funcs(const void *arg, size_t len) {
+static int funcs(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   const char *name = mproc_process_name(mproc_current_process());
   char want[32];
   int n;
@@ -76,7 +77,7 @@ int main(void) {
     char want[32];
     int rc, code = -1, failed = 0;
 
-    rc = mproc_process_new(&p, funcs, &i, sizeof i, NULL);
+    rc = mproc_process_new(&p, funcs, NULL, &i, sizeof i, NULL);
     if (rc != 0) {
       return report("mproc_process_new", rc);
     }

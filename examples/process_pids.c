@@ -39,7 +39,8 @@ static void nap(void) {
   }
 }
 
-static int task(const void *arg, size_t len) {
+static int task(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   mproc_process *parent = mproc_parent_process();
   pid_t ppid = getppid();
   int id;
@@ -90,7 +91,7 @@ int main(void) {
   }
 
   for (i = 0; i < NTASKS; i++) {
-    rc = mproc_process_new(&procs[i], task, &i, sizeof i, NULL);
+    rc = mproc_process_new(&procs[i], task, NULL, &i, sizeof i, NULL);
     if (rc != 0) {
       report("mproc_process_new", rc);
       status = 1;

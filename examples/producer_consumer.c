@@ -87,7 +87,8 @@ static void nap(double seconds) {
 /* time.sleep(random.randint(1, 3)), scaled. */
 static void random_nap(double unit) { nap(unit * (1 + rand() % 3)); }
 
-static int producer(const void *arg, size_t len) {
+static int producer(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct shared s;
   int rc;
 
@@ -110,7 +111,8 @@ static int producer(const void *arg, size_t len) {
   return 0;
 }
 
-static int consumer(const void *arg, size_t len) {
+static int consumer(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct shared s;
   int rc;
 
@@ -199,15 +201,15 @@ int main(int argc, char **argv) {
   }
   for (int k = 0; k < NPRODUCERS; k++) {
     s.id = k;
-    if ((rc = mproc_process_new(&prod[k], producer, &s, sizeof s, NULL)) !=
-        0) {
+    if ((rc = mproc_process_new(&prod[k], producer, NULL, &s, sizeof s,
+                                NULL)) != 0) {
       status = report("mproc_process_new", rc);
       goto out;
     }
   }
   for (int k = 0; k < NCONSUMERS; k++) {
-    if ((rc = mproc_process_new(&cons[k], consumer, &s, sizeof s, NULL)) !=
-        0) {
+    if ((rc = mproc_process_new(&cons[k], consumer, NULL, &s, sizeof s,
+                                NULL)) != 0) {
       status = report("mproc_process_new", rc);
       goto out;
     }

@@ -59,7 +59,8 @@ static void nap(double seconds) {
   }
 }
 
-static int f(const void *arg, size_t len) {
+static int f(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct f_arg a;
   char item[32];
   int rc;
@@ -136,7 +137,7 @@ int main(int argc, char **argv) {
   printf(" (%d items in all)\n", total);
   for (int i = 0; i < NPROCS; i++) {
     struct f_arg a = {q, i, n[i]};
-    if ((rc = mproc_process_new(&ps[i], f, &a, sizeof a, NULL)) != 0) {
+    if ((rc = mproc_process_new(&ps[i], f, NULL, &a, sizeof a, NULL)) != 0) {
       status = report("mproc_process_new", rc);
       goto out;
     }

@@ -67,7 +67,8 @@ static void nap(double seconds) {
 }
 
 /* The pool's worker: func(msg) for every task until the queue is closed. */
-static int worker(const void *arg, size_t len) {
+static int worker(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct worker_arg a;
   char task[64], result[80];
   size_t n;
@@ -133,7 +134,8 @@ int main(int argc, char **argv) {
   }
   struct worker_arg a = {tasks, results};
   for (int k = 0; k < NWORKERS; k++) {
-    if ((rc = mproc_process_new(&pool[k], worker, &a, sizeof a, NULL)) != 0) {
+    if ((rc = mproc_process_new(&pool[k], worker, NULL, &a, sizeof a,
+                                NULL)) != 0) {
       status = report("mproc_process_new", rc);
       goto out;
     }

@@ -116,6 +116,7 @@ struct shtask {
   shtask *next;
   int kind;
   mproc_task_fn fn;  /* TK_APPLY */
+  void *ctx;         /* fn's or mfn's ctx, passed as is */
   void *arg;         /* arena copy of the argument (NULL when len 0) */
   size_t len;
   /* TK_JOB: a whole map, n items in nunits units of `unit` items that
@@ -423,7 +424,7 @@ int mproc_task_fail(mproc_task *t, const char *fmt, ...) {
 static void worker_run(shtask *st) {
   if (st->kind == TK_APPLY) {
     mproc_task t = {st, st->msg};
-    int rc = st->fn(&t, st->arg, st->len);
+    int rc = st->fn(&t, st->arg, st->len, st->ctx);
     if (rc != 0) {
       st->error = MPROC_ETASK;
       st->task_code = rc;
@@ -650,7 +651,7 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
     for (size_t i = first; i < last; i++) {
       char *out = st->out + i * st->out_size;
       memset(out, 0, st->out_size);
-      int rc = st->mfn(st->in + i * st->in_size, out);
+      int rc = st->mfn(st->in + i * st->in_size, out, st->ctx);
       if (st->icodes != NULL) {
         st->icodes[i] = rc;
       }
@@ -713,7 +714,8 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
 
 /* The worker process: run the initializer, then tasks until the pool is
  * closed and empty, or maxtasksperchild tasks ran. */
-static int worker_main(const void *arg, size_t len) {
+static int worker_main(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   mproc_pool *p;
   int slot;
@@ -733,7 +735,8 @@ static int worker_main(const void *arg, size_t len) {
   if (p->opts.initializer != NULL) {
     mproc_task t = {NULL, me->initmsg};
     me->initmsg[0] = '\0';
-    int rc = p->opts.initializer(&t, p->initarg, p->opts.initarg_len);
+    int rc = p->opts.initializer(&t, p->initarg, p->opts.initarg_len,
+                                 p->opts.initctx);
     if (rc != 0) {
       atomic_store(&me->state, SLOT_INITFAIL);
       seq_bump_wake(&sh->res_seq, 1);
@@ -843,7 +846,7 @@ static int worker_start(mproc_pool *p, int i) {
   snprintf(name, sizeof name, "PoolWorker-%d", i + 1);
   mproc_process_opts po = {name, 1};
   mproc_process *proc;
-  int rc = mproc_process_new(&proc, worker_main, arg, sizeof arg, &po);
+  int rc = mproc_process_new(&proc, worker_main, NULL, arg, sizeof arg, &po);
   if (rc != 0) {
     return rc;
   }
@@ -1746,9 +1749,9 @@ static mproc_async *async_new(mproc_pool *p, int kind) {
   return r;
 }
 
-int mproc_pool_apply_async(mproc_pool *p, mproc_task_fn fn, const void *arg,
-                           size_t len, const mproc_apply_opts *opts,
-                           mproc_async **out) {
+int mproc_pool_apply_async(mproc_pool *p, mproc_task_fn fn, void *ctx,
+                           const void *arg, size_t len,
+                           const mproc_apply_opts *opts, mproc_async **out) {
   if (out != NULL) {
     *out = NULL;
   }
@@ -1777,6 +1780,7 @@ int mproc_pool_apply_async(mproc_pool *p, mproc_task_fn fn, const void *arg,
   memset(st, 0, offsetof(shtask, msg) + 1);
   st->kind = TK_APPLY;
   st->fn = fn;
+  st->ctx = ctx;
   st->len = len;
   st->owner = r;
   if (len > 0) {
@@ -1799,8 +1803,9 @@ int mproc_pool_apply_async(mproc_pool *p, mproc_task_fn fn, const void *arg,
   return 0;
 }
 
-int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *arg,
-                     size_t len, void **result, size_t *result_len) {
+int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, void *ctx,
+                     const void *arg, size_t len, void **result,
+                     size_t *result_len) {
   if (result != NULL) {
     *result = NULL;
   }
@@ -1808,7 +1813,7 @@ int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *arg,
     *result_len = 0;
   }
   mproc_async *r;
-  int rc = mproc_pool_apply_async(p, fn, arg, len, NULL, &r);
+  int rc = mproc_pool_apply_async(p, fn, ctx, arg, len, NULL, &r);
   if (rc != 0) {
     return rc;
   }
@@ -1990,10 +1995,10 @@ static void progress_draw(size_t done, size_t n, uint64_t t0, int last) {
  * recorded.  Returns 0 and *rout (the caller's reference), or an error
  * with nothing left allocated.
  */
-static int map_start(mproc_pool *p, mproc_map_fn fn, const void *in,
-                     size_t n, size_t in_size, void *out, size_t out_size,
-                     const mproc_map_opts *opts, int is_imap,
-                     mproc_async **rout) {
+static int map_start(mproc_pool *p, mproc_map_fn fn, void *ctx,
+                     const void *in, size_t n, size_t in_size, void *out,
+                     size_t out_size, const mproc_map_opts *opts,
+                     int is_imap, mproc_async **rout) {
   if (rout != NULL) {
     *rout = NULL;
   }
@@ -2095,6 +2100,7 @@ static int map_start(mproc_pool *p, mproc_map_fn fn, const void *in,
     memset(st, 0, offsetof(shtask, msg) + 1);
     st->kind = TK_JOB;
     st->mfn = fn;
+    st->ctx = ctx;
     st->in = r->ain;
     st->out = r->aout;
     st->in_size = in_size;
@@ -2129,8 +2135,8 @@ static int map_start(mproc_pool *p, mproc_map_fn fn, const void *in,
   return 0;
 }
 
-int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t n,
-                   size_t in_size, void *out, size_t out_size,
+int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, void *ctx, const void *in,
+                   size_t n, size_t in_size, void *out, size_t out_size,
                    const mproc_map_opts *opts, mproc_map_error *err) {
   mproc_map_opts o;
   memset(&o, 0, sizeof o);
@@ -2139,7 +2145,8 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t n,
     o.progress = opts->progress;
   }
   mproc_async *r;
-  int rc = mproc_pool_map_async(p, fn, in, n, in_size, out, out_size, &o, &r);
+  int rc = mproc_pool_map_async(p, fn, ctx, in, n, in_size, out, out_size, &o,
+                                &r);
   if (rc != 0) {
     return rc;
   }
@@ -2176,7 +2183,7 @@ int mproc_async_map_error(const mproc_async *r, mproc_map_error *err) {
   return 0;
 }
 
-int mproc_pool_map_bytes(mproc_pool *p, mproc_task_fn fn,
+int mproc_pool_map_bytes(mproc_pool *p, mproc_task_fn fn, void *ctx,
                          const mproc_bytes *args, size_t n,
                          mproc_result *results, const mproc_map_opts *opts) {
   (void)opts;
@@ -2190,8 +2197,8 @@ int mproc_pool_map_bytes(mproc_pool *p, mproc_task_fn fn,
   int rc = 0;
   size_t made = 0;
   for (; made < n; made++) {
-    rc = mproc_pool_apply_async(p, fn, args[made].data, args[made].len, NULL,
-                                &rs[made]);
+    rc = mproc_pool_apply_async(p, fn, ctx, args[made].data, args[made].len,
+                                NULL, &rs[made]);
     if (rc != 0) {
       break;
     }
@@ -2216,17 +2223,18 @@ int mproc_pool_map_bytes(mproc_pool *p, mproc_task_fn fn,
   return rc != 0 ? rc : first;
 }
 
-int mproc_pool_map_async(mproc_pool *p, mproc_map_fn fn, const void *in,
-                         size_t n, size_t in_size, void *out, size_t out_size,
-                         const mproc_map_opts *opts, mproc_async **rout) {
-  return map_start(p, fn, in, n, in_size, out, out_size, opts, 0, rout);
+int mproc_pool_map_async(mproc_pool *p, mproc_map_fn fn, void *ctx,
+                         const void *in, size_t n, size_t in_size, void *out,
+                         size_t out_size, const mproc_map_opts *opts,
+                         mproc_async **rout) {
+  return map_start(p, fn, ctx, in, n, in_size, out, out_size, opts, 0, rout);
 }
 
 /* ==================== imap ==================== */
 
-int mproc_pool_imap(mproc_pool *p, mproc_map_fn fn, const void *in, size_t n,
-                    size_t in_size, size_t out_size, long chunksize,
-                    int unordered, mproc_imap **out) {
+int mproc_pool_imap(mproc_pool *p, mproc_map_fn fn, void *ctx,
+                    const void *in, size_t n, size_t in_size, size_t out_size,
+                    long chunksize, int unordered, mproc_imap **out) {
   if (out == NULL || chunksize < 0) {
     return MPROC_EINVAL;
   }
@@ -2238,7 +2246,8 @@ int mproc_pool_imap(mproc_pool *p, mproc_map_fn fn, const void *in, size_t n,
   mproc_map_opts o;
   memset(&o, 0, sizeof o);
   o.chunksize = chunksize > 0 ? chunksize : 1;
-  int rc = map_start(p, fn, in, n, in_size, NULL, out_size, &o, 1, &it->r);
+  int rc = map_start(p, fn, ctx, in, n, in_size, NULL, out_size, &o, 1,
+                     &it->r);
   if (rc != 0) {
     free(it);
     return rc;

@@ -106,6 +106,7 @@ struct mproc_process {
   pid_t owner;             /* pid of the creating process */
   uint64_t id;             /* epoll key, unique in this process */
   mproc_target_fn target;  /* the child's entry point */
+  void *ctx;               /* target's ctx, passed as is */
   void *arg;               /* the copied argument bytes (malloc) */
   size_t len;              /* their length */
   struct mproc_process *next; /* started, not yet closed; reg.mu */
@@ -755,7 +756,7 @@ __attribute__((noreturn)) static void child_main(mproc_process *p,
   }
 
   MPROC__INFO("child process calling target (pid %d)", (int)self_pid());
-  int rc = p->target(p->arg, p->len);
+  int rc = p->target(p->arg, p->len, p->ctx);
   exit_cleanup();
   mproc__shm_exit_cleanup();
   MPROC__INFO("process exiting with exitcode %d", rc & 0xff);
@@ -833,7 +834,7 @@ static int fork_child(mproc_process *p, const sigset_t *mask, const int *pfd,
 /* ==================== public API ==================== */
 
 int mproc_process_new(mproc_process **out, mproc_target_fn target,
-                      const void *arg, size_t len,
+                      void *ctx, const void *arg, size_t len,
                       const mproc_process_opts *opts) {
   if (out == NULL) {
     return MPROC_EINVAL;
@@ -860,6 +861,7 @@ int mproc_process_new(mproc_process **out, mproc_target_fn target,
   p->sentinel = -1;
   p->owner = self_pid();
   p->target = target;
+  p->ctx = ctx;
   p->len = len;
   p->daemon = (opts != NULL && opts->daemon) ? 1 : 0;
 

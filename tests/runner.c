@@ -184,7 +184,7 @@ pid_t test_fork(void) {
 mproc_process *test_start_proc(mproc_target_fn fn, const void *arg,
                                size_t len) {
   mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, fn, arg, len, NULL));
+  ASSERT_OK(mproc_process_new(&p, fn, NULL, arg, len, NULL));
   ASSERT_OK(mproc_process_start(p));
   return p;
 }

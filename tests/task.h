@@ -122,7 +122,8 @@ double test_timeout_mult(void);
 double test_slack(void);
 /* Flush stdout and stderr, then fork, asserting it worked; fork's result. */
 pid_t test_fork(void);
-/* Create and start a process running fn(arg, len) with default options. */
+/* Create and start a process running fn(arg, len, NULL) with default
+ * options (the test helpers pass no ctx: arg carries what a child needs). */
 mproc_process *test_start_proc(mproc_target_fn fn, const void *arg,
                                size_t len);
 /* Join p (60 s at most), free it, and return its exit code. */

@@ -59,13 +59,26 @@ typedef struct mproc_task mproc_task;   /* a running task, in a worker */
 /* ==================== what runs in a worker ==================== */
 
 /*
- * A task: arg/len are the argument bytes.  Returns 0 for success (its
- * result is what mproc_task_return set, else empty), or any nonzero value
- * for failure: the caller then sees MPROC_ETASK, with this value as the
- * task's own code and the message of mproc_task_fail, if any (Python's
- * re-raised exception and its traceback text).
+ * A task: arg/len are the argument bytes; ctx is the pointer given with
+ * the function (mproc_pool_apply's ctx, the initializer's initctx),
+ * passed as is: see "What a ctx may point to" below.  Returns 0 for
+ * success (its result is what mproc_task_return set, else empty), or any
+ * nonzero value for failure: the caller then sees MPROC_ETASK, with this
+ * value as the task's own code and the message of mproc_task_fail, if any
+ * (Python's re-raised exception and its traceback text).
+ *
+ * What a ctx may point to.  Workers are forked, so a ctx reaches a worker
+ * as the same address, not as a copy of what it points to.  It must point
+ * at memory the worker sees: arena memory (mproc_shm_alloc, the shared
+ * objects of sync.h, shared.h, queue.h), which every worker shares with
+ * the parent both ways; or memory the parent set up before the pool was
+ * created and does not change afterwards (a worker reads the parent's
+ * memory as it was when that worker was forked, and a replacement worker
+ * is forked later, so it sees the parent's memory as it is then).  Writes
+ * a worker makes to non-arena memory stay in that worker.  NULL is fine.
  */
-typedef int (*mproc_task_fn)(mproc_task *t, const void *arg, size_t len);
+typedef int (*mproc_task_fn)(mproc_task *t, const void *arg, size_t len,
+                             void *ctx);
 
 /* In a task: the result bytes (copied now; a second call replaces the
  * first).  Returns 0, MPROC_ENOMEM (the arena is full: the task then
@@ -79,12 +92,14 @@ MPROC_EXTERN int mproc_task_fail(mproc_task *t, const char *fmt, ...)
 
 /*
  * map's function: one fixed-size input record at in, one fixed-size
- * result record to fill at out (zeroed before the call).  Returns 0, or
- * nonzero to fail this item (map then reports the first failing item's
- * index and code, after every item ran, as Python does).  For starmap,
- * make the record a struct of the arguments.
+ * result record to fill at out (zeroed before the call); ctx is the
+ * pointer given with the function (the same for every item, with the
+ * rule of mproc_task_fn).  Returns 0, or nonzero to fail this item (map
+ * then reports the first failing item's index and code, after every item
+ * ran, as Python does).  For starmap, make the record a struct of the
+ * arguments.
  */
-typedef int (*mproc_map_fn)(const void *in, void *out);
+typedef int (*mproc_map_fn)(const void *in, void *out, void *ctx);
 
 /* ==================== the pool ==================== */
 
@@ -97,6 +112,7 @@ typedef struct mproc_pool_opts {
                                 message, never a respawn loop */
   const void *initarg;       /* the initializer's argument bytes */
   size_t initarg_len;
+  void *initctx;             /* the initializer's ctx (see mproc_task_fn) */
   long maxtasksperchild;     /* a worker is replaced after this many tasks
                                 (0: never; < 0: MPROC_EINVAL); an apply
                                 task counts one, so does each map chunk */
@@ -179,20 +195,21 @@ typedef struct mproc_apply_opts {
 } mproc_apply_opts;
 
 /*
- * mproc_pool_apply_async - queue fn(arg) and return its AsyncResult at
- * once.  Returns 0 and *out; MPROC_ECLOSED; MPROC_EINVAL; MPROC_ENOMEM.
+ * mproc_pool_apply_async - queue fn(t, arg, len, ctx) and return its
+ * AsyncResult at once.  Returns 0 and *out; MPROC_ECLOSED; MPROC_EINVAL;
+ * MPROC_ENOMEM.
  * mproc_pool_apply - the same, waiting: 0 with *result (malloc'd, free()
  * it; may be NULL with *len 0) or the task's failure (MPROC_ETASK,
  * MPROC_EWORKERDIED, MPROC_ETIMEDOUT, MPROC_ECANCELED after terminate or
  * cancel, MPROC_EBROKEN, MPROC_ENOMEM when the result does not fit).
  */
 MPROC_EXTERN int mproc_pool_apply_async(mproc_pool *p, mproc_task_fn fn,
-                                        const void *arg, size_t len,
+                                        void *ctx, const void *arg, size_t len,
                                         const mproc_apply_opts *opts,
                                         mproc_async **out);
 MPROC_EXTERN int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn,
-                                  const void *arg, size_t len, void **result,
-                                  size_t *result_len);
+                                  void *ctx, const void *arg, size_t len,
+                                  void **result, size_t *result_len);
 
 /* ==================== AsyncResult ==================== */
 
@@ -253,8 +270,8 @@ typedef struct mproc_map_error {
 } mproc_map_error;
 
 /*
- * mproc_pool_map - out[i] = fn(in[i]) for n records of in_size bytes into
- * records of out_size bytes, chunked; results in input order.  The fast
+ * mproc_pool_map - fn(in[i], out[i], ctx) for n records of in_size bytes
+ * into records of out_size bytes, chunked; results in input order.  The fast
  * path: the input is copied once into the arena (not at all when in is
  * arena memory), workers write results into an arena array copied to out
  * at the end (or straight into out when out is arena memory, with no
@@ -269,13 +286,13 @@ typedef struct mproc_map_error {
  * mproc_pool_map_async - the same, returning an AsyncResult at once; out
  * must stay valid until it is ready (it is filled before).
  */
-MPROC_EXTERN int mproc_pool_map(mproc_pool *p, mproc_map_fn fn,
+MPROC_EXTERN int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, void *ctx,
                                 const void *in, size_t n, size_t in_size,
                                 void *out, size_t out_size,
                                 const mproc_map_opts *opts,
                                 mproc_map_error *err);
 MPROC_EXTERN int mproc_pool_map_async(mproc_pool *p, mproc_map_fn fn,
-                                      const void *in, size_t n,
+                                      void *ctx, const void *in, size_t n,
                                       size_t in_size, void *out,
                                       size_t out_size,
                                       const mproc_map_opts *opts,
@@ -304,8 +321,8 @@ typedef struct mproc_result {
   int task_code; /* the task's own return value when it failed */
 } mproc_result;
 MPROC_EXTERN int mproc_pool_map_bytes(mproc_pool *p, mproc_task_fn fn,
-                                      const mproc_bytes *args, size_t n,
-                                      mproc_result *results,
+                                      void *ctx, const mproc_bytes *args,
+                                      size_t n, mproc_result *results,
                                       const mproc_map_opts *opts);
 
 /* ==================== imap ==================== */
@@ -318,7 +335,7 @@ MPROC_EXTERN int mproc_pool_map_bytes(mproc_pool *p, mproc_task_fn fn,
  * index: 0; MPROC_ETIMEDOUT (none within the timeout); MPROC_EOF (all
  * delivered); or that item's failure (the iterator goes on).
  */
-MPROC_EXTERN int mproc_pool_imap(mproc_pool *p, mproc_map_fn fn,
+MPROC_EXTERN int mproc_pool_imap(mproc_pool *p, mproc_map_fn fn, void *ctx,
                                  const void *in, size_t n, size_t in_size,
                                  size_t out_size, long chunksize,
                                  int unordered, mproc_imap **out);

@@ -76,10 +76,19 @@ typedef struct mproc_process mproc_process;
 
 /*
  * A target: called in the child with the child's copy of the argument
- * bytes (NULL and 0 when none was given).  The return value becomes the
- * child's exit status (low 8 bits).
+ * bytes (NULL and 0 when none was given) and the ctx given to
+ * mproc_process_new, passed as is.  The return value becomes the child's
+ * exit status (low 8 bits).
+ *
+ * The child is forked, so ctx reaches it as the same address, not as a
+ * copy of what it points to: it must point at arena memory
+ * (mproc_shm_alloc, the shared objects of sync.h, shared.h, queue.h),
+ * shared with the parent both ways, or at memory the parent set up before
+ * mproc_process_start (the child sees the parent's memory as it was at
+ * the fork; later changes on either side stay on that side).  NULL is
+ * fine.  Bytes the child needs as a copy go in arg.
  */
-typedef int (*mproc_target_fn)(const void *arg, size_t len);
+typedef int (*mproc_target_fn)(const void *arg, size_t len, void *ctx);
 
 /* Names are cut at this many bytes, NUL excluded. */
 #define MPROC_NAME_MAX 127
@@ -93,9 +102,9 @@ typedef struct mproc_process_opts {
  * mproc_process_new - make a process object (not started yet).
  *
  * CONSTRUCTOR: mproc_process
- * target: the function to run in the child, not NULL.  arg/len: bytes
- * copied into the object (arg may be NULL only when len is 0).  opts: NULL
- * for defaults.
+ * target: the function to run in the child, not NULL.  ctx: passed to it
+ * as is (see mproc_target_fn).  arg/len: bytes copied into the object
+ * (arg may be NULL only when len is 0).  opts: NULL for defaults.
  *
  * Returns 0 and *out; MPROC_EINVAL for a NULL out or target, or a NULL arg
  * with len > 0; MPROC_ENOMEM.  On failure *out is NULL and nothing needs
@@ -103,7 +112,7 @@ typedef struct mproc_process_opts {
  * counter, as Python does.
  */
 MPROC_EXTERN int mproc_process_new(mproc_process **out, mproc_target_fn target,
-                                   const void *arg, size_t len,
+                                   void *ctx, const void *arg, size_t len,
                                    const mproc_process_opts *opts);
 
 /*

@@ -215,18 +215,19 @@ MPROC_EXTERN mproc_lock *mproc_cond_lock(mproc_cond *c);
 MPROC_EXTERN int mproc_cond_wait(mproc_cond *c, double timeout);
 
 /* A predicate for wait_for: nonzero when the awaited state holds.  Called
- * with the lock held. */
-typedef int (*mproc_predicate_fn)(void *arg);
+ * with the lock held, in the waiting process, with the ctx given to
+ * mproc_cond_wait_for. */
+typedef int (*mproc_predicate_fn)(void *ctx);
 
 /*
- * mproc_cond_wait_for - wait until pred(arg) is nonzero, checking it first
+ * mproc_cond_wait_for - wait until pred(ctx) is nonzero, checking it first
  * and after every wakeup, at most timeout seconds in all.  Returns the
  * predicate's last value (>= 0; 0 means the timeout expired first; a
  * negative value from pred is returned as 1), or a negative error as
  * mproc_cond_wait (MPROC_EPERM without the lock, even if pred holds).
  */
 MPROC_EXTERN int mproc_cond_wait_for(mproc_cond *c, mproc_predicate_fn pred,
-                                     void *arg, double timeout);
+                                     void *ctx, double timeout);
 
 /*
  * mproc_cond_notify - wake up to n of the current waiters, oldest first
@@ -248,13 +249,16 @@ MPROC_EXTERN int mproc_cond_free(mproc_cond *c);
 typedef struct mproc_barrier mproc_barrier;
 
 /* Run by exactly one party (the last to arrive) each time the barrier
- * opens, before any party leaves wait. */
-typedef void (*mproc_barrier_action_fn)(void *arg);
+ * opens, before any party leaves wait, with the barrier's action_ctx.  The
+ * party may be any process, so action_ctx follows the rule of a process
+ * target's ctx (process.h): arena memory, or memory set up before the
+ * parties were started. */
+typedef void (*mproc_barrier_action_fn)(void *ctx);
 
 typedef struct mproc_barrier_opts {
   mproc_barrier_action_fn action; /* NULL: none; a plain function pointer,
                                      valid in every forked process */
-  void *action_arg;               /* passed to action */
+  void *action_ctx;               /* passed to action */
   double timeout;                 /* default for wait; 0 in a zeroed struct
                                      means MPROC_FOREVER here */
 } mproc_barrier_opts;

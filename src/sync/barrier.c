@@ -49,7 +49,7 @@ struct mproc_barrier {
   uint32_t gen;    /* passes completed; guarded by lock */
   double timeout;  /* the default; < 0 forever */
   mproc_barrier_action_fn action;
-  void *action_arg;
+  void *action_ctx;
   uint64_t checked_ns;
   struct mproc_lock lock;
   uint32_t slots[]; /* parties entries: token of the party at each index */
@@ -80,7 +80,7 @@ int mproc_barrier_new(mproc_barrier **out, int parties,
   b->timeout = MPROC_FOREVER;
   if (opts != NULL) {
     b->action = opts->action;
-    b->action_arg = opts->action_arg;
+    b->action_ctx = opts->action_ctx;
     if (opts->timeout > 0) {
       b->timeout = opts->timeout;
     }
@@ -251,7 +251,7 @@ int mproc_barrier_wait(mproc_barrier *b, double timeout) {
   int result;
   if (index + 1 == b->parties) {
     if (b->action != NULL) {
-      b->action(b->action_arg);
+      b->action(b->action_ctx);
     }
     b->state = DRAINING;
     b->gen++;

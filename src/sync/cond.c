@@ -170,7 +170,7 @@ int mproc_cond_wait(mproc_cond *c, double timeout) {
   return cond_wait_d(c, &d);
 }
 
-int mproc_cond_wait_for(mproc_cond *c, mproc_predicate_fn pred, void *arg,
+int mproc_cond_wait_for(mproc_cond *c, mproc_predicate_fn pred, void *ctx,
                         double timeout) {
   if (!cond_valid(c) || pred == NULL || timeout != timeout) {
     return MPROC_EINVAL;
@@ -182,7 +182,7 @@ int mproc_cond_wait_for(mproc_cond *c, mproc_predicate_fn pred, void *arg,
   if (mproc__deadline_init(&d, timeout) != 0) {
     return MPROC_EINVAL;
   }
-  int result = pred(arg);
+  int result = pred(ctx);
   while (!result) {
     if (mproc__deadline_left_ns(&d) == 0) {
       break;
@@ -191,7 +191,7 @@ int mproc_cond_wait_for(mproc_cond *c, mproc_predicate_fn pred, void *arg,
     if (r != 0 && r != MPROC_ETIMEDOUT) {
       return r;
     }
-    result = pred(arg);
+    result = pred(ctx);
   }
   return result < 0 ? 1 : result;
 }

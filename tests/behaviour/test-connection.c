@@ -54,7 +54,8 @@ typedef struct echo_arg {
 } echo_arg;
 
 /* Echo every message until "quit" or end of file, then close. */
-static int echo_child(const void *arg, size_t len) {
+static int echo_child(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   echo_arg a;
   memcpy(&a, arg, sizeof a);
@@ -309,7 +310,8 @@ TEST_IMPL(connection_poll_empty_message) {
 static const char *const poll_strings[] = {"hello", "", "a", "b", "",
                                            "bye",   "", "lop"};
 
-static int poll_strings_child(const void *arg, size_t len) {
+static int poll_strings_child(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   mproc_connection *conns[2];
   memcpy(conns, arg, sizeof conns);
@@ -365,7 +367,8 @@ TEST_IMPL(connection_poll_dont_merge) {
   return 0;
 }
 
-static int boundaries_child(const void *arg, size_t len) {
+static int boundaries_child(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   mproc_connection *conns[2];
   memcpy(conns, arg, sizeof conns);
@@ -407,7 +410,8 @@ typedef struct wait_arg {
   int id;
 } wait_arg;
 
-static int wait_child(const void *arg, size_t len) {
+static int wait_child(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   wait_arg a;
   memcpy(&a, arg, sizeof a);
@@ -550,7 +554,8 @@ TEST_IMPL(connection_wait_timeout) {
   return 0;
 }
 
-static int sleepy_child(const void *arg, size_t len) {
+static int sleepy_child(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   test_sleep(0.3);
@@ -1406,7 +1411,8 @@ TEST_IMPL(connection_buffered_limits) {
 
 /* A child that inherits a connection with buffered messages gets its own
  * copy of them (the parent keeps its own). */
-static int buffered_fork_child(const void *arg, size_t len) {
+static int buffered_fork_child(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   mproc_connection *conns[2];
   memcpy(conns, arg, sizeof conns);

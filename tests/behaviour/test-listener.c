@@ -69,7 +69,8 @@ static void client_arg_init(client_arg *a, const char *address,
 }
 
 /* The child: connect, then echo every message until end of file. */
-static int t_client(const void *arg, size_t len) {
+static int t_client(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   const client_arg *a = arg;
   mproc_client_opts o;
@@ -357,7 +358,8 @@ TEST_IMPL(listener_unix_second_bind) {
 /* A child closing its inherited copy removes nothing (only the creating
  * process does). */
 static mproc_listener *inherited;
-static int t_close_inherited(const void *arg, size_t len) {
+static int t_close_inherited(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   return mproc_listener_close(inherited) == 0 ? 0 : 1;
@@ -393,7 +395,8 @@ TEST_IMPL(listener_unix_close_spares_replaced_socket) {
 
 /* SO_PEERCRED: a peer of another uid is refused (root only: it takes a
  * setuid child, and a socket that uid can reach). */
-static int t_connect_as_nobody(const void *arg, size_t len) {
+static int t_connect_as_nobody(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   if (setgid(65534) != 0 || setuid(65534) != 0) {
     return 20;

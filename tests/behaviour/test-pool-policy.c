@@ -17,7 +17,8 @@
 #include <stdlib.h>
 #include <sys/time.h>
 
-static int sqr_long(const void *in, void *out) {
+static int sqr_long(const void *in, void *out, void *ctx) {
+  (void)ctx;
   long x;
   memcpy(&x, in, sizeof x);
   long y = x * x + 1;
@@ -27,7 +28,8 @@ static int sqr_long(const void *in, void *out) {
 
 /* An item whose cost grows with its value, so an adaptive map sees both
  * cheap and costly items. */
-static int uneven_map(const void *in, void *out) {
+static int uneven_map(const void *in, void *out, void *ctx) {
+  (void)ctx;
   long x;
   memcpy(&x, in, sizeof x);
   volatile long acc = 0;
@@ -73,14 +75,14 @@ TEST_IMPL(pool_map_adaptive) {
   mproc_map_opts mo;
   memset(&mo, 0, sizeof mo);
   mo.chunksize = MPROC_CHUNK_ADAPTIVE;
-  ASSERT_OK(mproc_pool_map(p, sqr_long, in, n, sizeof *in, out, sizeof *out,
-                           &mo, NULL));
+  ASSERT_OK(mproc_pool_map(p, sqr_long, NULL, in, n, sizeof *in, out,
+                           sizeof *out, &mo, NULL));
   for (size_t i = 0; i < n; i++) {
     ASSERT_EQ(out[i], (long)i * (long)i + 1);
   }
   mproc_map_error me;
   n = 20000;
-  ASSERT_ERR(mproc_pool_map(p, uneven_map, in, n, sizeof *in, out,
+  ASSERT_ERR(mproc_pool_map(p, uneven_map, NULL, in, n, sizeof *in, out,
                             sizeof *out, &mo, &me),
              MPROC_ETASK);
   ASSERT_UEQ(me.index, 999);
@@ -104,8 +106,8 @@ TEST_IMPL(pool_map_bad_chunksize) {
   mproc_map_opts mo;
   memset(&mo, 0, sizeof mo);
   mo.chunksize = -2;
-  ASSERT_ERR(mproc_pool_map(p, sqr_long, &in, 1, sizeof in, &out, sizeof out,
-                            &mo, NULL),
+  ASSERT_ERR(mproc_pool_map(p, sqr_long, NULL, &in, 1, sizeof in, &out,
+                            sizeof out, &mo, NULL),
              MPROC_EINVAL);
   pool_done(p);
   return 0;
@@ -115,7 +117,8 @@ TEST_IMPL(pool_map_bad_chunksize) {
 
 /* Run a map with progress on, stderr on a pseudo-terminal; return what
  * was drawn (read from the master side) in buf. */
-static int progress_child(const void *arg, size_t len) {
+static int progress_child(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg, (void)len;
   mproc_pool *p = pool_with(2, NULL);
   size_t n = 3000;
@@ -127,12 +130,12 @@ static int progress_child(const void *arg, size_t len) {
   memset(&mo, 0, sizeof mo);
   mo.chunksize = 10;
   mo.progress = 1;
-  int rc = mproc_pool_map(p, uneven_map, in, 999, sizeof *in, out,
+  int rc = mproc_pool_map(p, uneven_map, NULL, in, 999, sizeof *in, out,
                           sizeof *out, &mo, NULL);
   mproc_imap *it;
   if (rc == 0) {
-    rc = mproc_pool_imap(p, sqr_long, in, n, sizeof *in, sizeof *out, 50, 0,
-                         &it);
+    rc = mproc_pool_imap(p, sqr_long, NULL, in, n, sizeof *in, sizeof *out, 50,
+                         0, &it);
   }
   if (rc == 0) {
     mproc_imap_progress(it, 1);
@@ -209,7 +212,8 @@ TEST_IMPL(pool_progress_bar_on_tty) {
 
 /* ---- task timeouts: SIGTERM, then SIGKILL ---- */
 
-static int spin_task(mproc_task *t, const void *arg, size_t len) {
+static int spin_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)t, (void)len;
   int ignore_term;
   memcpy(&ignore_term, arg, sizeof ignore_term);
@@ -222,7 +226,8 @@ static int spin_task(mproc_task *t, const void *arg, size_t len) {
   return 0;
 }
 
-static int ok_task(mproc_task *t, const void *arg, size_t len) {
+static int ok_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   return mproc_task_return(t, arg, len);
 }
 
@@ -239,8 +244,10 @@ TEST_IMPL(pool_timeout_escalates_to_sigkill) {
   mproc_pool *p = pool_with(2, &o);
   int no = 0, yes = 1;
   mproc_async *a, *b, *c;
-  ASSERT_OK(mproc_pool_apply_async(p, spin_task, &no, sizeof no, NULL, &a));
-  ASSERT_OK(mproc_pool_apply_async(p, spin_task, &yes, sizeof yes, NULL, &b));
+  ASSERT_OK(mproc_pool_apply_async(p, spin_task, NULL, &no, sizeof no, NULL,
+                                   &a));
+  ASSERT_OK(mproc_pool_apply_async(p, spin_task, NULL, &yes, sizeof yes, NULL,
+                                   &b));
   ASSERT_ERR(mproc_async_get(a, MPROC_FOREVER), MPROC_ETIMEDOUT);
   ASSERT_ERR(mproc_async_get(b, MPROC_FOREVER), MPROC_ETIMEDOUT);
   int code, sig;
@@ -253,7 +260,7 @@ TEST_IMPL(pool_timeout_escalates_to_sigkill) {
   mproc_async_free(a);
   mproc_async_free(b);
   int v = 42;
-  ASSERT_OK(mproc_pool_apply_async(p, ok_task, &v, sizeof v, NULL, &c));
+  ASSERT_OK(mproc_pool_apply_async(p, ok_task, NULL, &v, sizeof v, NULL, &c));
   ASSERT_OK(mproc_async_get(c, MPROC_FOREVER));
   size_t len;
   const int *res = mproc_async_data(c, &len);
@@ -264,7 +271,8 @@ TEST_IMPL(pool_timeout_escalates_to_sigkill) {
 }
 
 /* A map chunk over task_timeout fails from its first unfinished item. */
-static int slow_at_5(const void *in, void *out) {
+static int slow_at_5(const void *in, void *out, void *ctx) {
+  (void)ctx;
   long x;
   memcpy(&x, in, sizeof x);
   if (x == 5) {
@@ -289,7 +297,7 @@ TEST_IMPL(pool_map_chunk_timeout) {
   memset(&mo, 0, sizeof mo);
   mo.chunksize = 4;
   mproc_map_error me;
-  ASSERT_ERR(mproc_pool_map(p, slow_at_5, in, 20, sizeof *in, out,
+  ASSERT_ERR(mproc_pool_map(p, slow_at_5, NULL, in, 20, sizeof *in, out,
                             sizeof *out, &mo, &me),
              MPROC_ETIMEDOUT);
   ASSERT_UEQ(me.index, 5);
@@ -310,7 +318,8 @@ typedef struct board {
   int inits;
 } board;
 
-static int victim(mproc_task *t, const void *arg, size_t len) {
+static int victim(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)t, (void)len;
   board *b = *(board *const *)arg;
   __atomic_store_n(&b->pid, (int)getpid(), __ATOMIC_SEQ_CST);
@@ -318,7 +327,8 @@ static int victim(mproc_task *t, const void *arg, size_t len) {
   return 0;
 }
 
-static int sleepy(mproc_task *t, const void *arg, size_t len) {
+static int sleepy(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)t, (void)arg, (void)len;
   test_sleep(0.5);
   return 0;
@@ -344,11 +354,12 @@ TEST_IMPL(pool_on_death_break) {
   o.on_death = MPROC_POOL_BREAK;
   mproc_pool *p = pool_with(2, &o);
   mproc_async *v, *others[4];
-  ASSERT_OK(mproc_pool_apply_async(p, victim, &b, sizeof b, NULL, &v));
+  ASSERT_OK(mproc_pool_apply_async(p, victim, NULL, &b, sizeof b, NULL, &v));
   int pid = wait_pid(b);
   ASSERT_GT(pid, 0);
   for (int i = 0; i < 4; i++) {
-    ASSERT_OK(mproc_pool_apply_async(p, sleepy, NULL, 0, NULL, &others[i]));
+    ASSERT_OK(mproc_pool_apply_async(p, sleepy, NULL, NULL, 0, NULL,
+                                     &others[i]));
   }
   ASSERT_OK(kill(pid, SIGKILL));
   ASSERT_ERR(mproc_async_get(v, MPROC_FOREVER), MPROC_EWORKERDIED);
@@ -360,7 +371,7 @@ TEST_IMPL(pool_on_death_break) {
   }
   mproc_async_free(v);
   mproc_async *late;
-  ASSERT_ERR(mproc_pool_apply_async(p, sleepy, NULL, 0, NULL, &late),
+  ASSERT_ERR(mproc_pool_apply_async(p, sleepy, NULL, NULL, 0, NULL, &late),
              MPROC_EBROKEN);
   pool_done(p);
   ASSERT_OK(mproc_shm_free(b));
@@ -382,7 +393,9 @@ TEST_IMPL(pool_on_death_bad_value) {
 /* ---- respawn backoff ---- */
 
 /* Succeeds for the first two workers, fails for every later one. */
-static int init_first_two(mproc_task *t, const void *arg, size_t len) {
+static int init_first_two(mproc_task *t, const void *arg, size_t len,
+                          void *ctx) {
+  (void)ctx;
   (void)len;
   board *b = *(board *const *)arg;
   int n = __atomic_add_fetch(&b->inits, 1, __ATOMIC_SEQ_CST);
@@ -409,7 +422,8 @@ TEST_IMPL(pool_respawn_initializer_fails_backoff) {
   mproc_async *r[6];
   for (int i = 0; i < 6; i++) {
     int v = i;
-    ASSERT_OK(mproc_pool_apply_async(p, ok_task, &v, sizeof v, NULL, &r[i]));
+    ASSERT_OK(mproc_pool_apply_async(p, ok_task, NULL, &v, sizeof v, NULL,
+                                     &r[i]));
   }
   int ok = 0, broken = 0;
   for (int i = 0; i < 6; i++) {
@@ -428,7 +442,7 @@ TEST_IMPL(pool_respawn_initializer_fails_backoff) {
   ASSERT_GE(inits, 2 + 5);
   ASSERT_LE(inits, 2 + 2 * 5 + 1);
   mproc_async *late;
-  ASSERT_ERR(mproc_pool_apply_async(p, ok_task, NULL, 0, NULL, &late),
+  ASSERT_ERR(mproc_pool_apply_async(p, ok_task, NULL, NULL, 0, NULL, &late),
              MPROC_EBROKEN);
   pool_done(p);
   ASSERT_OK(mproc_shm_free(b));
@@ -444,7 +458,8 @@ static void on_alarm(int sig) {
   mproc_pool_cancel(g_cancel_pool);
 }
 
-static int slow_item(const void *in, void *out) {
+static int slow_item(const void *in, void *out, void *ctx) {
+  (void)ctx;
   (void)in;
   test_sleep(0.01);
   memset(out, 1, 1);
@@ -471,13 +486,13 @@ TEST_IMPL(pool_cancel_from_signal_handler) {
   mproc_map_opts mo;
   memset(&mo, 0, sizeof mo);
   mo.chunksize = 1;
-  ASSERT_ERR(mproc_pool_map(p, slow_item, in, sizeof in, 1, out, 1, &mo,
+  ASSERT_ERR(mproc_pool_map(p, slow_item, NULL, in, sizeof in, 1, out, 1, &mo,
                             NULL),
              MPROC_ECANCELED);
   /* 2000 items of 10 ms on 2 workers would take 10 s. */
   ASSERT_DBL_LE(test_now() - t0, 5.0);
   mproc_async *late;
-  ASSERT_ERR(mproc_pool_apply_async(p, ok_task, NULL, 0, NULL, &late),
+  ASSERT_ERR(mproc_pool_apply_async(p, ok_task, NULL, NULL, 0, NULL, &late),
              MPROC_ECLOSED);
   ASSERT_OK(mproc_pool_join(p, MPROC_FOREVER));
   ASSERT_OK(mproc_pool_free(p));
@@ -487,7 +502,8 @@ TEST_IMPL(pool_cancel_from_signal_handler) {
 
 /* ---- stdout and replacements forked while the program prints ---- */
 
-static int noop_task(mproc_task *t, const void *arg, size_t len) {
+static int noop_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)t, (void)arg, (void)len;
   return 0;
 }
@@ -514,7 +530,7 @@ TEST_IMPL(pool_replacements_do_not_repeat_stdout) {
   mproc_async *r[TASKS];
   int line = 0;
   for (int i = 0; i < TASKS; i++) {
-    ASSERT_OK(mproc_pool_apply_async(p, noop_task, NULL, 0, NULL, &r[i]));
+    ASSERT_OK(mproc_pool_apply_async(p, noop_task, NULL, NULL, 0, NULL, &r[i]));
     for (int k = 0; k < LINES / TASKS; k++) {
       printf("line %d\n", line++);
     }
@@ -557,7 +573,8 @@ TEST_IMPL(pool_replacements_do_not_repeat_stdout) {
 
 /* ---- map over arena memory: no copy in, none out ---- */
 
-static int sqr_or_die(const void *in, void *out) {
+static int sqr_or_die(const void *in, void *out, void *ctx) {
+  (void)ctx;
   long x;
   memcpy(&x, in, sizeof x);
   if (x == 777) {
@@ -586,14 +603,14 @@ TEST_IMPL(pool_map_arena_in_and_out) {
   memset(&mo, 0, sizeof mo);
   mo.chunksize = 100;
   /* 777 is not in the first map: only 0..776. */
-  ASSERT_OK(mproc_pool_map(p, sqr_or_die, in, 777, sizeof *in, out,
+  ASSERT_OK(mproc_pool_map(p, sqr_or_die, NULL, in, 777, sizeof *in, out,
                            sizeof *out, &mo, NULL));
   for (size_t i = 0; i < 777; i++) {
     ASSERT_EQ(out[i], (long)(i * i + 1));
   }
   ASSERT_EQ(out[777], -1); /* not part of that map: untouched */
   mproc_map_error me;
-  ASSERT_ERR(mproc_pool_map(p, sqr_or_die, in, n, sizeof *in, out,
+  ASSERT_ERR(mproc_pool_map(p, sqr_or_die, NULL, in, n, sizeof *in, out,
                             sizeof *out, &mo, &me),
              MPROC_EWORKERDIED);
   ASSERT_UEQ(me.index, 777);
@@ -612,7 +629,8 @@ TEST_IMPL(pool_map_arena_in_and_out) {
 
 /* ---- cancel_pending: drain, do not kill ---- */
 
-static int nap_task(mproc_task *t, const void *arg, size_t len) {
+static int nap_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   double s;
   memcpy(&s, arg, sizeof s);
   (void)len;
@@ -621,7 +639,8 @@ static int nap_task(mproc_task *t, const void *arg, size_t len) {
   return mproc_task_return(t, &pid, sizeof pid);
 }
 
-static int long_task(mproc_task *t, const void *arg, size_t len) {
+static int long_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   int *started = *(int *const *)arg;
   (void)len;
   __atomic_store_n(started, 1, __ATOMIC_SEQ_CST);
@@ -656,7 +675,8 @@ static void on_alarm_drain(int sig) {
   mproc_pool_cancel_pending(g_drain_pool);
 }
 
-static int nap_item(const void *in, void *out) {
+static int nap_item(const void *in, void *out, void *ctx) {
+  (void)ctx;
   long x;
   memcpy(&x, in, sizeof x);
   test_sleep(0.02);
@@ -675,15 +695,15 @@ TEST_IMPL(pool_cancel_pending_drains) {
   int *started;
   ASSERT_OK(mproc_shm_calloc((void **)&started, 1, sizeof *started));
   mproc_async *run, *queued[5];
-  ASSERT_OK(mproc_pool_apply_async(p, long_task, &started, sizeof started,
+  ASSERT_OK(mproc_pool_apply_async(p, long_task, NULL, &started, sizeof started,
                                    NULL, &run));
   while (!__atomic_load_n(started, __ATOMIC_SEQ_CST)) {
     test_sleep(0.001); /* until the worker runs it */
   }
   ASSERT_OK(mproc_shm_free(started));
   for (int i = 0; i < 5; i++) {
-    ASSERT_OK(mproc_pool_apply_async(p, nap_task, &short_s, sizeof short_s,
-                                     NULL, &queued[i]));
+    ASSERT_OK(mproc_pool_apply_async(p, nap_task, NULL, &short_s,
+                                     sizeof short_s, NULL, &queued[i]));
   }
   ASSERT_OK(mproc_pool_cancel_pending(p));
   for (int i = 0; i < 5; i++) {
@@ -695,7 +715,7 @@ TEST_IMPL(pool_cancel_pending_drains) {
   int pid1 = *(const int *)mproc_async_data(run, &len);
   mproc_async_free(run);
   void *res;
-  ASSERT_OK(mproc_pool_apply(p, nap_task, &short_s, sizeof short_s, &res,
+  ASSERT_OK(mproc_pool_apply(p, nap_task, NULL, &short_s, sizeof short_s, &res,
                              &len));
   ASSERT_EQ(*(int *)res, pid1); /* the same worker: nobody was killed */
   free(res);
@@ -723,8 +743,8 @@ TEST_IMPL(pool_cancel_pending_drains) {
   memset(&mo, 0, sizeof mo);
   mo.chunksize = 1;
   mproc_map_error me;
-  ASSERT_ERR(mproc_pool_map(p, nap_item, in, N, sizeof *in, out, sizeof *out,
-                            &mo, &me),
+  ASSERT_ERR(mproc_pool_map(p, nap_item, NULL, in, N, sizeof *in, out,
+                            sizeof *out, &mo, &me),
              MPROC_ECANCELED);
   ASSERT_OK(pthread_join(watcher, NULL));
   signal(SIGALRM, SIG_DFL);
@@ -743,7 +763,7 @@ TEST_IMPL(pool_cancel_pending_drains) {
   mproc_pool_stats st;
   ASSERT_OK(mproc_pool_stats_get(p, &st));
   ASSERT_EQ(st.workers_died, 0);
-  ASSERT_OK(mproc_pool_map(p, nap_item, in, 10, sizeof *in, out,
+  ASSERT_OK(mproc_pool_map(p, nap_item, NULL, in, 10, sizeof *in, out,
                            sizeof *out, &mo, NULL));
   ASSERT_EQ(out[9], 1009);
   ASSERT_OK(mproc_shm_free(out));

@@ -12,7 +12,8 @@
 #include <signal.h>
 
 /* sqr: an int in, its square out. */
-static int sqr_task(mproc_task *t, const void *arg, size_t len) {
+static int sqr_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   int x;
   if (len != sizeof x) {
     return 99;
@@ -23,7 +24,8 @@ static int sqr_task(mproc_task *t, const void *arg, size_t len) {
 }
 
 /* Sleep the given double seconds, then return 1 as an int. */
-static int sleep_task(mproc_task *t, const void *arg, size_t len) {
+static int sleep_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   double s;
   (void)len;
   memcpy(&s, arg, sizeof s);
@@ -33,19 +35,22 @@ static int sleep_task(mproc_task *t, const void *arg, size_t len) {
 }
 
 /* Fail with code 7 and a message. */
-static int fail_task(mproc_task *t, const void *arg, size_t len) {
+static int fail_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg, (void)len;
   mproc_task_fail(t, "boom %d", 42);
   return 7;
 }
 
-static int pid_task(mproc_task *t, const void *arg, size_t len) {
+static int pid_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg, (void)len;
   pid_t pid = getpid();
   return mproc_task_return(t, &pid, sizeof pid);
 }
 
-static int sqr_map(const void *in, void *out) {
+static int sqr_map(const void *in, void *out, void *ctx) {
+  (void)ctx;
   int x;
   memcpy(&x, in, sizeof x);
   int y = x * x;
@@ -53,7 +58,8 @@ static int sqr_map(const void *in, void *out) {
   return 0;
 }
 
-static int fail_some_map(const void *in, void *out) {
+static int fail_some_map(const void *in, void *out, void *ctx) {
+  (void)ctx;
   int x;
   memcpy(&x, in, sizeof x);
   memcpy(out, &x, sizeof x);
@@ -90,13 +96,13 @@ TEST_IMPL(pool_apply) {
   int x = 5;
   void *res;
   size_t len;
-  ASSERT_OK(mproc_pool_apply(p, sqr_task, &x, sizeof x, &res, &len));
+  ASSERT_OK(mproc_pool_apply(p, sqr_task, NULL, &x, sizeof x, &res, &len));
   ASSERT_EQ(len, sizeof(int));
   ASSERT_EQ(*(int *)res, 25);
   free(res);
   mproc_async *r;
   x = 3;
-  ASSERT_OK(mproc_pool_apply_async(p, sqr_task, &x, sizeof x, NULL, &r));
+  ASSERT_OK(mproc_pool_apply_async(p, sqr_task, NULL, &x, sizeof x, NULL, &r));
   ASSERT_OK(mproc_async_get(r, MPROC_FOREVER));
   ASSERT_EQ(mproc_async_ready(r), 1);
   ASSERT_EQ(mproc_async_successful(r), 1);
@@ -108,7 +114,8 @@ TEST_IMPL(pool_apply) {
   /* Many at once. */
   mproc_async *rs[200];
   for (int i = 0; i < 200; i++) {
-    ASSERT_OK(mproc_pool_apply_async(p, sqr_task, &i, sizeof i, NULL, &rs[i]));
+    ASSERT_OK(mproc_pool_apply_async(p, sqr_task, NULL, &i, sizeof i, NULL,
+                                     &rs[i]));
   }
   for (int i = 0; i < 200; i++) {
     ASSERT_OK(mproc_async_get(rs[i], MPROC_FOREVER));
@@ -122,10 +129,11 @@ TEST_IMPL(pool_apply) {
 TEST_IMPL(pool_apply_failure) {
   mproc_pool *p = new_pool(2);
   void *res = (void *)1;
-  ASSERT_ERR(mproc_pool_apply(p, fail_task, NULL, 0, &res, NULL), MPROC_ETASK);
+  ASSERT_ERR(mproc_pool_apply(p, fail_task, NULL, NULL, 0, &res, NULL),
+             MPROC_ETASK);
   ASSERT_NULL(res);
   mproc_async *r;
-  ASSERT_OK(mproc_pool_apply_async(p, fail_task, NULL, 0, NULL, &r));
+  ASSERT_OK(mproc_pool_apply_async(p, fail_task, NULL, NULL, 0, NULL, &r));
   ASSERT_ERR(mproc_async_get(r, MPROC_FOREVER), MPROC_ETASK);
   ASSERT_EQ(mproc_async_successful(r), 0);
   int code = 0, sig = -1;
@@ -147,31 +155,31 @@ TEST_IMPL(pool_map) {
     in[i] = i;
   }
   memset(out, 0xff, sizeof out);
-  ASSERT_OK(mproc_pool_map(p, sqr_map, in, 10, sizeof(int), out, sizeof(int),
-                           NULL, NULL));
+  ASSERT_OK(mproc_pool_map(p, sqr_map, NULL, in, 10, sizeof(int), out,
+                           sizeof(int), NULL, NULL));
   for (int i = 0; i < 10; i++) {
     ASSERT_EQ(out[i], i * i);
   }
   mproc_map_opts mo;
   memset(&mo, 0, sizeof mo);
   mo.chunksize = 20;
-  ASSERT_OK(mproc_pool_map(p, sqr_map, in, 100, sizeof(int), out, sizeof(int),
-                           &mo, NULL));
+  ASSERT_OK(mproc_pool_map(p, sqr_map, NULL, in, 100, sizeof(int), out,
+                           sizeof(int), &mo, NULL));
   for (int i = 0; i < 100; i++) {
     ASSERT_EQ(out[i], i * i);
   }
   mo.chunksize = 1;
-  ASSERT_OK(mproc_pool_map(p, sqr_map, in, 100, sizeof(int), out, sizeof(int),
-                           &mo, NULL));
+  ASSERT_OK(mproc_pool_map(p, sqr_map, NULL, in, 100, sizeof(int), out,
+                           sizeof(int), &mo, NULL));
   for (int i = 0; i < 100; i++) {
     ASSERT_EQ(out[i], i * i);
   }
-  ASSERT_OK(mproc_pool_map(p, sqr_map, in, 0, sizeof(int), out, sizeof(int),
-                           NULL, NULL));
+  ASSERT_OK(mproc_pool_map(p, sqr_map, NULL, in, 0, sizeof(int), out,
+                           sizeof(int), NULL, NULL));
   /* The first failing item, after every item ran. */
   mproc_map_error me;
   mo.chunksize = 2;
-  ASSERT_ERR(mproc_pool_map(p, fail_some_map, in, 10, sizeof(int), out,
+  ASSERT_ERR(mproc_pool_map(p, fail_some_map, NULL, in, 10, sizeof(int), out,
                             sizeof(int), &mo, &me),
              MPROC_ETASK);
   ASSERT_UEQ(me.index, 3);
@@ -204,9 +212,10 @@ TEST_IMPL(pool_async_callbacks) {
   mproc_apply_opts ao = {on_ok, on_err, &s};
   mproc_async *r[11];
   for (int i = 0; i < 10; i++) {
-    ASSERT_OK(mproc_pool_apply_async(p, sqr_task, &i, sizeof i, &ao, &r[i]));
+    ASSERT_OK(mproc_pool_apply_async(p, sqr_task, NULL, &i, sizeof i, &ao,
+                                     &r[i]));
   }
-  ASSERT_OK(mproc_pool_apply_async(p, fail_task, NULL, 0, &ao, &r[10]));
+  ASSERT_OK(mproc_pool_apply_async(p, fail_task, NULL, NULL, 0, &ao, &r[10]));
   for (int i = 0; i < 11; i++) {
     mproc_async_wait(r[i], MPROC_FOREVER);
   }
@@ -230,7 +239,7 @@ TEST_IMPL(pool_async_callbacks) {
   mo.callback = on_map_ok;
   mo.user = &m;
   mproc_async *mr;
-  ASSERT_OK(mproc_pool_map_async(p, sqr_map, in, 10, sizeof(int), out,
+  ASSERT_OK(mproc_pool_map_async(p, sqr_map, NULL, in, 10, sizeof(int), out,
                                  sizeof(int), &mo, &mr));
   ASSERT_OK(mproc_async_get(mr, MPROC_FOREVER));
   mproc_async_free(mr); /* freed before the pool: still safe */
@@ -244,7 +253,8 @@ TEST_IMPL(pool_get_timeout) {
   mproc_pool *p = new_pool(2);
   double s = 0.3;
   mproc_async *r;
-  ASSERT_OK(mproc_pool_apply_async(p, sleep_task, &s, sizeof s, NULL, &r));
+  ASSERT_OK(mproc_pool_apply_async(p, sleep_task, NULL, &s, sizeof s, NULL,
+                                   &r));
   ASSERT_ERR(mproc_async_successful(r), MPROC_ESTATE);
   double t0 = test_now();
   ASSERT_ERR(mproc_async_get(r, 0.05), MPROC_ETIMEDOUT);
@@ -264,14 +274,16 @@ TEST_IMPL(pool_close_join_rules) {
   ASSERT_ERR(mproc_pool_join(p, 0), MPROC_ESTATE);
   double s = 0.1;
   mproc_async *r;
-  ASSERT_OK(mproc_pool_apply_async(p, sleep_task, &s, sizeof s, NULL, &r));
+  ASSERT_OK(mproc_pool_apply_async(p, sleep_task, NULL, &s, sizeof s, NULL,
+                                   &r));
   ASSERT_OK(mproc_pool_close(p));
   ASSERT_OK(mproc_pool_close(p));
   mproc_async *r2;
-  ASSERT_ERR(mproc_pool_apply_async(p, sqr_task, &s, sizeof(int), NULL, &r2),
+  ASSERT_ERR(mproc_pool_apply_async(p, sqr_task, NULL, &s, sizeof(int), NULL,
+                                    &r2),
              MPROC_ECLOSED);
   int x[2] = {1, 2}, y[2];
-  ASSERT_ERR(mproc_pool_map(p, sqr_map, x, 2, sizeof(int), y, sizeof(int),
+  ASSERT_ERR(mproc_pool_map(p, sqr_map, NULL, x, 2, sizeof(int), y, sizeof(int),
                             NULL, NULL),
              MPROC_ECLOSED);
   ASSERT_OK(mproc_pool_join(p, 30 * test_timeout_mult()));
@@ -292,7 +304,8 @@ TEST_IMPL(pool_terminate) {
   double s = 30;
   mproc_async *r[6];
   for (int i = 0; i < 6; i++) {
-    ASSERT_OK(mproc_pool_apply_async(p, sleep_task, &s, sizeof s, NULL, &r[i]));
+    ASSERT_OK(mproc_pool_apply_async(p, sleep_task, NULL, &s, sizeof s, NULL,
+                                     &r[i]));
   }
   test_sleep(0.1);
   double t0 = test_now();
@@ -304,7 +317,8 @@ TEST_IMPL(pool_terminate) {
   }
   ASSERT_OK(mproc_pool_join(p, 5));
   mproc_async *r2;
-  ASSERT_ERR(mproc_pool_apply_async(p, sqr_task, &s, sizeof(int), NULL, &r2),
+  ASSERT_ERR(mproc_pool_apply_async(p, sqr_task, NULL, &s, sizeof(int), NULL,
+                                    &r2),
              MPROC_ECLOSED);
   ASSERT_OK(mproc_pool_free(p));
   return 0;
@@ -321,7 +335,7 @@ TEST_IMPL(pool_maxtasksperchild) {
   for (int i = 0; i < 10; i++) {
     void *res;
     size_t len;
-    ASSERT_OK(mproc_pool_apply(p, pid_task, NULL, 0, &res, &len));
+    ASSERT_OK(mproc_pool_apply(p, pid_task, NULL, NULL, 0, &res, &len));
     memcpy(&pids[i], res, sizeof(pid_t));
     free(res);
     for (int j = 0; j < i; j++) {
@@ -345,20 +359,25 @@ TEST_IMPL(pool_maxtasksperchild) {
 
 static int init_value;
 
-static int init_ok(mproc_task *t, const void *arg, size_t len) {
+static int init_ok(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)t;
   ASSERT_EQ(len, sizeof(int));
   memcpy(&init_value, arg, sizeof(int));
   return 0;
 }
 
-static int init_fail(mproc_task *t, const void *arg, size_t len) {
+static int init_fail(mproc_task *t, const void *arg, size_t len,
+                     void *ctx) {
+  (void)ctx;
   (void)arg, (void)len;
   mproc_task_fail(t, "no database");
   return 1;
 }
 
-static int read_init_task(mproc_task *t, const void *arg, size_t len) {
+static int read_init_task(mproc_task *t, const void *arg, size_t len,
+                          void *ctx) {
+  (void)ctx;
   (void)arg, (void)len;
   return mproc_task_return(t, &init_value, sizeof init_value);
 }
@@ -375,7 +394,7 @@ TEST_IMPL(pool_initializer) {
   ASSERT_OK(mproc_pool_new(&p, &o));
   for (int i = 0; i < 6; i++) {
     void *res;
-    ASSERT_OK(mproc_pool_apply(p, read_init_task, NULL, 0, &res, NULL));
+    ASSERT_OK(mproc_pool_apply(p, read_init_task, NULL, NULL, 0, &res, NULL));
     ASSERT_EQ(*(int *)res, 1234);
     free(res);
   }
@@ -402,13 +421,14 @@ TEST_IMPL(pool_task_timeout) {
   double s = 30;
   mproc_async *r;
   double t0 = test_now();
-  ASSERT_OK(mproc_pool_apply_async(p, sleep_task, &s, sizeof s, NULL, &r));
+  ASSERT_OK(mproc_pool_apply_async(p, sleep_task, NULL, &s, sizeof s, NULL,
+                                   &r));
   ASSERT_ERR(mproc_async_get(r, 10 * test_timeout_mult()), MPROC_ETIMEDOUT);
   ASSERT_DBL_LE(test_now() - t0, 0.2 + 2 * test_slack() + 0.05);
   mproc_async_free(r);
   int x = 6;
   void *res;
-  ASSERT_OK(mproc_pool_apply(p, sqr_task, &x, sizeof x, &res, NULL));
+  ASSERT_OK(mproc_pool_apply(p, sqr_task, NULL, &x, sizeof x, &res, NULL));
   ASSERT_EQ(*(int *)res, 36);
   free(res);
   mproc_pool_stats st;
@@ -428,7 +448,7 @@ TEST_IMPL(pool_map_bytes) {
     args[i].data = &v[i];
     args[i].len = (i == 13) ? 1 : sizeof(int); /* item 13 fails */
   }
-  ASSERT_ERR(mproc_pool_map_bytes(p, sqr_task, args, 20, res, NULL),
+  ASSERT_ERR(mproc_pool_map_bytes(p, sqr_task, NULL, args, 20, res, NULL),
              MPROC_ETASK);
   for (int i = 0; i < 20; i++) {
     if (i == 13) {
@@ -445,13 +465,14 @@ TEST_IMPL(pool_map_bytes) {
   return 0;
 }
 
-static int sleepy_sqr_map(const void *in, void *out) {
+static int sleepy_sqr_map(const void *in, void *out, void *ctx) {
+  (void)ctx;
   int x;
   memcpy(&x, in, sizeof x);
   if (x == 0) {
     test_sleep(0.3);
   }
-  return sqr_map(in, out);
+  return sqr_map(in, out, ctx);
 }
 
 TEST_IMPL(pool_imap) {
@@ -462,7 +483,7 @@ TEST_IMPL(pool_imap) {
   }
   /* Ordered, with per-item failures that do not stop the iterator. */
   mproc_imap *it;
-  ASSERT_OK(mproc_pool_imap(p, fail_some_map, in, 100, sizeof(int),
+  ASSERT_OK(mproc_pool_imap(p, fail_some_map, NULL, in, 100, sizeof(int),
                             sizeof(int), 7, 0, &it));
   for (int i = 0; i < 100; i++) {
     int v;
@@ -478,7 +499,7 @@ TEST_IMPL(pool_imap) {
   ASSERT_ERR(mproc_imap_next(it, &v, NULL, 0), MPROC_EOF);
   ASSERT_OK(mproc_imap_free(it));
   /* Unordered: every index once; item 0 is slow, so it is not first. */
-  ASSERT_OK(mproc_pool_imap(p, sleepy_sqr_map, in, 40, sizeof(int),
+  ASSERT_OK(mproc_pool_imap(p, sleepy_sqr_map, NULL, in, 40, sizeof(int),
                             sizeof(int), 0, 1, &it));
   int seen[40] = {0};
   for (int i = 0; i < 40; i++) {
@@ -496,14 +517,14 @@ TEST_IMPL(pool_imap) {
   }
   ASSERT_OK(mproc_imap_free(it));
   /* Ordered: next times out while item 0 runs; freeing it early is safe. */
-  ASSERT_OK(mproc_pool_imap(p, sleepy_sqr_map, in, 10, sizeof(int),
+  ASSERT_OK(mproc_pool_imap(p, sleepy_sqr_map, NULL, in, 10, sizeof(int),
                             sizeof(int), 1, 0, &it));
   double t0 = test_now();
   ASSERT_ERR(mproc_imap_next(it, &v, NULL, 0.05), MPROC_ETIMEDOUT);
   ASSERT_DBL_LE(test_now() - t0, 0.05 + test_slack());
   ASSERT_OK(mproc_imap_free(it));
-  ASSERT_OK(mproc_pool_imap(p, sqr_map, in, 0, sizeof(int), sizeof(int), 0,
-                            0, &it));
+  ASSERT_OK(mproc_pool_imap(p, sqr_map, NULL, in, 0, sizeof(int), sizeof(int),
+                            0, 0, &it));
   ASSERT_ERR(mproc_imap_next(it, &v, NULL, 0), MPROC_EOF);
   ASSERT_OK(mproc_imap_free(it));
   finish_pool(p);

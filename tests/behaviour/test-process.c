@@ -20,28 +20,33 @@
 
 /* ---- targets ---- */
 
-static int t_return_arg(const void *arg, size_t len) {
+static int t_return_arg(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   return len == sizeof(int) ? *(const int *)arg : 99;
 }
 
-static int t_exit_arg(const void *arg, size_t len) {
+static int t_exit_arg(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   exit(*(const int *)arg);
 }
 
-static int t_sleep_arg(const void *arg, size_t len) {
+static int t_sleep_arg(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   test_sleep(*(const double *)arg);
   return 0;
 }
 
-static int t_raise_arg(const void *arg, size_t len) {
+static int t_raise_arg(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   raise(*(const int *)arg);
   return 50;
 }
 
-static int t_noop(const void *arg, size_t len) {
+static int t_noop(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   return 0;
@@ -50,7 +55,7 @@ static int t_noop(const void *arg, size_t len) {
 static mproc_process *start_target(mproc_target_fn fn, const void *arg,
                                    size_t len, const mproc_process_opts *o) {
   mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, fn, arg, len, o));
+  ASSERT_OK(mproc_process_new(&p, fn, NULL, arg, len, o));
   ASSERT_OK(mproc_process_start(p));
   return p;
 }
@@ -91,7 +96,8 @@ TEST_IMPL(process_current) {
 
 /* ---- arguments ---- */
 
-static int t_check_bytes(const void *arg, size_t len) {
+static int t_check_bytes(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   const unsigned char *b = arg;
   if (len == 0) {
     return arg == NULL ? 0 : 2;
@@ -113,7 +119,7 @@ TEST_IMPL(process_args_copied) {
       buf[i] = (unsigned char)(i * 7 + 3);
     }
     mproc_process *p = NULL;
-    ASSERT_OK(mproc_process_new(&p, t_check_bytes, buf, n, NULL));
+    ASSERT_OK(mproc_process_new(&p, t_check_bytes, NULL, buf, n, NULL));
     /* The object has its own copy: scribbling on ours changes nothing. */
     if (n) {
       memset(buf, 0xff, n);
@@ -131,7 +137,7 @@ TEST_IMPL(process_args_copied) {
 TEST_IMPL(process_lifecycle) {
   mproc_process *p = NULL;
   double t = 0.2;
-  ASSERT_OK(mproc_process_new(&p, t_sleep_arg, &t, sizeof t, NULL));
+  ASSERT_OK(mproc_process_new(&p, t_sleep_arg, NULL, &t, sizeof t, NULL));
   int code;
   ASSERT_EQ(mproc_process_pid(p), 0);
   ASSERT_EQ(mproc_process_is_alive(p), 0);
@@ -245,10 +251,11 @@ TEST_IMPL(process_signal_errors) {
 
 TEST_IMPL(process_misuse) {
   mproc_process *p = (mproc_process *)0x1;
-  ASSERT_ERR(mproc_process_new(NULL, t_noop, NULL, 0, NULL), MPROC_EINVAL);
-  ASSERT_ERR(mproc_process_new(&p, NULL, NULL, 0, NULL), MPROC_EINVAL);
+  ASSERT_ERR(mproc_process_new(NULL, t_noop, NULL, NULL, 0, NULL),
+             MPROC_EINVAL);
+  ASSERT_ERR(mproc_process_new(&p, NULL, NULL, NULL, 0, NULL), MPROC_EINVAL);
   ASSERT_NULL(p);
-  ASSERT_ERR(mproc_process_new(&p, t_noop, NULL, 5, NULL), MPROC_EINVAL);
+  ASSERT_ERR(mproc_process_new(&p, t_noop, NULL, NULL, 5, NULL), MPROC_EINVAL);
   ASSERT_NULL(p);
   ASSERT_ERR(mproc_process_start(NULL), MPROC_EINVAL);
   ASSERT_ERR(mproc_process_join(NULL, 1), MPROC_EINVAL);
@@ -263,7 +270,7 @@ TEST_IMPL(process_misuse) {
   ASSERT_STR_EQ(mproc_process_name(NULL), "");
   ASSERT_ERR(mproc_active_children(NULL, 3), MPROC_EINVAL);
 
-  ASSERT_OK(mproc_process_new(&p, t_noop, NULL, 0, NULL));
+  ASSERT_OK(mproc_process_new(&p, t_noop, NULL, NULL, 0, NULL));
   ASSERT_ERR(mproc_process_exitcode(p, NULL), MPROC_EINVAL);
   ASSERT_ERR(mproc_process_join(p, NAN), MPROC_EINVAL);
   ASSERT_OK(mproc_process_start(p));
@@ -281,7 +288,7 @@ TEST_IMPL(process_misuse) {
   ASSERT_OK(mproc_process_free(p));
 
   /* An unstarted object may be closed and freed. */
-  ASSERT_OK(mproc_process_new(&p, t_noop, NULL, 0, NULL));
+  ASSERT_OK(mproc_process_new(&p, t_noop, NULL, NULL, 0, NULL));
   ASSERT_OK(mproc_process_free(p));
   return 0;
 }
@@ -289,7 +296,8 @@ TEST_IMPL(process_misuse) {
 /* Only the creating process may start, join or free an object. */
 static mproc_process *shared_obj;
 
-static int t_use_foreign(const void *arg, size_t len) {
+static int t_use_foreign(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   int code;
@@ -303,7 +311,7 @@ static int t_use_foreign(const void *arg, size_t len) {
 }
 
 TEST_IMPL(process_foreign_object) {
-  ASSERT_OK(mproc_process_new(&shared_obj, t_noop, NULL, 0, NULL));
+  ASSERT_OK(mproc_process_new(&shared_obj, t_noop, NULL, NULL, 0, NULL));
   ASSERT_EQ(run_to_end(t_use_foreign, NULL, 0), 0);
   ASSERT_OK(mproc_process_free(shared_obj));
   return 0;
@@ -319,14 +327,16 @@ static void put_line(const char *s) {
   ASSERT_EQ(write(name_fd, buf, (size_t)n), n);
 }
 
-static int t_report_name(const void *arg, size_t len) {
+static int t_report_name(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   put_line(mproc_process_name(mproc_current_process()));
   return 0;
 }
 
-static int t_nested_names(const void *arg, size_t len) {
+static int t_nested_names(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   put_line(mproc_process_name(mproc_current_process()));
@@ -363,7 +373,7 @@ TEST_IMPL(process_names) {
   ASSERT_EQ(join_code(p3), 0);
   /* The counter counts objects, started or not. */
   mproc_process *p4 = NULL;
-  ASSERT_OK(mproc_process_new(&p4, t_noop, NULL, 0, NULL));
+  ASSERT_OK(mproc_process_new(&p4, t_noop, NULL, NULL, 0, NULL));
   ASSERT_STR_EQ(mproc_process_name(p4), "Process-4");
   close(fds[1]);
   ASSERT_STR_EQ(read_all(fds[0]),
@@ -379,7 +389,8 @@ TEST_IMPL(process_names) {
 
 /* Python's test_recursion: a tree of depth 2; each process reports its
  * identity. */
-static int t_tree(const void *arg, size_t len) {
+static int t_tree(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   int depth = len ? *(const int *)arg : 0;
   const char *name = mproc_process_name(mproc_current_process());
   put_line(name);
@@ -399,7 +410,7 @@ TEST_IMPL(process_recursion) {
   ASSERT_OK(pipe(fds));
   name_fd = fds[1];
   int depth = 2;
-  ASSERT_EQ(t_tree(&depth, sizeof depth), 0);
+  ASSERT_EQ(t_tree(&depth, sizeof depth, NULL), 0);
   close(fds[1]);
   ASSERT_STR_EQ(read_all(fds[0]),
                 "MainProcess\nProcess-1\nProcess-1:1\nProcess-1:2\n"
@@ -410,7 +421,8 @@ TEST_IMPL(process_recursion) {
 
 /* ---- parent_process ---- */
 
-static int t_parent_info(const void *arg, size_t len) {
+static int t_parent_info(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   mproc_process *pp = mproc_parent_process();
@@ -432,7 +444,8 @@ TEST_IMPL(process_parent_attributes) {
 /* Python's test_parent_process: a grandchild sees its parent alive, then,
  * once the parent was terminated, parent.join() returns and it is not
  * alive. */
-static int t_grandchild_watch(const void *arg, size_t len) {
+static int t_grandchild_watch(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   mproc_process *pp = mproc_parent_process();
@@ -445,7 +458,8 @@ static int t_grandchild_watch(const void *arg, size_t len) {
   return 0;
 }
 
-static int t_middle(const void *arg, size_t len) {
+static int t_middle(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   mproc_process *g = start_target(t_grandchild_watch, NULL, 0, NULL);
@@ -479,7 +493,7 @@ TEST_IMPL(process_parent_process_join) {
 TEST_IMPL(process_sentinel) {
   double t = 0.3;
   mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, t_sleep_arg, &t, sizeof t, NULL));
+  ASSERT_OK(mproc_process_new(&p, t_sleep_arg, NULL, &t, sizeof t, NULL));
   ASSERT_ERR(mproc_process_sentinel(p), MPROC_ENOTSTARTED);
   ASSERT_OK(mproc_process_start(p));
   int fd = mproc_process_sentinel(p);
@@ -581,7 +595,8 @@ TEST_IMPL(process_reaped_without_join) {
 
 /* ---- the child's stdio ---- */
 
-static int t_stdin_is_devnull(const void *arg, size_t len) {
+static int t_stdin_is_devnull(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   char target[64] = {0};
@@ -596,7 +611,8 @@ TEST_IMPL(process_stdin_devnull) {
   return 0;
 }
 
-static int t_print_child(const void *arg, size_t len) {
+static int t_print_child(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   printf("[child]");
@@ -721,7 +737,8 @@ TEST_IMPL(process_cpu_count_affinity) {
 
 /* ---- logging ---- */
 
-static int t_log_line(const void *arg, size_t len) {
+static int t_log_line(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   mproc_log(MPROC_LOG_INFO, "hello from %s", "the child");

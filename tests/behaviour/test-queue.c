@@ -66,7 +66,8 @@ static int64_t get_u32(mproc_queue *q, double timeout) {
 
 /* ---- _TestQueue.test_put ---- */
 
-static int t_drain_six(const void *arg, size_t len) {
+static int t_drain_six(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = arg_shared(arg);
   wait_flag(&s->go);
@@ -114,7 +115,8 @@ TEST_IMPL(queue_put) {
 
 /* ---- _TestQueue.test_get ---- */
 
-static int t_put_2_to_5(const void *arg, size_t len) {
+static int t_put_2_to_5(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = arg_shared(arg);
   wait_flag(&s->go);
@@ -162,7 +164,8 @@ TEST_IMPL(queue_get) {
 
 /* ---- _TestQueue.test_fork ---- */
 
-static int t_put_10_to_19(const void *arg, size_t len) {
+static int t_put_10_to_19(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = arg_shared(arg);
   for (uint32_t i = 10; i < 20; i++) {
@@ -192,13 +195,15 @@ TEST_IMPL(queue_fork) {
 
 /* ---- _TestQueue.test_qsize, across processes ---- */
 
-static int t_put_one(const void *arg, size_t len) {
+static int t_put_one(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = arg_shared(arg);
   return put_u32(s->q, 1, MPROC_FOREVER) == 0 ? 0 : 2;
 }
 
-static int t_get_one(const void *arg, size_t len) {
+static int t_get_one(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = arg_shared(arg);
   return get_u32(s->q, 5) == 1 ? 0 : 2;
@@ -224,7 +229,8 @@ TEST_IMPL(queue_qsize) {
 
 /* ---- _TestQueue.test_task_done: 4 workers, 10 items ---- */
 
-static int t_worker(const void *arg, size_t len) {
+static int t_worker(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = arg_shared(arg);
   for (;;) {
@@ -271,7 +277,8 @@ TEST_IMPL(queue_task_done) {
 
 /* A join blocked in another process returns as soon as the last task is
  * done. */
-static int t_join(const void *arg, size_t len) {
+static int t_join(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = arg_shared(arg);
   set_flag(&s->ready, 1);
@@ -302,7 +309,8 @@ TEST_IMPL(queue_join_wakes) {
 
 /* ---- waking across processes ---- */
 
-static int t_get_wait(const void *arg, size_t len) {
+static int t_get_wait(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = arg_shared(arg);
   set_flag(&s->ready, 1);
@@ -331,7 +339,8 @@ TEST_IMPL(queue_put_wakes_getter) {
   return 0;
 }
 
-static int t_put_wait(const void *arg, size_t len) {
+static int t_put_wait(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = arg_shared(arg);
   set_flag(&s->ready, 1);
@@ -402,7 +411,8 @@ TEST_IMPL(queue_close_wakes_waiters) {
 
 #define BIG_LEN ((size_t)1 << 20)
 
-static int t_put_big_and_exit(const void *arg, size_t len) {
+static int t_put_big_and_exit(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = arg_shared(arg);
   unsigned char *buf = malloc(BIG_LEN);
@@ -442,7 +452,8 @@ TEST_IMPL(queue_child_put_then_join) {
 
 /* ---- TestSimpleQueue across processes ---- */
 
-static int t_simple_echo(const void *arg, size_t len) {
+static int t_simple_echo(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = arg_shared(arg);
   void *m = NULL;
@@ -530,7 +541,8 @@ static int msg_valid(const unsigned char *buf, size_t len,
                          ((uint64_t)h->prod << 32 | h->seq) + 1);
 }
 
-static int t_stress_producer(const void *arg, size_t len) {
+static int t_stress_producer(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct stress *st = *(struct stress *const *)arg;
   uint32_t prod = (uint32_t)__atomic_fetch_add(&st->next_id, 1,
@@ -545,7 +557,8 @@ static int t_stress_producer(const void *arg, size_t len) {
   return 0;
 }
 
-static int t_stress_consumer(const void *arg, size_t len) {
+static int t_stress_consumer(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct stress *st = *(struct stress *const *)arg;
   int me = __atomic_fetch_add(&st->next_id, 1, __ATOMIC_SEQ_CST) % SC;

@@ -19,7 +19,8 @@ static void prefix_sums(int *seq, size_t n) {
 
 /* The same on the shared array, element by element through the API, as
  * Python's f does on the Array (each index access takes the lock). */
-static int t_prefix_sums(const void *arg, size_t len) {
+static int t_prefix_sums(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   mproc_array *a;
   ASSERT_EQ(len, sizeof a);
   memcpy(&a, arg, sizeof a);
@@ -110,7 +111,8 @@ struct lock_arg {
   int recursive; /* an RLock: the array may be used while holding it */
 };
 
-static int t_check_lock(const void *arg, size_t len) {
+static int t_check_lock(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct lock_arg la;
   ASSERT_EQ(len, sizeof la);
   memcpy(&la, arg, sizeof la);
@@ -192,7 +194,8 @@ struct tear_arg {
   int id;
 };
 
-static int t_write_slices(const void *arg, size_t len) {
+static int t_write_slices(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct tear_arg ta;
   ASSERT_EQ(len, sizeof ta);
   memcpy(&ta, arg, sizeof ta);
@@ -216,7 +219,8 @@ TEST_IMPL(shared_array_slices_not_torn) {
   mproc_process *p[NWRITERS];
   for (int i = 0; i < NWRITERS; i++) {
     struct tear_arg ta = {a, i + 1};
-    ASSERT_OK(mproc_process_new(&p[i], t_write_slices, &ta, sizeof ta, NULL));
+    ASSERT_OK(mproc_process_new(&p[i], t_write_slices, NULL, &ta, sizeof ta,
+                                NULL));
     ASSERT_OK(mproc_process_start(p[i]));
   }
   for (int i = 0; i < NWRITERS; i++) {

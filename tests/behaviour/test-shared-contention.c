@@ -20,7 +20,8 @@ struct incr_arg {
   int n;
 };
 
-static int t_increment(const void *arg, size_t len) {
+static int t_increment(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct incr_arg ia;
   ASSERT_EQ(len, sizeof ia);
   memcpy(&ia, arg, sizeof ia);
@@ -59,7 +60,8 @@ static int64_t run_incrementers(mproc_value *v, int mode, int n) {
   mproc_process *p[NPROCS];
   struct incr_arg ia = {v, mode, n};
   for (int i = 0; i < NPROCS; i++) {
-    ASSERT_OK(mproc_process_new(&p[i], t_increment, &ia, sizeof ia, NULL));
+    ASSERT_OK(mproc_process_new(&p[i], t_increment, NULL, &ia, sizeof ia,
+                                NULL));
   }
   for (int i = 0; i < NPROCS; i++) {
     ASSERT_OK(mproc_process_start(p[i]));

@@ -35,7 +35,8 @@ static size_t c_string(mproc_array *s, char *out, size_t cap) {
 }
 
 /* Python's _double. */
-static int t_double(const void *arg, size_t len) {
+static int t_double(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct objs o;
   ASSERT_EQ(len, sizeof o);
   memcpy(&o, arg, sizeof o);
@@ -89,7 +90,7 @@ static void sharedctypes_case(int lock) {
   ASSERT_EQ(mproc_array_get_lock(o.string) != NULL, lock);
 
   mproc_process *p;
-  ASSERT_OK(mproc_process_new(&p, t_double, &o, sizeof o,
+  ASSERT_OK(mproc_process_new(&p, t_double, NULL, &o, sizeof o,
                               &(mproc_process_opts){.daemon = 1}));
   ASSERT_OK(mproc_process_start(p));
   ASSERT_OK(mproc_process_join(p, 60));

@@ -31,7 +31,8 @@ struct values_arg {
 };
 
 /* Python's _TestValue._test: sv.value = cv[2] for each. */
-static int t_set_values(const void *arg, size_t len) {
+static int t_set_values(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct values_arg va;
   ASSERT_EQ(len, sizeof va);
   memcpy(&va, arg, sizeof va);
@@ -125,7 +126,8 @@ struct lock_arg {
 
 /* The child sees the same lock, can take it, finds it is its own while
  * held, and that the parent's hold is not. */
-static int t_check_lock(const void *arg, size_t len) {
+static int t_check_lock(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   struct lock_arg la;
   ASSERT_EQ(len, sizeof la);
   memcpy(&la, arg, sizeof la);
@@ -201,7 +203,8 @@ TEST_IMPL(shared_value_getlock_across_processes) {
 
 /* A child frees the object the parent made (any process may free it,
  * once); the parent then sees MPROC_EINVAL, not a crash. */
-static int t_free_value(const void *arg, size_t len) {
+static int t_free_value(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   mproc_value *v;
   ASSERT_EQ(len, sizeof v);
   memcpy(&v, arg, sizeof v);
@@ -224,7 +227,8 @@ TEST_IMPL(shared_value_freed_by_child) {
 /* ---- a lock holder that dies ---- */
 
 /* Take the value's lock, write, and die holding it. */
-static int t_die_holding(const void *arg, size_t len) {
+static int t_die_holding(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   mproc_value *v;
   ASSERT_EQ(len, sizeof v);
   memcpy(&v, arg, sizeof v);

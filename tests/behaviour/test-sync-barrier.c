@@ -35,7 +35,7 @@ static struct bt *bt_new(const mproc_barrier_opts *o) {
   if (o != NULL) {
     with_arg = *o;
     if (with_arg.action != NULL) {
-      with_arg.action_arg = t;
+      with_arg.action_ctx = t;
     }
   }
   ASSERT_OK(mproc_barrier_new(&t->b, N, o != NULL ? &with_arg : NULL));
@@ -56,7 +56,7 @@ static void bt_free(struct bt *t) {
 static int run_parties(mproc_target_fn fn, struct bt *t) {
   mproc_process *p[N - 1];
   test_start_procs(p, N - 1, fn, &t, sizeof t);
-  int bad = fn(&t, sizeof t);
+  int bad = fn(&t, sizeof t, NULL);
   for (int i = 0; i < N - 1; i++) {
     bad += test_finish_proc(p[i]);
   }
@@ -67,7 +67,8 @@ static int run_parties(mproc_target_fn fn, struct bt *t) {
 #define GET(field) __atomic_load_n(&t->field, __ATOMIC_SEQ_CST)
 
 /* test_barrier: lock-step passes. */
-static int f_multipass(const void *arg, size_t len) {
+static int f_multipass(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct bt *t = *(struct bt *const *)arg;
   if (mproc_barrier_parties(t->b) != N) return 1;
@@ -113,7 +114,8 @@ static void action(void *arg) {
   ADD(actions);
 }
 
-static int f_wait_once(const void *arg, size_t len) {
+static int f_wait_once(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct bt *t = *(struct bt *const *)arg;
   int r = mproc_barrier_wait(t->b, 10);
@@ -146,7 +148,8 @@ static int tally_second_wait(struct bt *t) {
 }
 
 /* test_abort: one party aborts; the other N-1 are broken. */
-static int f_abort(const void *arg, size_t len) {
+static int f_abort(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct bt *t = *(struct bt *const *)arg;
   int i = mproc_barrier_wait(t->b, 10);
@@ -172,7 +175,8 @@ TEST_IMPL(sync_barrier_abort) {
 
 /* test_reset: one party resets while the others wait: they are broken,
  * then all pass again. */
-static int f_reset(const void *arg, size_t len) {
+static int f_reset(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct bt *t = *(struct bt *const *)arg;
   int i = mproc_barrier_wait(t->b, 10);
@@ -211,7 +215,8 @@ TEST_IMPL(sync_barrier_reset) {
 }
 
 /* test_abort_and_reset. */
-static int f_abort_and_reset(const void *arg, size_t len) {
+static int f_abort_and_reset(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct bt *t = *(struct bt *const *)arg;
   int i = mproc_barrier_wait(t->b, 10);
@@ -242,7 +247,8 @@ TEST_IMPL(sync_barrier_abort_and_reset) {
 /* test_timeout / test_default_timeout: one party is late; the others'
  * timeout breaks the barrier for all.  The party whose own timeout
  * expired gets MPROC_ETIMEDOUT, every other one MPROC_EBROKEN. */
-static int f_timeout(const void *arg, size_t len) {
+static int f_timeout(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct bt *t = *(struct bt *const *)arg;
   int i = mproc_barrier_wait(t->b, 10);
@@ -311,7 +317,8 @@ TEST_IMPL(sync_barrier_poll) {
 }
 
 /* test_thousand: 5 processes x 1000 passes, the passes in order. */
-static int f_thousand(const void *arg, size_t len) {
+static int f_thousand(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct bt *t = *(struct bt *const *)arg;
   for (int i = 0; i < 1000; i++) {
@@ -336,7 +343,7 @@ TEST_IMPL(sync_barrier_thousand) {
 
 /* Threads and processes together: 2 threads here, 3 processes. */
 static void *th_multipass(void *arg) {
-  return (void *)(intptr_t)f_multipass(&arg, sizeof arg);
+  return (void *)(intptr_t)f_multipass(&arg, sizeof arg, NULL);
 }
 
 TEST_IMPL(sync_barrier_threads_and_processes) {

@@ -79,7 +79,8 @@ TEST_IMPL(sync_lock_short_timeouts_while_held) {
   return 0;
 }
 
-static int t_release(const void *arg, size_t len) {
+static int t_release(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   mproc_lock *l = *(mproc_lock *const *)arg;
   if (mproc_lock_is_mine(l) != 0) {
@@ -91,7 +92,8 @@ static int t_release(const void *arg, size_t len) {
   return mproc_lock_release(l) == 0 ? 0 : 4;
 }
 
-static int t_acquire(const void *arg, size_t len) {
+static int t_acquire(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   mproc_lock *l = *(mproc_lock *const *)arg;
   return mproc_lock_acquire(l, 5) == 0 ? 0 : 5;
@@ -116,7 +118,8 @@ TEST_IMPL(sync_lock_release_by_other_process) {
 
 /* A waiter blocked in another process gets the lock when it is
  * released. */
-static int t_acquire_report(const void *arg, size_t len) {
+static int t_acquire_report(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   mproc_lock *l = ((mproc_lock *const *)arg)[0];
   int *flag = ((int *const *)arg)[1];
@@ -187,7 +190,8 @@ TEST_IMPL(sync_rlock_basic) {
   return 0;
 }
 
-static int t_rlock_foreign(const void *arg, size_t len) {
+static int t_rlock_foreign(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   mproc_lock *l = *(mproc_lock *const *)arg;
   if (mproc_lock_is_mine(l) != 0) return 2;
@@ -207,7 +211,7 @@ TEST_IMPL(sync_rlock_other_process) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    _exit(t_rlock_foreign(&l, sizeof l));
+    _exit(t_rlock_foreign(&l, sizeof l, NULL));
   }
   ASSERT_EQ(test_wait_pid(pid, 10), 0);
   ASSERT_EQ(mproc_lock_is_mine(l), 1);
@@ -227,7 +231,8 @@ struct hammer {
   int depth;     /* RLock: nesting per increment */
 };
 
-static int t_hammer(const void *arg, size_t len) {
+static int t_hammer(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct hammer *h = *(struct hammer *const *)arg;
   for (int i = 0; i < HAMMER_ITERS; i++) {
@@ -280,7 +285,7 @@ TEST_IMPL(sync_rlock_hammer_processes) {
 
 /* Threads and processes at once: 4 threads here, 2 child processes. */
 static void *th_hammer(void *arg) {
-  return (void *)(intptr_t)t_hammer(&arg, sizeof arg);
+  return (void *)(intptr_t)t_hammer(&arg, sizeof arg, NULL);
 }
 
 TEST_IMPL(sync_lock_hammer_threads_and_processes) {
@@ -318,7 +323,8 @@ struct asym_hammer {
 #define ASYM_SLICE_NS 20000000000ull /* 20 s */
 #define ASYM_LONG_WAIT 5.0
 
-static int t_asym(const void *arg, size_t len) {
+static int t_asym(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct asym_hammer *h = *(struct asym_hammer *const *)arg;
   mproc_lock *l = (mproc_lock *)(void *)h->lock;

@@ -90,7 +90,8 @@ TEST_IMPL(sync_semaphore_timeout) {
 }
 
 /* Signalling between processes: a child releases, the parent acquires. */
-static int t_sem_release_later(const void *arg, size_t len) {
+static int t_sem_release_later(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   mproc_semaphore *s = *(mproc_semaphore *const *)arg;
   test_sleep(DELTA);
@@ -120,7 +121,8 @@ struct sem_pool {
   int max_inside;
 };
 
-static int t_sem_pool(const void *arg, size_t len) {
+static int t_sem_pool(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct sem_pool *sp = *(struct sem_pool *const *)arg;
   for (int i = 0; i < 2000; i++) {
@@ -157,7 +159,8 @@ TEST_IMPL(sync_semaphore_resource_counter) {
 
 /* ==================== Event ==================== */
 
-static int t_event_set_later(const void *arg, size_t len) {
+static int t_event_set_later(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   mproc_event *e = *(mproc_event *const *)arg;
   test_sleep(DELTA);
@@ -199,7 +202,8 @@ struct ev_many {
   int returned;
 };
 
-static int t_event_waiter(const void *arg, size_t len) {
+static int t_event_waiter(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct ev_many *m = *(struct ev_many *const *)arg;
   __atomic_add_fetch(&m->started, 1, __ATOMIC_SEQ_CST);
@@ -209,7 +213,7 @@ static int t_event_waiter(const void *arg, size_t len) {
 }
 
 static void *th_event_waiter(void *arg) {
-  return (void *)(intptr_t)t_event_waiter(&arg, sizeof arg);
+  return (void *)(intptr_t)t_event_waiter(&arg, sizeof arg, NULL);
 }
 
 /* set() wakes every waiter, processes and threads. */
@@ -261,7 +265,8 @@ struct pingpong {
   mproc_event *ping, *pong;
 };
 
-static int t_pong(const void *arg, size_t len) {
+static int t_pong(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct pingpong *pp = *(struct pingpong *const *)arg;
   for (int i = 0; i < 5000; i++) {
@@ -315,7 +320,8 @@ static int cv_f(struct cv *c) {
   return 0;
 }
 
-static int t_cv_f(const void *arg, size_t len) {
+static int t_cv_f(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   return cv_f(*(struct cv *const *)arg);
 }
@@ -466,7 +472,8 @@ TEST_IMPL(sync_cond_late_waiter_not_woken) {
 }
 
 /* test_timeout and test_wait_result. */
-static int t_cv_notify_once(const void *arg, size_t len) {
+static int t_cv_notify_once(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct cv *c = *(struct cv *const *)arg;
   mproc_lock *l = mproc_cond_lock(c->cond);
@@ -491,7 +498,8 @@ TEST_IMPL(sync_cond_timeout_and_result) {
 }
 
 /* wait releases every level of an RLock and restores them. */
-static int t_cv_grab(const void *arg, size_t len) {
+static int t_cv_grab(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct cv *c = *(struct cv *const *)arg;
   mproc_lock *l = mproc_cond_lock(c->cond);
@@ -553,7 +561,8 @@ static int pred_state_zero(void *arg) {
   return c->state == 0;
 }
 
-static int t_cv_waitfor(const void *arg, size_t len) {
+static int t_cv_waitfor(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct cv *c = *(struct cv *const *)arg;
   mproc_lock *l = mproc_cond_lock(c->cond);
@@ -589,7 +598,8 @@ TEST_IMPL(sync_cond_wait_for) {
 
 /* test_waitfor_timeout: only three increments, so state 4 never comes;
  * wait_for gives up after its timeout in spite of the notifies. */
-static int t_cv_bump3(const void *arg, size_t len) {
+static int t_cv_bump3(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct cv *c = *(struct cv *const *)arg;
   mproc_lock *l = mproc_cond_lock(c->cond);

@@ -22,14 +22,16 @@ typedef struct board {
 
 static board *B;
 
-static int victim_task(mproc_task *t, const void *arg, size_t len) {
+static int victim_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)t, (void)arg, (void)len;
   __atomic_store_n(&B->running_pid, (int)getpid(), __ATOMIC_SEQ_CST);
   test_sleep(60);
   return 0;
 }
 
-static int quick_task(mproc_task *t, const void *arg, size_t len) {
+static int quick_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   int x;
   (void)len;
   memcpy(&x, arg, sizeof x);
@@ -38,7 +40,8 @@ static int quick_task(mproc_task *t, const void *arg, size_t len) {
   return mproc_task_return(t, &x, sizeof x);
 }
 
-static int exit_task(mproc_task *t, const void *arg, size_t len) {
+static int exit_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)t, (void)arg, (void)len;
   _exit(3);
 }
@@ -67,10 +70,11 @@ TEST_IMPL(pool_worker_sigkill) {
   ASSERT_OK(mproc_pool_new(&p, &o));
   for (int round = 0; round < 5; round++) {
     mproc_async *v, *q[20];
-    ASSERT_OK(mproc_pool_apply_async(p, victim_task, NULL, 0, NULL, &v));
+    ASSERT_OK(mproc_pool_apply_async(p, victim_task, NULL, NULL, 0, NULL, &v));
     int pid = wait_pid_posted();
     for (int i = 0; i < 20; i++) {
-      ASSERT_OK(mproc_pool_apply_async(p, quick_task, &i, sizeof i, NULL, &q[i]));
+      ASSERT_OK(mproc_pool_apply_async(p, quick_task, NULL, &i, sizeof i, NULL,
+                                       &q[i]));
     }
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     ASSERT_ERR(mproc_async_get(v, 10 * test_timeout_mult()),
@@ -107,10 +111,10 @@ TEST_IMPL(pool_worker_exit_in_task) {
   ASSERT_OK(mproc_pool_new(&p, &o));
   for (int round = 0; round < 3; round++) {
     void *res = NULL;
-    ASSERT_ERR(mproc_pool_apply(p, exit_task, NULL, 0, &res, NULL),
+    ASSERT_ERR(mproc_pool_apply(p, exit_task, NULL, NULL, 0, &res, NULL),
                MPROC_EWORKERDIED);
     mproc_async *r;
-    ASSERT_OK(mproc_pool_apply_async(p, exit_task, NULL, 0, NULL, &r));
+    ASSERT_OK(mproc_pool_apply_async(p, exit_task, NULL, NULL, 0, NULL, &r));
     ASSERT_ERR(mproc_async_get(r, 10 * test_timeout_mult()),
                MPROC_EWORKERDIED);
     int sig = -1;
@@ -120,7 +124,7 @@ TEST_IMPL(pool_worker_exit_in_task) {
     ASSERT(strstr(msg, "status 3") != NULL);
     mproc_async_free(r);
     int x = 41;
-    ASSERT_OK(mproc_pool_apply(p, quick_task, &x, sizeof x, &res, NULL));
+    ASSERT_OK(mproc_pool_apply(p, quick_task, NULL, &x, sizeof x, &res, NULL));
     ASSERT_EQ(*(int *)res, 42);
     free(res);
   }
@@ -130,7 +134,8 @@ TEST_IMPL(pool_worker_exit_in_task) {
   return 0;
 }
 
-static int suicide_map(const void *in, void *out) {
+static int suicide_map(const void *in, void *out, void *ctx) {
+  (void)ctx;
   int x;
   memcpy(&x, in, sizeof x);
   if (x == 25) {
@@ -155,7 +160,7 @@ TEST_IMPL(pool_map_worker_killed) {
   memset(&mo, 0, sizeof mo);
   mo.chunksize = 10;
   mproc_map_error me;
-  ASSERT_ERR(mproc_pool_map(p, suicide_map, in, 100, sizeof(int), out,
+  ASSERT_ERR(mproc_pool_map(p, suicide_map, NULL, in, 100, sizeof(int), out,
                             sizeof(int), &mo, &me),
              MPROC_EWORKERDIED);
   ASSERT_UEQ(me.index, 25);
@@ -167,7 +172,7 @@ TEST_IMPL(pool_map_worker_killed) {
   }
   /* The pool still works. */
   in[25] = 0;
-  ASSERT_OK(mproc_pool_map(p, suicide_map, in, 100, sizeof(int), out,
+  ASSERT_OK(mproc_pool_map(p, suicide_map, NULL, in, 100, sizeof(int), out,
                            sizeof(int), &mo, NULL));
   ASSERT_OK(mproc_pool_close(p));
   ASSERT_OK(mproc_pool_join(p, 10 * test_timeout_mult()));
@@ -176,7 +181,9 @@ TEST_IMPL(pool_map_worker_killed) {
 }
 
 /* Kill random workers while many short tasks flow. */
-static int slow_pid_task(mproc_task *t, const void *arg, size_t len) {
+static int slow_pid_task(mproc_task *t, const void *arg, size_t len,
+                         void *ctx) {
+  (void)ctx;
   (void)arg, (void)len;
   test_sleep(0.002);
   pid_t pid = getpid();
@@ -192,7 +199,8 @@ TEST_IMPL(pool_sigkill_storm) {
   enum { N = 600 };
   static mproc_async *r[N];
   for (int i = 0; i < N; i++) {
-    ASSERT_OK(mproc_pool_apply_async(p, slow_pid_task, NULL, 0, NULL, &r[i]));
+    ASSERT_OK(mproc_pool_apply_async(p, slow_pid_task, NULL, NULL, 0, NULL,
+                                     &r[i]));
   }
   int kills = 0;
   for (int i = 0; i < N; i++) {
@@ -221,13 +229,15 @@ TEST_IMPL(pool_sigkill_storm) {
   return 0;
 }
 
-static int segv_task(mproc_task *t, const void *arg, size_t len) {
+static int segv_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)t, (void)arg, (void)len;
   raise(SIGSEGV);
   return 0;
 }
 
-static int spin_task(mproc_task *t, const void *arg, size_t len) {
+static int spin_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)t, (void)arg, (void)len;
   for (volatile unsigned long i = 0;; i++) {
   }
@@ -246,14 +256,14 @@ TEST_IMPL(pool_worker_segv_and_spin) {
   mproc_pool *p;
   ASSERT_OK(mproc_pool_new(&p, &o));
   mproc_async *r;
-  ASSERT_OK(mproc_pool_apply_async(p, victim_task, NULL, 0, NULL, &r));
+  ASSERT_OK(mproc_pool_apply_async(p, victim_task, NULL, NULL, 0, NULL, &r));
   int pid = wait_pid_posted();
   double t0 = test_now();
   ASSERT_EQ(kill(pid, SIGKILL), 0);
   ASSERT_ERR(mproc_async_get(r, 5), MPROC_EWORKERDIED);
   ASSERT_DBL_LE(test_now() - t0, 0.1 + test_slack());
   mproc_async_free(r);
-  ASSERT_OK(mproc_pool_apply_async(p, segv_task, NULL, 0, NULL, &r));
+  ASSERT_OK(mproc_pool_apply_async(p, segv_task, NULL, NULL, 0, NULL, &r));
   ASSERT_ERR(mproc_async_get(r, 5 * test_timeout_mult()), MPROC_EWORKERDIED);
   int sig;
   const char *msg;
@@ -264,13 +274,13 @@ TEST_IMPL(pool_worker_segv_and_spin) {
   ASSERT_NULL(strstr(msg, "address"));
   mproc_async_free(r);
   t0 = test_now();
-  ASSERT_OK(mproc_pool_apply_async(p, spin_task, NULL, 0, NULL, &r));
+  ASSERT_OK(mproc_pool_apply_async(p, spin_task, NULL, NULL, 0, NULL, &r));
   ASSERT_ERR(mproc_async_get(r, 10 * test_timeout_mult()), MPROC_ETIMEDOUT);
   ASSERT_DBL_GE(test_now() - t0, 0.3 - 0.01);
   mproc_async_free(r);
   int x = 1;
   void *res;
-  ASSERT_OK(mproc_pool_apply(p, quick_task, &x, sizeof x, &res, NULL));
+  ASSERT_OK(mproc_pool_apply(p, quick_task, NULL, &x, sizeof x, &res, NULL));
   ASSERT_EQ(*(int *)res, 2);
   free(res);
   mproc_pool_stats st;
@@ -283,7 +293,9 @@ TEST_IMPL(pool_worker_segv_and_spin) {
   return 0;
 }
 
-static int post_pid_task(mproc_task *t, const void *arg, size_t len) {
+static int post_pid_task(mproc_task *t, const void *arg, size_t len,
+                         void *ctx) {
+  (void)ctx;
   (void)arg, (void)len;
   int pid = (int)getpid();
   __atomic_store_n(&B->running_pid, pid, __ATOMIC_SEQ_CST);
@@ -305,7 +317,8 @@ TEST_IMPL(pool_sigkill_random) {
     enum { N = 2000 };
     static mproc_async *r[N];
     for (int i = 0; i < N; i++) {
-      ASSERT_OK(mproc_pool_apply_async(p, post_pid_task, NULL, 0, NULL, &r[i]));
+      ASSERT_OK(mproc_pool_apply_async(p, post_pid_task, NULL, NULL, 0, NULL,
+                                       &r[i]));
     }
     for (int k = 0; k < 3; k++) {
       test_sleep((double)(test_rand(&rs) % 2000) / 1e6);
@@ -346,7 +359,7 @@ TEST_IMPL(pool_created_by_exited_thread) {
   test_sleep(0.1);
   for (int i = 0; i < 10; i++) {
     void *res;
-    ASSERT_OK(mproc_pool_apply(p, quick_task, &i, sizeof i, &res, NULL));
+    ASSERT_OK(mproc_pool_apply(p, quick_task, NULL, &i, sizeof i, &res, NULL));
     ASSERT_EQ(*(int *)res, i + 1);
     free(res);
   }
@@ -361,7 +374,8 @@ TEST_IMPL(pool_created_by_exited_thread) {
 
 /* A page no process may touch, mapped before the pool so every worker
  * has it at the same address. */
-static int fault_task(mproc_task *t, const void *arg, size_t len) {
+static int fault_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)t, (void)len;
   volatile char *page;
   memcpy((void *)&page, arg, sizeof page);
@@ -382,8 +396,8 @@ TEST_IMPL(pool_worker_fault_address) {
   mproc_pool *p;
   ASSERT_OK(mproc_pool_new(&p, &o));
   mproc_async *r;
-  ASSERT_OK(mproc_pool_apply_async(p, fault_task, &page, sizeof page, NULL,
-                                   &r));
+  ASSERT_OK(mproc_pool_apply_async(p, fault_task, NULL, &page, sizeof page,
+                                   NULL, &r));
   ASSERT_ERR(mproc_async_get(r, MPROC_FOREVER), MPROC_EWORKERDIED);
   int code, sig;
   const char *msg;
@@ -400,7 +414,7 @@ TEST_IMPL(pool_worker_fault_address) {
   /* The replacement works. */
   int x = 1;
   void *res;
-  ASSERT_OK(mproc_pool_apply(p, quick_task, &x, sizeof x, &res, NULL));
+  ASSERT_OK(mproc_pool_apply(p, quick_task, NULL, &x, sizeof x, &res, NULL));
   ASSERT_EQ(*(int *)res, 2);
   free(res);
   ASSERT_OK(mproc_pool_close(p));

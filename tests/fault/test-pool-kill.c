@@ -122,7 +122,8 @@ typedef struct kboard {
 static kboard *KB;
 
 /* A long item: post the worker's pid, then sleep (the parent is killed). */
-static int post_and_sleep(const void *in, void *out) {
+static int post_and_sleep(const void *in, void *out, void *ctx) {
+  (void)ctx;
   int i;
   memcpy(&i, in, sizeof i);
   __atomic_store_n(&KB->pids[i], (int)getpid(), __ATOMIC_SEQ_CST);
@@ -157,7 +158,7 @@ static void busy_pool_parent(int own_group) {
   mproc_map_opts mo;
   memset(&mo, 0, sizeof mo);
   mo.chunksize = 1;
-  (void)mproc_pool_map(p, post_and_sleep, in, NITEMS, sizeof(int), out,
+  (void)mproc_pool_map(p, post_and_sleep, NULL, in, NITEMS, sizeof(int), out,
                        sizeof(int), &mo, NULL);
   _exit(3); /* never: the test kills this process first */
 }
@@ -369,7 +370,8 @@ static uint64_t kmix(uint64_t x) {
 }
 
 /* ~20 us of work, the result, and last the item's "done" marker. */
-static int spin_item(const void *in, void *out) {
+static int spin_item(const void *in, void *out, void *ctx) {
+  (void)ctx;
   krec r;
   memcpy(&r, in, sizeof r);
   double end = test_now() + 20e-6;
@@ -482,7 +484,7 @@ TEST_IMPL(pool_killer_map_100k) {
     pid_t killer = start_killer(c, 0x9876ULL + (uint64_t)round * 77);
     mproc_pool *p = new_kpool();
     mproc_imap *it;
-    ASSERT_OK(mproc_pool_imap(p, spin_item, in, NK, sizeof(krec),
+    ASSERT_OK(mproc_pool_imap(p, spin_item, NULL, in, NK, sizeof(krec),
                               sizeof(kout), chunks[round],
                               unordered[round], &it));
     __atomic_store_n(&c->go, 1, __ATOMIC_SEQ_CST);
@@ -565,8 +567,8 @@ TEST_IMPL(pool_map_killer_first_error) {
     memset(&mo, 0, sizeof mo);
     mo.chunksize = chunks[round];
     mproc_async *r;
-    ASSERT_OK(mproc_pool_map_async(p, spin_item, in, NK, sizeof(krec), out,
-                                   sizeof(kout), &mo, &r));
+    ASSERT_OK(mproc_pool_map_async(p, spin_item, NULL, in, NK, sizeof(krec),
+                                   out, sizeof(kout), &mo, &r));
     __atomic_store_n(&c->go, 1, __ATOMIC_SEQ_CST);
     int rc = mproc_async_get(r, 30 * test_timeout_mult());
     ASSERT(rc != MPROC_ETIMEDOUT);

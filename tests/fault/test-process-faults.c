@@ -32,7 +32,8 @@ static pid_t read_pid(int fd) {
   return pid;
 }
 
-static int t_sleep_forever(const void *arg, size_t len) {
+static int t_sleep_forever(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   report_pid();
@@ -50,7 +51,8 @@ static void on_term(int sig) {
   _exit(0);
 }
 
-static int t_daemon_reports_term(const void *arg, size_t len) {
+static int t_daemon_reports_term(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   struct sigaction sa = {.sa_handler = on_term};
@@ -62,7 +64,8 @@ static int t_daemon_reports_term(const void *arg, size_t len) {
   return 0;
 }
 
-static int t_slow_nondaemon(const void *arg, size_t len) {
+static int t_slow_nondaemon(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   test_sleep(0.4);
@@ -74,16 +77,17 @@ static int t_slow_nondaemon(const void *arg, size_t len) {
 /* The middle process: starts a daemon and a slow non-daemon child, then
  * returns at once, so mproc's exit handling must SIGTERM the daemon and
  * wait for the other. */
-static int t_parent_returns(const void *arg, size_t len) {
+static int t_parent_returns(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   mproc_process_opts d = {.daemon = 1};
   mproc_process *a = NULL, *b = NULL;
-  if (mproc_process_new(&a, t_daemon_reports_term, NULL, 0, &d) != 0 ||
+  if (mproc_process_new(&a, t_daemon_reports_term, NULL, NULL, 0, &d) != 0 ||
       mproc_process_start(a) != 0) {
     return 1;
   }
-  if (mproc_process_new(&b, t_slow_nondaemon, NULL, 0, NULL) != 0 ||
+  if (mproc_process_new(&b, t_slow_nondaemon, NULL, NULL, 0, NULL) != 0 ||
       mproc_process_start(b) != 0) {
     return 2;
   }
@@ -119,7 +123,7 @@ TEST_IMPL(process_daemon_terminated_at_child_exit) {
   ASSERT_OK(pipe(fds));
   report_fd = fds[1];
   mproc_process *mp = NULL;
-  ASSERT_OK(mproc_process_new(&mp, t_parent_returns, NULL, 0, NULL));
+  ASSERT_OK(mproc_process_new(&mp, t_parent_returns, NULL, NULL, 0, NULL));
   ASSERT_OK(mproc_process_start(mp));
   close(fds[1]);
   check_exit_handling(0, mp, fds[0]);
@@ -149,7 +153,9 @@ static pid_t fork_middle(void (*body)(void), int *rfd) {
   return pid;
 }
 
-static void middle_returns_via_exit(void) { exit(t_parent_returns(NULL, 0)); }
+static void middle_returns_via_exit(void) {
+  exit(t_parent_returns(NULL, 0, NULL));
+}
 
 /* The same from a main program that calls exit(): the atexit handler. */
 TEST_IMPL(process_daemon_terminated_at_main_exit) {
@@ -163,7 +169,7 @@ TEST_IMPL(process_daemon_terminated_at_main_exit) {
 static void start_or_exit(int daemon) {
   mproc_process_opts o = {.daemon = daemon};
   mproc_process *p = NULL;
-  if (mproc_process_new(&p, t_sleep_forever, NULL, 0, &o) != 0 ||
+  if (mproc_process_new(&p, t_sleep_forever, NULL, NULL, 0, &o) != 0 ||
       mproc_process_start(p) != 0) {
     _exit(3);
   }
@@ -248,12 +254,14 @@ TEST_IMPL(process_nondaemon_survives_killed_parent) {
 }
 
 /* Python: 'daemonic processes are not allowed to have children'. */
-static int t_daemon_tries_child(const void *arg, size_t len) {
+static int t_daemon_tries_child(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   if (!mproc_process_daemon(mproc_current_process())) return 1;
   mproc_process *p = NULL;
-  if (mproc_process_new(&p, t_sleep_forever, NULL, 0, NULL) != 0) return 2;
+  if (mproc_process_new(&p, t_sleep_forever, NULL, NULL, 0,
+                        NULL) != 0) return 2;
   int r = mproc_process_start(p);
   mproc_process_free(p);
   return r == MPROC_EDAEMONIC ? 0 : 3;
@@ -262,7 +270,7 @@ static int t_daemon_tries_child(const void *arg, size_t len) {
 TEST_IMPL(process_daemon_cannot_have_children) {
   mproc_process_opts d = {.daemon = 1};
   mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, t_daemon_tries_child, NULL, 0, &d));
+  ASSERT_OK(mproc_process_new(&p, t_daemon_tries_child, NULL, NULL, 0, &d));
   ASSERT_EQ(mproc_process_daemon(p), 1);
   ASSERT_OK(mproc_process_start(p));
   int code;
@@ -294,7 +302,8 @@ static int deny_fork(void) {
   return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
 }
 
-static int t_ret7(const void *arg, size_t len) {
+static int t_ret7(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   return 7;
@@ -304,7 +313,7 @@ static int fork_eagain_case(void) {
   /* One successful start first, so the reaper thread exists (a thread is
    * a clone too, and the filter would stop it). */
   mproc_process *ok = NULL;
-  if (mproc_process_new(&ok, t_ret7, NULL, 0, NULL) != 0 ||
+  if (mproc_process_new(&ok, t_ret7, NULL, NULL, 0, NULL) != 0 ||
       mproc_process_start(ok) != 0 || mproc_process_join(ok, 10) != 0) {
     return 10;
   }
@@ -314,7 +323,7 @@ static int fork_eagain_case(void) {
     return 77;
   }
   mproc_process *p = NULL;
-  if (mproc_process_new(&p, t_ret7, NULL, 0, NULL) != 0) return 11;
+  if (mproc_process_new(&p, t_ret7, NULL, NULL, 0, NULL) != 0) return 11;
   int r = mproc_process_start(p);
   if (r != MPROC_EAGAIN) return 12;
   /* Nothing half-registered: unstarted, no children, no fd. */
@@ -357,7 +366,8 @@ TEST_IMPL(process_fork_eagain_no_pidfd) {
 
 /* ---- kernels without pidfd: the pipe sentinel ---- */
 
-static int t_sleep_then(const void *arg, size_t len) {
+static int t_sleep_then(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   test_sleep(((const double *)arg)[0]);
   return (int)((const double *)arg)[1];
@@ -366,7 +376,8 @@ static int t_sleep_then(const void *arg, size_t len) {
 static int no_pidfd_case(void) {
   double a[2] = {0.2, 9};
   mproc_process *p = NULL;
-  if (mproc_process_new(&p, t_sleep_then, a, sizeof a, NULL) != 0) return 10;
+  if (mproc_process_new(&p, t_sleep_then, NULL, a, sizeof a,
+                        NULL) != 0) return 10;
   if (mproc_process_start(p) != 0) return 11;
   if (mproc_process_is_alive(p) != 1) return 12;
   if (mproc_process_join(p, 0.05) != MPROC_ETIMEDOUT) return 13;
@@ -376,7 +387,8 @@ static int no_pidfd_case(void) {
   mproc_process_free(p);
   /* terminate through kill(2) by pid, safe because unreaped */
   double b[2] = {30, 0};
-  if (mproc_process_new(&p, t_sleep_then, b, sizeof b, NULL) != 0) return 16;
+  if (mproc_process_new(&p, t_sleep_then, NULL, b, sizeof b,
+                        NULL) != 0) return 16;
   if (mproc_process_start(p) != 0) return 17;
   if (mproc_process_terminate(p) != 0) return 18;
   if (mproc_process_join(p, 10) != 0) return 19;
@@ -384,7 +396,8 @@ static int no_pidfd_case(void) {
   mproc_process_free(p);
   /* reaped in the background without a join */
   double c[2] = {0, 4};
-  if (mproc_process_new(&p, t_sleep_then, c, sizeof c, NULL) != 0) return 21;
+  if (mproc_process_new(&p, t_sleep_then, NULL, c, sizeof c,
+                        NULL) != 0) return 21;
   if (mproc_process_start(p) != 0) return 22;
   pid_t pid = mproc_process_pid(p);
   char path[64];
@@ -454,7 +467,7 @@ static int thread_count(void) {
 
 TEST_IMPL(process_no_thread_with_io_uring) {
   mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, t_ret7, NULL, 0, NULL));
+  ASSERT_OK(mproc_process_new(&p, t_ret7, NULL, NULL, 0, NULL));
   ASSERT_OK(mproc_process_start(p));
   if (strcmp(mproc__process_reaping_mode(), "io_uring") != 0) {
     ASSERT_OK(mproc_process_join(p, 10));
@@ -483,13 +496,14 @@ TEST_IMPL(process_no_thread_with_io_uring) {
 
 /* A child does not inherit its parent's reap slots (they live in pages
  * the child does not have), and reaps its own children with its own. */
-static int t_nested_reaping(const void *arg, size_t len) {
+static int t_nested_reaping(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   if (mproc__process_free_slots() != 0) return 40;
   for (int i = 0; i < 3; i++) {
     mproc_process *p = NULL;
-    if (mproc_process_new(&p, t_ret7, NULL, 0, NULL) != 0) return 41;
+    if (mproc_process_new(&p, t_ret7, NULL, NULL, 0, NULL) != 0) return 41;
     if (mproc_process_start(p) != 0) return 42;
     int code = -1;
     if (mproc_process_join(p, 10) != 0) return 43;
@@ -502,7 +516,7 @@ static int t_nested_reaping(const void *arg, size_t len) {
 TEST_IMPL(process_child_has_own_reap_slots) {
   for (int i = 0; i < 5; i++) {
     mproc_process *p = NULL;
-    ASSERT_OK(mproc_process_new(&p, t_nested_reaping, NULL, 0, NULL));
+    ASSERT_OK(mproc_process_new(&p, t_nested_reaping, NULL, NULL, 0, NULL));
     ASSERT_OK(mproc_process_start(p));
     int code = -1;
     ASSERT_OK(mproc_process_join(p, 10));

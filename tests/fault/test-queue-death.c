@@ -96,7 +96,8 @@ struct pk {
   uint32_t received[PK_PRODS];    /* messages the consumer took */
 };
 
-static int t_pk_producer(const void *arg, size_t len) {
+static int t_pk_producer(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct pk *s = *(struct pk *const *)arg;
   uint32_t id = (uint32_t)__atomic_fetch_add(&s->next_id, 1, __ATOMIC_SEQ_CST);
@@ -132,7 +133,8 @@ static int t_pk_producer(const void *arg, size_t len) {
   return 0;
 }
 
-static int t_pk_consumer(const void *arg, size_t len) {
+static int t_pk_consumer(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct pk *s = *(struct pk *const *)arg;
   size_t cap = sizeof(struct msg_head) + PK_MAX_PAYLOAD;
@@ -236,7 +238,8 @@ struct hp {
   int done;
 };
 
-static int t_huge_put(const void *arg, size_t len) {
+static int t_huge_put(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct hp *s = *(struct hp *const *)arg;
   unsigned char *buf = malloc(HUGE_LEN);
@@ -321,7 +324,8 @@ struct ck {
   uint8_t seen[CK_MAX];         /* times each message was taken */
 };
 
-static int t_ck_producer(const void *arg, size_t len) {
+static int t_ck_producer(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct ck *s = *(struct ck *const *)arg;
   unsigned char *buf = malloc(sizeof(struct msg_head) + CK_PAYLOAD);
@@ -341,7 +345,8 @@ static int t_ck_producer(const void *arg, size_t len) {
   return 0;
 }
 
-static int t_ck_consumer(const void *arg, size_t len) {
+static int t_ck_consumer(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct ck *s = *(struct ck *const *)arg;
   size_t cap = sizeof(struct msg_head) + CK_PAYLOAD;
@@ -440,7 +445,8 @@ struct wk {
   int waiting;
 };
 
-static int t_wait_get(const void *arg, size_t len) {
+static int t_wait_get(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct wk *s = *(struct wk *const *)arg;
   set_flag(&s->waiting, 1);
@@ -450,7 +456,8 @@ static int t_wait_get(const void *arg, size_t len) {
   return 2;
 }
 
-static int t_wait_put(const void *arg, size_t len) {
+static int t_wait_put(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct wk *s = *(struct wk *const *)arg;
   set_flag(&s->waiting, 1);
@@ -458,7 +465,8 @@ static int t_wait_put(const void *arg, size_t len) {
   return 2;
 }
 
-static int t_wait_join(const void *arg, size_t len) {
+static int t_wait_join(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct wk *s = *(struct wk *const *)arg;
   set_flag(&s->waiting, 1);

@@ -40,7 +40,8 @@ struct sd {
   double at;
 };
 
-static int t_sem_hold(const void *arg, size_t len) {
+static int t_sem_hold(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct sd *s = *(struct sd *const *)arg;
   for (int i = 0; i < s->units; i++) {
@@ -91,7 +92,8 @@ TEST_IMPL(sync_semaphore_holder_killed_units_return) {
   return 0;
 }
 
-static int t_sem_wait(const void *arg, size_t len) {
+static int t_sem_wait(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct sd *s = *(struct sd *const *)arg;
   __atomic_store_n(&s->ready, 9, __ATOMIC_SEQ_CST);
@@ -156,7 +158,8 @@ struct cd {
   int state;
 };
 
-static int t_cond_waiter(const void *arg, size_t len) {
+static int t_cond_waiter(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct cd *c = *(struct cd *const *)arg;
   mproc_lock *l = mproc_cond_lock(c->cond);
@@ -242,7 +245,8 @@ TEST_IMPL(sync_cond_waiter_killed_notify_all) {
 
 /* ==================== Event ==================== */
 
-static int t_event_waiter(const void *arg, size_t len) {
+static int t_event_waiter(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct cd *c = *(struct cd *const *)arg;
   mproc_event *e = (mproc_event *)(void *)c->cond; /* reused field */
@@ -290,7 +294,8 @@ struct bd {
   int hang_in_action;
 };
 
-static int t_barrier_party(const void *arg, size_t len) {
+static int t_barrier_party(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct bd *s = *(struct bd *const *)arg;
   int me = __atomic_fetch_add(&s->next, 1, __ATOMIC_SEQ_CST);
@@ -301,7 +306,8 @@ static int t_barrier_party(const void *arg, size_t len) {
   return 0;
 }
 
-static int t_barrier_doomed(const void *arg, size_t len) {
+static int t_barrier_doomed(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct bd *s = *(struct bd *const *)arg;
   __atomic_add_fetch(&s->started, 1, __ATOMIC_SEQ_CST);
@@ -364,7 +370,7 @@ TEST_IMPL(sync_barrier_killed_in_action) {
   struct bd *s = NULL;
   ASSERT_OK(mproc_shm_calloc((void **)&s, 1, sizeof *s));
   mproc_barrier_opts o = {.action = hang_action};
-  o.action_arg = s;
+  o.action_ctx = s;
   ASSERT_OK(mproc_barrier_new(&s->b, 3, &o));
   mproc_process *p[2];
   test_start_procs(p, 2, t_barrier_party, &s, sizeof s);

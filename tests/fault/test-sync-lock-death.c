@@ -29,7 +29,8 @@ static void wait_flag(int *flag) {
   }
 }
 
-static int t_hold_forever(const void *arg, size_t len) {
+static int t_hold_forever(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = *(struct shared *const *)arg;
   for (int i = 0; i < s->depth; i++) {
@@ -43,7 +44,8 @@ static int t_hold_forever(const void *arg, size_t len) {
   }
 }
 
-static int t_wait_lock(const void *arg, size_t len) {
+static int t_wait_lock(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = *(struct shared *const *)arg;
   __atomic_store_n(&s->waiting, 1, __ATOMIC_SEQ_CST);
@@ -181,7 +183,7 @@ TEST_IMPL(sync_lock_holder_zombie) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    t_hold_forever(&s, sizeof s);
+    t_hold_forever(&s, sizeof s, NULL);
     _exit(0);
   }
   wait_flag(&s->ready);
@@ -234,7 +236,8 @@ TEST_IMPL(sync_rlock_not_recoverable) {
 
 /* The taker dies too, before consistent: the next one gets EOWNERDEAD
  * again. */
-static int t_take_and_die(const void *arg, size_t len) {
+static int t_take_and_die(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = *(struct shared *const *)arg;
   if (mproc_lock_acquire(s->lock, 5) != MPROC_EOWNERDEAD) {
@@ -261,7 +264,8 @@ TEST_IMPL(sync_lock_taker_killed_before_consistent) {
 }
 
 /* A live holder is never taken over, however long it holds the lock. */
-static int t_hold_then_release(const void *arg, size_t len) {
+static int t_hold_then_release(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   struct shared *s = *(struct shared *const *)arg;
   if (mproc_lock_acquire(s->lock, MPROC_FOREVER) != 0) {

@@ -14,7 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static int target(const void *arg, size_t len) {
+static int target(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   /* The child gets its own copy of the argument bytes. */
   return len == 6 && memcmp(arg, "hello", 6) == 0 ? 42 : 1;
 }
@@ -54,7 +55,7 @@ int main(void) {
 
   /* One process: start, join, exit code. */
   mproc_process *p = NULL;
-  CHECK_OK(mproc_process_new(&p, target, "hello", 6, NULL));
+  CHECK_OK(mproc_process_new(&p, target, NULL, "hello", 6, NULL));
   CHECK_OK(mproc_process_start(p));
   CHECK(mproc_process_pid(p) > 0);
   CHECK_OK(mproc_process_join(p, MPROC_FOREVER));

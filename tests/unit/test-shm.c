@@ -457,7 +457,8 @@ static int child_sees_and_writes(const char *name) {
   return mproc_shared_memory_close(a) == 0 ? 0 : 4;
 }
 
-static int process_target(const void *arg, size_t len) {
+static int process_target(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   return child_sees_and_writes(arg);
 }
@@ -571,7 +572,8 @@ TEST_IMPL(shm_unlink_on_exit_normal_exit) {
   return 0;
 }
 
-static int process_target_exit(const void *arg, size_t len) {
+static int process_target_exit(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   return child_creates_on_exit_then_exits(arg);
 }
@@ -584,7 +586,8 @@ TEST_IMPL(shm_unlink_on_exit_process_calls_exit) {
   return 0;
 }
 
-static int process_target_returns(const void *arg, size_t len) {
+static int process_target_returns(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)len;
   mproc_shared_memory *m = NULL;
   if (mproc_shared_memory_create(&m, arg, 100, MPROC_SHM_UNLINK_ON_EXIT) !=

@@ -93,7 +93,8 @@ TEST_IMPL(sync_tokens) {
 
 /* Many short-lived processes register: the table never runs out, since
  * dead processes' slots are reclaimed. */
-static int t_register(const void *arg, size_t len) {
+static int t_register(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
   (void)arg;
   (void)len;
   return sync_self() > 0 ? 0 : 2;
@@ -103,7 +104,7 @@ TEST_IMPL(sync_tokens_many_processes) {
   for (int i = 0; i < 200; i++) {
     mproc_process *p = NULL;
     int code = -1;
-    ASSERT_OK(mproc_process_new(&p, t_register, NULL, 0, NULL));
+    ASSERT_OK(mproc_process_new(&p, t_register, NULL, NULL, 0, NULL));
     ASSERT_OK(mproc_process_start(p));
     ASSERT_OK(mproc_process_join(p, 10));
     ASSERT_OK(mproc_process_exitcode(p, &code));
