@@ -25,10 +25,12 @@
  *     unusable for good (every later acquire returns
  *     MPROC_ENOTRECOVERABLE), as POSIX robust mutexes do.  Python blocks
  *     forever here.
- *   - Semaphore: units a dead process acquired and had not released itself
- *     are returned (a release by another process counts as a plain release,
- *     not as the acquirer's).  So a semaphore used as a resource counter
- *     recovers its units; see mproc_semaphore_opts for signalling use.
+ *   - Semaphore: as Python, the count never rises because a process
+ *     exited or died: a unit acquired by a process that ends is gone (a
+ *     consumer that acquired an item consumed it).  Opt-in
+ *     (opts.death_return), units a dead process acquired and that no
+ *     release has given back since are returned, for a semaphore used as
+ *     a resource counter (see mproc_semaphore_opts).
  *   - Condition, Event: waiting leaves no trace (a futex sequence word), so
  *     a process killed inside wait never blocks a later notify or set
  *     (Python's notify can block forever there).
@@ -126,16 +128,31 @@ MPROC_EXTERN int mproc_lock_free(mproc_lock *l);
 typedef struct mproc_semaphore mproc_semaphore;
 
 typedef struct mproc_semaphore_opts {
-  int bounded;         /* nonzero: BoundedSemaphore (release above the
-                          initial value is MPROC_EUNLOCKED) */
-  int no_death_return; /* nonzero: do not return a dead process's units
-                          (for semaphores used to signal between
-                          processes, where one acquires what another
-                          released) */
+  int bounded;      /* nonzero: BoundedSemaphore (release above the
+                       initial value is MPROC_EUNLOCKED) */
+  int death_return; /* nonzero: return the units of a process that died
+                       holding them (a resource counter: each process
+                       releases what it acquired).  0 (the default):
+                       Python's semantics, a count only acquire and
+                       release move. */
 } mproc_semaphore_opts;
 
 /*
  * mproc_semaphore_new - a Semaphore with value units (0 .. INT32_MAX).
+ *
+ * Death return (opts.death_return).  The semaphore records which process
+ * holds how many units (64 processes at once; units of any further
+ * process are not tracked).  A release retires one held unit: the
+ * releasing process's own if it holds one, otherwise another process's
+ * (a unit released on its holder's behalf, as in the cross-process
+ * acquire/release pattern, is held by nobody any more); a release when
+ * nobody holds a unit is a signal, and the next acquire that finds one
+ * takes it without holding it.  When a process dies, only its units that
+ * are still held come back, so the value never exceeds the initial value
+ * plus the signals released and not yet acquired.  A process killed in
+ * the few instructions between taking a unit and recording it (or
+ * between retiring one and adding it to the value) loses that unit: a
+ * death never returns a unit twice.
  *
  * CONSTRUCTOR: mproc_semaphore
  * Returns 0 and *out; MPROC_EINVAL (negative value, out NULL);
@@ -144,23 +161,25 @@ typedef struct mproc_semaphore_opts {
 MPROC_EXTERN int mproc_semaphore_new(mproc_semaphore **out, int value,
                                      const mproc_semaphore_opts *opts);
 
-/* Returns 0 (a unit taken); MPROC_ETIMEDOUT; MPROC_EINVAL; MPROC_EAGAIN.
- * Unless no_death_return, the unit is recorded as this process's: if the
- * process dies before releasing it, it is returned (a semaphore tracks 64
- * processes holding units at once; units of any further process are not
- * tracked). */
+/* Returns 0 (a unit taken); MPROC_ETIMEDOUT; MPROC_EINVAL; MPROC_EAGAIN
+ * (death return only: the process could not register, see "first call"
+ * above); MPROC_ENOMEM (the same, on the program's first sync call with
+ * the arena full). */
 MPROC_EXTERN int mproc_semaphore_acquire(mproc_semaphore *s, double timeout);
 
 /* Returns 0; MPROC_EUNLOCKED (bounded and already at its initial value, or
- * the value would pass INT32_MAX); MPROC_EINVAL.  A process that holds
- * units gives back one of its own; otherwise it is a plain release. */
+ * the value would pass INT32_MAX); MPROC_EINVAL.  Any process may release
+ * (the signalling use).  Never allocates. */
 MPROC_EXTERN int mproc_semaphore_release(mproc_semaphore *s);
 
-/* The current value (>= 0), or MPROC_EINVAL.  Returns dead processes'
- * units first (one /proc read per other process holding units). */
+/* The current value (>= 0), or MPROC_EINVAL.  With death return, returns
+ * dead processes' units first (one /proc read per other process holding
+ * units). */
 MPROC_EXTERN int mproc_semaphore_get_value(const mproc_semaphore *s);
 
-/* DESTRUCTOR: mproc_semaphore. */
+/* DESTRUCTOR: mproc_semaphore.  Returns 0; MPROC_EINVAL (not a live
+ * semaphore); MPROC_ECORRUPT (the arena found its block damaged).  Never
+ * allocates. */
 MPROC_EXTERN int mproc_semaphore_free(mproc_semaphore *s);
 
 /* ==================== Event ==================== */

@@ -12,17 +12,31 @@
  * leaves the count one too high for good: releases then always make the
  * (harmless) wake system call.
  *
- * Death return (unless opts.no_death_return).  The semaphore carries a
- * table of SEM_HOLDERS (64) entries, each one 64-bit word
- * {process token:32 | units:32}, so entries are claimed, counted and freed
- * with single CASes:
- *   - acquire takes a unit (CAS on the value), then adds 1 to its process's
- *     entry (claiming a free one, found by probing from a hash of the
- *     token);
- *   - release first takes 1 from its process's entry if it has units
- *     there (the entry is freed at 0), then adds the unit to the value; a
- *     process with no units in the table makes a plain release (the
- *     signalling use: one process acquires what another released);
+ * Python's semantics by default: the value is the count, and nothing
+ * but acquire and release moves it.  A process that exits (normally or
+ * killed) while it "holds" units gives nothing back, because a semaphore
+ * cannot tell a unit taken to be given back (a resource) from one taken
+ * for good (an item signalled by a producer): a consumer of a bounded
+ * buffer acquires items that producers release, and returning them when
+ * it exits would invent items that never existed.
+ *
+ * Death return (opts.death_return, opt-in).  The semaphore carries a table
+ * of SEM_HOLDERS (64) entries, each one 64-bit word
+ * {process token:32 | units:32}, so entries are claimed, counted and
+ * freed with single CASes, and a word `credit` that counts released units
+ * nobody holds (a producer's signal):
+ *   - acquire takes a unit (CAS on the value); then, if credit > 0, it
+ *     takes one credit (the unit is a signal: not held, never returned),
+ *     else it adds 1 to its process's entry (claiming a free one, found
+ *     by probing from a hash of the token);
+ *   - release retires one held unit before it adds the unit to the value:
+ *     its own process's if it has one there, else any other process's
+ *     (a unit released on another's behalf, the cross-process
+ *     acquire/release pattern, is no longer held by anybody); with no
+ *     held unit anywhere it adds one credit;
+ *   - so value + held units - credit stays the initial value through any
+ *     sequence of acquires and releases, and units returned on a death
+ *     never lift the value above the initial value plus the credit;
  *   - a waiter about to sleep, or whose 50 ms sleep slice ends
  *     (rate-limited to one check per semaphore per 40 ms), a timed
  *     acquire that gives up, and get_value check the liveness of the
@@ -34,7 +48,9 @@
  *     process's units are not tracked, and are lost if it dies holding
  *     them;
  *   - a process killed between taking a unit and recording it (or between
- *     unrecording and giving it back) loses that one unit;
+ *     retiring a held unit and adding it to the value) loses that one
+ *     unit, and one killed between freeing a dead process's entry and
+ *     adding its units back loses those units (fault points sync.sem_*);
  *   - units move with the process, not the thread: a thread's acquire and
  *     another thread's release in the same process cancel out.
  */
@@ -53,9 +69,11 @@ struct mproc_semaphore {
   uint32_t track;      /* 1: death return on */
   uint32_t bounded;
   uint64_t checked_ns; /* last liveness check (rate limit) */
+  uint32_t credit;     /* death return: released units nobody holds */
+  uint32_t spare;
   /* The holder table starts 64 bytes in, off the value's cache line when
    * the block is so aligned (the arena guarantees 16 bytes only). */
-  uint64_t pad[4];
+  uint64_t pad[3];
   uint64_t holders[SEM_HOLDERS];
 };
 
@@ -84,7 +102,7 @@ int mproc_semaphore_new(mproc_semaphore **out, int value,
   s->value = (uint32_t)value;
   s->bounded = opts != NULL && opts->bounded;
   s->maxvalue = s->bounded ? (uint32_t)value : (uint32_t)INT32_MAX;
-  s->track = !(opts != NULL && opts->no_death_return);
+  s->track = opts != NULL && opts->death_return;
   __atomic_store_n(&s->magic, SEM_MAGIC, __ATOMIC_RELEASE);
   *out = s;
   return 0;
@@ -143,10 +161,27 @@ static uint32_t reclaim(struct mproc_semaphore *s) {
                                           __ATOMIC_ACQUIRE)) {
       }
       if (H_TOKEN(y) == t && H_UNITS(y) != 0) {
+        MPROC__FAULT(SYNC_SEM_RECLAIMED);
+        /* A held unit and a credit both outstanding mean a release found
+         * nobody holding while this unit was being recorded (the two
+         * words cannot change at once): they cancel, and only the rest
+         * comes back, so the value never passes initial + credit. */
+        uint32_t n = H_UNITS(y);
+        uint32_t c = __atomic_load_n(&s->credit, __ATOMIC_RELAXED);
+        uint32_t cancel;
+        do {
+          cancel = c < n ? c : n;
+        } while (cancel != 0 &&
+                 !__atomic_compare_exchange_n(&s->credit, &c, c - cancel, 1,
+                                              __ATOMIC_RELAXED,
+                                              __ATOMIC_RELAXED));
+        n -= cancel;
         MPROC__WARN("sync: semaphore %p: %u unit(s) of dead pid %d returned",
-                    (void *)s, H_UNITS(y), (int)mproc__sync_token_pid(t));
-        give_back(s, H_UNITS(y));
-        total += H_UNITS(y);
+                    (void *)s, n, (int)mproc__sync_token_pid(t));
+        if (n != 0) {
+          give_back(s, n);
+        }
+        total += n;
       }
     }
   }
@@ -192,7 +227,7 @@ static void holder_add(struct mproc_semaphore *s, uint32_t tok) {
                (void *)s);
 }
 
-/* Take back one unit this process recorded.  Returns 1 if it had one. */
+/* Take back one unit recorded for tok.  Returns 1 if it had one. */
 static int holder_sub(struct mproc_semaphore *s, uint32_t tok) {
   unsigned h = hash(tok);
   for (int i = 0; i < SEM_HOLDERS; i++) {
@@ -204,6 +239,36 @@ static int holder_sub(struct mproc_semaphore *s, uint32_t tok) {
                                       __ATOMIC_RELAXED)) {
         return 1;
       }
+    }
+  }
+  return 0;
+}
+
+/* Retire one held unit of any process (a release on another's behalf).
+ * Returns the token it was taken from, or 0 if nobody holds one. */
+static uint32_t holder_sub_any(struct mproc_semaphore *s) {
+  for (int i = 0; i < SEM_HOLDERS; i++) {
+    uint64_t *e = &s->holders[i];
+    uint64_t x = __atomic_load_n(e, __ATOMIC_RELAXED);
+    while (x != 0 && H_UNITS(x) != 0) {
+      uint64_t nx = H_UNITS(x) == 1 ? 0 : x - 1;
+      if (__atomic_compare_exchange_n(e, &x, nx, 1, __ATOMIC_RELAXED,
+                                      __ATOMIC_RELAXED)) {
+        return H_TOKEN(x);
+      }
+    }
+  }
+  return 0;
+}
+
+/* Take one credit (a released unit nobody held).  Returns 1 if there was
+ * one. */
+static int credit_take(struct mproc_semaphore *s) {
+  uint32_t c = __atomic_load_n(&s->credit, __ATOMIC_RELAXED);
+  while (c != 0) {
+    if (__atomic_compare_exchange_n(&s->credit, &c, c - 1, 1,
+                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+      return 1;
     }
   }
   return 0;
@@ -246,6 +311,7 @@ static int acquire_slow(struct mproc_semaphore *s, const mproc__deadline *d) {
       return 0;
     }
     __atomic_fetch_add(&s->waiters, 1, __ATOMIC_SEQ_CST);
+    MPROC__FAULT(SYNC_SEM_SLEEPING);
     int r = mproc__sync_wait_slice(&s->value, 0, d, SYNC_SLICE_NS);
     __atomic_fetch_sub(&s->waiters, 1, __ATOMIC_SEQ_CST);
     if (r == 0) {
@@ -282,7 +348,13 @@ int mproc_semaphore_acquire(mproc_semaphore *s, double timeout) {
     }
   }
   if (s->track) {
-    holder_add(s, (uint32_t)tok);
+    /* The unit is taken; until it is accounted for, a death loses it
+     * (never returns it twice). */
+    MPROC__FAULT(SYNC_SEM_TAKEN);
+    if (!credit_take(s)) {
+      holder_add(s, (uint32_t)tok);
+    }
+    MPROC__FAULT(SYNC_SEM_RECORDED);
   }
   return 0;
 }
@@ -291,13 +363,29 @@ int mproc_semaphore_release(mproc_semaphore *s) {
   if (!sem_valid(s)) {
     return MPROC_EINVAL;
   }
-  uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
-  int had = s->track && tok != 0 && holder_sub(s, tok);
+  /* Death return: retire a held unit first (the caller's own, else any
+   * process's), or add a credit when nobody holds one; so a death never
+   * returns a unit that a release already gave back (see the top). */
+  uint32_t retired = 0; /* the token whose unit was retired */
+  int credited = 0;
+  if (s->track) {
+    uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
+    if (tok != 0 && holder_sub(s, tok)) {
+      retired = tok;
+    } else if ((retired = holder_sub_any(s)) == 0) {
+      __atomic_fetch_add(&s->credit, 1, __ATOMIC_RELAXED);
+      credited = 1;
+    }
+    MPROC__FAULT(SYNC_SEM_RETIRED);
+  }
   uint32_t v = __atomic_load_n(&s->value, __ATOMIC_RELAXED);
   do {
     if (v >= s->maxvalue) {
-      if (had) {
-        holder_add(s, tok);
+      /* Nothing released: undo the accounting. */
+      if (retired != 0) {
+        holder_add(s, retired);
+      } else if (credited) {
+        (void)credit_take(s);
       }
       return MPROC_EUNLOCKED;
     }

@@ -100,7 +100,7 @@ static int t_sem_release_later(const void *arg, size_t len, void *ctx) {
 
 TEST_IMPL(sync_semaphore_signal_between_processes) {
   for (int track = 0; track < 2; track++) {
-    mproc_semaphore_opts o = {.no_death_return = !track};
+    mproc_semaphore_opts o = {.death_return = track};
     mproc_semaphore *s = NULL;
     ASSERT_OK(mproc_semaphore_new(&s, 0, &o));
     mproc_process *p = test_start_proc(t_sem_release_later, &s, sizeof s);
@@ -332,7 +332,7 @@ static struct cv *cv_new(mproc_lock *lock) {
   struct cv *c = NULL;
   ASSERT_OK(mproc_shm_calloc((void **)&c, 1, sizeof *c));
   ASSERT_OK(mproc_cond_new(&c->cond, lock));
-  mproc_semaphore_opts o = {.no_death_return = 1};
+  mproc_semaphore_opts o = {0};
   ASSERT_OK(mproc_semaphore_new(&c->sleeping, 0, &o));
   ASSERT_OK(mproc_semaphore_new(&c->woken, 0, &o));
   c->timeout = MPROC_FOREVER;

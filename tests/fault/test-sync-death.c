@@ -54,10 +54,10 @@ static int t_sem_hold(const void *arg, size_t len, void *ctx) {
   return 0;
 }
 
-static struct sd *sd_new(int value, int bounded, int no_return) {
+static struct sd *sd_new(int value, int bounded, int death_return) {
   struct sd *s = NULL;
   ASSERT_OK(mproc_shm_calloc((void **)&s, 1, sizeof *s));
-  mproc_semaphore_opts o = {.bounded = bounded, .no_death_return = no_return};
+  mproc_semaphore_opts o = {.bounded = bounded, .death_return = death_return};
   ASSERT_OK(mproc_semaphore_new(&s->sem, value, &o));
   return s;
 }
@@ -78,7 +78,7 @@ static mproc_process *start_holder(struct sd *s, int units, int ready) {
 
 TEST_IMPL(sync_semaphore_holder_killed_units_return) {
   for (int bounded = 0; bounded < 2; bounded++) {
-    struct sd *s = sd_new(5, bounded, 0);
+    struct sd *s = sd_new(5, bounded, 1);
     mproc_process *a = start_holder(s, 2, 1);
     mproc_process *b = start_holder(s, 1, 2);
     ASSERT_EQ(mproc_semaphore_get_value(s->sem), 2);
@@ -105,7 +105,7 @@ static int t_sem_wait(const void *arg, size_t len, void *ctx) {
 
 /* A waiter blocked on the semaphore gets the dead holder's unit. */
 TEST_IMPL(sync_semaphore_holder_killed_waiter_gets_unit) {
-  struct sd *s = sd_new(1, 1, 0);
+  struct sd *s = sd_new(1, 1, 1);
   mproc_process *h = start_holder(s, 1, 1);
   mproc_process *w = test_start_proc(t_sem_wait, &s, sizeof s);
   wait_count(&s->ready, 9);
@@ -123,9 +123,9 @@ TEST_IMPL(sync_semaphore_holder_killed_waiter_gets_unit) {
   return 0;
 }
 
-/* no_death_return: the units stay taken. */
+/* The default (Python's semantics): the units stay taken. */
 TEST_IMPL(sync_semaphore_no_death_return) {
-  struct sd *s = sd_new(3, 0, 1);
+  struct sd *s = sd_new(3, 0, 0);
   mproc_process *a = start_holder(s, 2, 1);
   kill_proc(a);
   ASSERT_EQ(mproc_semaphore_get_value(s->sem), 1);
@@ -135,17 +135,222 @@ TEST_IMPL(sync_semaphore_no_death_return) {
   return 0;
 }
 
-/* A release by another process is a plain release; the holder's units
- * still come back when it dies (bounded: capped at the initial value). */
+/* Death return: a release by another process retires the holder's unit,
+ * so its death gives nothing back a second time. */
 TEST_IMPL(sync_semaphore_release_by_other_then_death) {
-  struct sd *s = sd_new(2, 1, 0);
+  struct sd *s = sd_new(2, 1, 1);
   mproc_process *a = start_holder(s, 1, 1);
   ASSERT_EQ(mproc_semaphore_get_value(s->sem), 1);
-  ASSERT_OK(mproc_semaphore_release(s->sem)); /* plain: we hold none */
+  ASSERT_OK(mproc_semaphore_release(s->sem)); /* retires a's unit */
   ASSERT_EQ(mproc_semaphore_get_value(s->sem), 2);
   kill_proc(a);
-  ASSERT_EQ(mproc_semaphore_get_value(s->sem), 2); /* capped */
+  ASSERT_EQ(mproc_semaphore_get_value(s->sem), 2); /* nothing returned */
   sd_free(s);
+  return 0;
+}
+
+/* ---- exact counts: the cross-process pattern and a bounded buffer ---- */
+
+struct xp {
+  mproc_semaphore *sem;
+  int acquired;
+  int go;
+};
+
+/* Acquires one unit, says so, and exits normally once told to (or is
+ * killed before). */
+static int t_xp_acquire(const void *arg, size_t len, void *ctx) {
+  (void)len;
+  (void)ctx;
+  struct xp *x = *(struct xp *const *)arg;
+  if (mproc_semaphore_acquire(x->sem, 10) != 0) {
+    return 2;
+  }
+  __atomic_store_n(&x->acquired, 1, __ATOMIC_SEQ_CST);
+  wait_count(&x->go, 1);
+  return 0;
+}
+
+static int t_xp_release(const void *arg, size_t len, void *ctx) {
+  (void)len;
+  (void)ctx;
+  struct xp *x = *(struct xp *const *)arg;
+  return mproc_semaphore_release(x->sem) == 0 ? 0 : 2;
+}
+
+/*
+ * Python's producer/consumer pattern on a Semaphore(1): one process
+ * acquires, another releases, the acquirer exits (normally, or SIGKILLed).
+ * The count stays 1: an exit gives nothing back a second time, with the
+ * default semantics and with death return.
+ */
+TEST_IMPL(sync_semaphore_cross_process_exact) {
+  for (int ret = 0; ret < 2; ret++) {
+    for (int killed = 0; killed < 2; killed++) {
+      struct xp *x = NULL;
+      ASSERT_OK(mproc_shm_calloc((void **)&x, 1, sizeof *x));
+      mproc_semaphore_opts o = {.death_return = ret};
+      ASSERT_OK(mproc_semaphore_new(&x->sem, 1, &o));
+      mproc_process *a = test_start_proc(t_xp_acquire, &x, sizeof x);
+      wait_count(&x->acquired, 1);
+      ASSERT_EQ(mproc_semaphore_get_value(x->sem), 0);
+      ASSERT_EQ(test_run_proc(t_xp_release, &x, sizeof x), 0);
+      ASSERT_EQ(mproc_semaphore_get_value(x->sem), 1);
+      if (killed) {
+        kill_proc(a);
+      } else {
+        __atomic_store_n(&x->go, 1, __ATOMIC_SEQ_CST);
+        ASSERT_EQ(test_finish_proc(a), 0);
+      }
+      ASSERT_EQ(mproc_semaphore_get_value(x->sem), 1);
+      ASSERT_EQ(mproc_semaphore_get_value(x->sem), 1);
+      /* Exactly one unit: one acquire succeeds, a second polls empty. */
+      ASSERT_OK(mproc_semaphore_acquire(x->sem, 0));
+      ASSERT_ERR(mproc_semaphore_acquire(x->sem, 0), MPROC_ETIMEDOUT);
+      ASSERT_OK(mproc_semaphore_release(x->sem));
+      ASSERT_OK(mproc_semaphore_free(x->sem));
+      ASSERT_OK(mproc_shm_free(x));
+    }
+  }
+  return 0;
+}
+
+#define BB_SLOTS 4
+#define BB_ITEMS 20 /* per producer and per consumer */
+
+struct bb {
+  mproc_semaphore *empty, *full;
+  int items;      /* items in the buffer (changed with atomics) */
+  int bad;
+  int took;       /* the victim consumer took its item */
+};
+
+static int t_bb_producer(const void *arg, size_t len, void *ctx) {
+  (void)len;
+  (void)ctx;
+  struct bb *b = *(struct bb *const *)arg;
+  for (int i = 0; i < BB_ITEMS; i++) {
+    if (mproc_semaphore_acquire(b->empty, 30) != 0) {
+      return 2;
+    }
+    if (__atomic_add_fetch(&b->items, 1, __ATOMIC_SEQ_CST) > BB_SLOTS) {
+      __atomic_store_n(&b->bad, 1, __ATOMIC_SEQ_CST);
+    }
+    if (mproc_semaphore_release(b->full) != 0) {
+      return 3;
+    }
+  }
+  return 0;
+}
+
+static int t_bb_consumer(const void *arg, size_t len, void *ctx) {
+  (void)len;
+  (void)ctx;
+  struct bb *b = *(struct bb *const *)arg;
+  for (int i = 0; i < BB_ITEMS; i++) {
+    if (mproc_semaphore_acquire(b->full, 30) != 0) {
+      return 2;
+    }
+    if (__atomic_sub_fetch(&b->items, 1, __ATOMIC_SEQ_CST) < 0) {
+      __atomic_store_n(&b->bad, 1, __ATOMIC_SEQ_CST);
+    }
+    if (mproc_semaphore_release(b->empty) != 0) {
+      return 3;
+    }
+  }
+  return 0;
+}
+
+/* Takes one item and keeps it until it is killed. */
+static int t_bb_victim(const void *arg, size_t len, void *ctx) {
+  (void)len;
+  (void)ctx;
+  struct bb *b = *(struct bb *const *)arg;
+  if (mproc_semaphore_acquire(b->full, 30) != 0) {
+    return 2;
+  }
+  __atomic_sub_fetch(&b->items, 1, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&b->took, 1, __ATOMIC_SEQ_CST);
+  sleep_forever();
+  return 0;
+}
+
+/* Blocks waiting for an item that never comes, until it is killed. */
+static int t_bb_starved(const void *arg, size_t len, void *ctx) {
+  (void)len;
+  (void)ctx;
+  struct bb *b = *(struct bb *const *)arg;
+  __atomic_store_n(&b->took, 1, __ATOMIC_SEQ_CST);
+  mproc_semaphore_acquire(b->full, MPROC_FOREVER);
+  return 2;
+}
+
+/* One item, then exit normally. */
+static int t_bb_producer_one(const void *arg, size_t len, void *ctx) {
+  (void)len;
+  (void)ctx;
+  struct bb *b = *(struct bb *const *)arg;
+  if (mproc_semaphore_acquire(b->empty, 30) != 0) {
+    return 2;
+  }
+  __atomic_add_fetch(&b->items, 1, __ATOMIC_SEQ_CST);
+  return mproc_semaphore_release(b->full) == 0 ? 0 : 3;
+}
+
+static void bb_expect(struct bb *b, int full, int empty) {
+  ASSERT_EQ(b->bad, 0);
+  ASSERT_EQ(mproc_semaphore_get_value(b->full), full);
+  ASSERT_EQ(mproc_semaphore_get_value(b->empty), empty);
+  ASSERT_EQ(b->items, full);
+}
+
+/*
+ * A bounded buffer (empty = Semaphore(4), full = Semaphore(0)): two
+ * producers and two consumers pass 40 items and exit normally; the counts
+ * are exact afterwards (no phantom items, no extra slots), with the
+ * default semantics and with death return.  Then a consumer SIGKILLed
+ * while it waits for an item changes nothing, and one killed after it took
+ * an item leaves that item consumed (Python's semantics).
+ */
+TEST_IMPL(sync_semaphore_bounded_buffer_exact) {
+  for (int ret = 0; ret < 2; ret++) {
+    struct bb *b = NULL;
+    ASSERT_OK(mproc_shm_calloc((void **)&b, 1, sizeof *b));
+    mproc_semaphore_opts o = {.death_return = ret};
+    ASSERT_OK(mproc_semaphore_new(&b->empty, BB_SLOTS, &o));
+    ASSERT_OK(mproc_semaphore_new(&b->full, 0, &o));
+    mproc_process *p[4];
+    p[0] = test_start_proc(t_bb_producer, &b, sizeof b);
+    p[1] = test_start_proc(t_bb_consumer, &b, sizeof b);
+    p[2] = test_start_proc(t_bb_producer, &b, sizeof b);
+    p[3] = test_start_proc(t_bb_consumer, &b, sizeof b);
+    test_finish_procs_ok(p, 4);
+    bb_expect(b, 0, BB_SLOTS);
+
+    /* A consumer killed while it waits holds nothing. */
+    mproc_process *v = test_start_proc(t_bb_starved, &b, sizeof b);
+    wait_count(&b->took, 1);
+    kill_proc(v);
+    bb_expect(b, 0, BB_SLOTS);
+    b->took = 0;
+
+    if (!ret) {
+      /* One item, its producer gone; a consumer takes it and is killed:
+       * the item is consumed and its slot not given back (with death
+       * return, a producer that exits holding a slot would get it back:
+       * death return is for resource counters, not for this). */
+      ASSERT_EQ(test_run_proc(t_bb_producer_one, &b, sizeof b), 0);
+      bb_expect(b, 1, BB_SLOTS - 1);
+      v = test_start_proc(t_bb_victim, &b, sizeof b);
+      wait_count(&b->took, 1);
+      kill_proc(v);
+      bb_expect(b, 0, BB_SLOTS - 1);
+      bb_expect(b, 0, BB_SLOTS - 1); /* still */
+    }
+    ASSERT_OK(mproc_semaphore_free(b->empty));
+    ASSERT_OK(mproc_semaphore_free(b->full));
+    ASSERT_OK(mproc_shm_free(b));
+  }
   return 0;
 }
 
