@@ -95,11 +95,16 @@ int mproc__arena_check(void);
  * lock word and the data it guards share a cache line (a Value's own
  * lock): MPROC__LOCK_BYTES of 8-aligned memory.  mproc_lock_free refuses
  * it (MPROC_EINVAL); the owner retires it, which fails with MPROC_EBUSY
- * while it is held.
+ * while a live process holds it (a holder that died does not keep it
+ * busy; the check allocates nothing and is not rate-limited).
  */
 #define MPROC__LOCK_BYTES 32
 void mproc__lock_init_embedded(void *mem, int recursive);
 int mproc__lock_retire_embedded(void *mem);
+/* 1 if a live process (this one included) holds the lock, checked now (no
+ * rate limit) and without allocating; 0 if it is free, not recoverable,
+ * or held by a process that died.  For the free paths. */
+int mproc__lock_busy(const mproc_lock *l);
 
 /*
  * An "asym" Lock: a plain Lock embedded in another arena object whose

@@ -646,6 +646,7 @@ int mproc_queue_put(mproc_queue *qp, const void *buf, size_t len,
       continue;
     }
     qunlock(q->put_lock);
+    MPROC__FAULT(QUEUE_PUT_SLEEPING);
     (void)sleep_slice(&q->get_seq, seq, &w,
                       fenced ? QUEUE_SLICE_NS : QUEUE_UNFENCED_SLICE_NS);
     if ((r = take(q, 1, 1, &w)) != 0) {
@@ -664,6 +665,7 @@ int mproc_queue_put(mproc_queue *qp, const void *buf, size_t len,
   QUEUE_COMPILER_BARRIER();
   q->pend_end = end;
   QUEUE_COMPILER_BARRIER();
+  MPROC__FAULT(QUEUE_PUT_MARKED);
   if (joinable) {
     /* Before the publish: a consumer's task_done for this message must
      * find it counted. */
@@ -674,12 +676,15 @@ int mproc_queue_put(mproc_queue *qp, const void *buf, size_t len,
   if (len > 0) {
     ring_put(q, head + REC_HDR, buf, len);
   }
+  MPROC__FAULT(QUEUE_PUT_COPIED);
   /* The publish.  release: the record's bytes (and added) before head,
    * for a consumer's acquire load of head. */
   __atomic_store_n(&q->head, end, __ATOMIC_RELEASE);
+  MPROC__FAULT(QUEUE_PUT_PUBLISHED);
   /* release: qsize reads gets, then puts; a consumed message was
    * counted here first, but for this moment (qsize clamps). */
   __atomic_store_n(&q->puts, puts + 1, __ATOMIC_RELEASE);
+  MPROC__FAULT(QUEUE_PUT_COUNTED);
   QUEUE_COMPILER_BARRIER();
   q->pend_end = 0;
   /* A consumer that announced its sleep under this lock: take the flag
@@ -747,6 +752,7 @@ static int wait_data(struct mproc_queue *q, uint64_t tail, qwait *w) {
     if (closed) {
       return MPROC_ECLOSED;
     }
+    MPROC__FAULT(QUEUE_GET_SLEEPING);
     r = sleep_slice(&q->put_seq, seq, w, QUEUE_SLICE_NS);
     /* Woken (a producer took the flag down), the slice ended, or the
      * deadline passed: the flag goes down either way; it is ours. */
@@ -814,16 +820,20 @@ static int get_common(struct mproc_queue *q, void **out, void *buf,
   if (len > 0) {
     ring_get(q, tail + REC_HDR, dst, (size_t)len);
   }
+  MPROC__FAULT(QUEUE_GET_COPIED);
   uint64_t end = tail + rec_size(len);
   uint64_t gets = q->gets;
   q->gpend_gets = gets;
   QUEUE_COMPILER_BARRIER();
   q->gpend_end = end;
   QUEUE_COMPILER_BARRIER();
+  MPROC__FAULT(QUEUE_GET_MARKED);
   /* Before tail, release: a producer (or qsize) that sees the new tail or
    * this count sees the message counted. */
   __atomic_store_n(&q->gets, gets + 1, __ATOMIC_RELEASE);
+  MPROC__FAULT(QUEUE_GET_COUNTED);
   __atomic_store_n(&q->tail, end, __ATOMIC_RELEASE);
+  MPROC__FAULT(QUEUE_GET_MOVED);
   QUEUE_COMPILER_BARRIER();
   q->gpend_end = 0;
   qunlock(q->get_lock);
@@ -1114,29 +1124,6 @@ int mproc_joinable_queue_new(mproc_queue **out, long maxsize,
   return queue_new(out, maxsize, opts, QUEUE_JOINABLE);
 }
 
-/*
- * Make one embedded lock free for retiring: free already, or held by a
- * process that died (recovered, as a put or get would).  Returns 0 or
- * MPROC_EBUSY (a live holder: a put or get in progress or waiting).
- */
-static int drain_lock(struct mproc_queue *q, int put) {
-  unsigned char *mem = put ? q->put_lock : q->get_lock;
-  int r = mproc_lock_acquire(lock_of(mem), 0);
-  if (r == MPROC_EOWNERDEAD) {
-    if (put) {
-      put_recover(q);
-    } else {
-      get_recover(q);
-    }
-    r = 0;
-  }
-  if (r != 0) {
-    return r == MPROC_ETIMEDOUT ? MPROC_EBUSY : r;
-  }
-  qunlock(mem);
-  return 0;
-}
-
 int mproc_queue_free(mproc_queue *qp) {
   if (qp == NULL) {
     return 0;
@@ -1146,8 +1133,16 @@ int mproc_queue_free(mproc_queue *qp) {
   if (q == NULL) {
     return MPROC_EINVAL;
   }
-  if ((r = drain_lock(q, 1)) != 0 || (r = drain_lock(q, 0)) != 0) {
-    return r;
+  /* No lock is taken here: taking one needs a process token, which a
+   * process that never used a lock would have to register for (and the
+   * first registration allocates the token table), and a dead holder's
+   * half-done put or get needs no settling in a queue about to go.  A
+   * lock is busy only while a live process holds it, checked now, not
+   * rate-limited: a consumer SIGKILLed and reaped a moment ago does not
+   * hold it. */
+  if (mproc__lock_busy(lock_of(q->put_lock)) ||
+      mproc__lock_busy(lock_of(q->get_lock))) {
+    return MPROC_EBUSY;
   }
   if ((r = mproc__lock_retire_embedded(q->put_lock)) != 0) {
     return r;

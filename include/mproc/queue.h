@@ -179,9 +179,14 @@ MPROC_EXTERN int mproc_queue_task_done(mproc_queue *q);
 MPROC_EXTERN int mproc_queue_join(mproc_queue *q, double timeout);
 
 /* Free the queue (once; no process may use it afterwards).  NULL: no-op.
- * MPROC_EINVAL if q is not a queue; MPROC_EBUSY while a live process holds
- * one of its locks (a put or get in progress, or a consumer waiting on an
- * empty queue).  A lock whose holder died is taken over first. */
+ * Returns 0; MPROC_EINVAL if q is not a queue; MPROC_EBUSY while a live
+ * process (this one included) holds one of its locks (a put or get in
+ * progress, or a consumer waiting on an empty queue); MPROC_ECORRUPT (the
+ * arena found the queue's block damaged).  A lock whose holder died does
+ * not keep the queue busy: its liveness is checked at once (a process
+ * SIGKILLed and reaped just before is seen dead), and the free takes no
+ * lock, registers nothing and allocates nothing, so it works with the
+ * arena full.  mproc_queue_close never allocates either. */
 MPROC_EXTERN int mproc_queue_free(mproc_queue *q);
 
 /*

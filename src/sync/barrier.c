@@ -188,6 +188,9 @@ static int sleep_unlocked(struct mproc_barrier *b, const mproc__deadline *d,
                           uint32_t me) {
   uint32_t s = __atomic_load_n(&b->seq, __ATOMIC_ACQUIRE);
   bunlock(b);
+  /* Killed here, its slot names a dead party: a sleeper's slice check
+   * drops it and breaks a filling barrier. */
+  MPROC__FAULT(SYNC_BARRIER_SLEEPING);
   int r = mproc__sync_wait_slice(&b->seq, s, d, SYNC_SLICE_NS);
   uint32_t dead[16];
   int ndead = 0;
@@ -247,6 +250,9 @@ int mproc_barrier_wait(mproc_barrier *b, double timeout) {
   }
   int index = b->count++;
   __atomic_store_n(&b->slots[index], me, __ATOMIC_RELAXED);
+  /* Killed here, holding the internal lock: the next locker finds it
+   * dead, breaks the barrier and recounts from the live slots. */
+  MPROC__FAULT(SYNC_BARRIER_ENTERED);
   const uint32_t gen = b->gen;
   int result;
   if (index + 1 == b->parties) {
@@ -339,20 +345,21 @@ int mproc_barrier_free(mproc_barrier *b) {
   if (b == NULL) {
     return 0;
   }
-  int r = blk_valid(b);
-  if (r != 0) {
-    return r;
+  if (!bar_valid(b)) {
+    return MPROC_EINVAL;
   }
-  int busy = 0;
-  for (int i = 0; i < b->parties; i++) {
-    uint32_t t = b->slots[i];
-    busy |= t != 0 && mproc__sync_token_alive(t);
+  /* No lock taken: that would need a process token, whose first
+   * registration allocates (a free never does).  Nobody may use the
+   * barrier any more, so its internal lock is busy only if a live process
+   * is inside wait, abort or reset, and the slots say who waits. */
+  int busy = mproc__lock_busy(&b->lock);
+  for (int i = 0; i < b->parties && !busy; i++) {
+    uint32_t t = __atomic_load_n(&b->slots[i], __ATOMIC_ACQUIRE);
+    busy = t != 0 && mproc__sync_token_alive(t);
   }
   if (busy) {
-    bunlock(b);
     return MPROC_EBUSY;
   }
   __atomic_store_n(&b->magic, SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
-  bunlock(b);
   return mproc_shm_free(b);
 }

@@ -120,6 +120,9 @@ static int take_over(struct mproc_lock *l, uint32_t owner, uint32_t tok) {
     if (__atomic_compare_exchange_n(&l->word, &v,
                                     tok | (v & SYNC_WAITERS), 1,
                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+      /* Ours, not yet marked inconsistent: a death here leaves a word
+       * naming a dead holder again, taken over the same way. */
+      MPROC__FAULT(SYNC_LOCK_TAKEN_OVER);
       MPROC__WARN("sync: lock %p: holder (pid %d) died; taken over",
                   (void *)l, (int)mproc__sync_token_pid(owner));
       return 1;
@@ -311,6 +314,9 @@ static int acquire_slow(struct mproc_lock *l, uint32_t tok,
         continue; /* released or taken over meanwhile: look again */
       }
     }
+    /* A sleeper that dies leaves at most the waiters bit (or an asym
+     * lock's flag): one spare wake for the next release. */
+    MPROC__FAULT(SYNC_LOCK_SLEEPING);
     int r = asym ? asym_wait(l, v, d)
                  : mproc__sync_wait_slice(&l->word, v, d, SYNC_SLICE_NS);
     if (!asym) {
@@ -489,6 +495,9 @@ int mproc_lock_release(mproc_lock *l) {
     }
     /* depth stays 1: the next acquire need not write it. */
     l->owner_tid = 0;
+    /* Killed here, the word still names this process: the next acquirer
+     * takes the lock over (MPROC_EOWNERDEAD). */
+    MPROC__FAULT(SYNC_RLOCK_OWNER_CLEARED);
   }
   return release_word(l);
 }
@@ -539,10 +548,24 @@ void mproc__lock_init_embedded_asym(void *mem) {
   l->flags = SYNC_LOCK_EMBEDDED | SYNC_LOCK_ASYM;
 }
 
+int mproc__lock_busy(const struct mproc_lock *l) {
+  uint32_t v = TOK(__atomic_load_n(&l->word, __ATOMIC_ACQUIRE));
+  if (v == 0 || v == SYNC_TOKEN_NOTREC) {
+    return 0;
+  }
+  /* No rate limit: a free must see a death that happened a moment ago
+   * (a waiter's check 10 ms before the holder was killed must not keep
+   * the object busy for the next 40 ms).  token_alive reads the token
+   * table without creating it, so this allocates nothing. */
+  if (v == __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED)) {
+    return 1;
+  }
+  return mproc__sync_token_alive(v);
+}
+
 int mproc__lock_retire_embedded(void *mem) {
   struct mproc_lock *l = mem;
-  uint32_t v = TOK(__atomic_load_n(&l->word, __ATOMIC_RELAXED));
-  if (v != 0 && v != SYNC_TOKEN_NOTREC) {
+  if (mproc__lock_busy(l)) {
     return MPROC_EBUSY;
   }
   __atomic_store_n(&l->magic, SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
@@ -571,8 +594,7 @@ int mproc_lock_free(mproc_lock *l) {
     /* An embedded lock belongs to its Value and goes with it. */
     return MPROC_EINVAL;
   }
-  uint32_t v = TOK(__atomic_load_n(&l->word, __ATOMIC_RELAXED));
-  if (v != 0 && v != SYNC_TOKEN_NOTREC) {
+  if (mproc__lock_busy(l)) {
     return MPROC_EBUSY;
   }
   __atomic_store_n(&l->magic, SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);

@@ -53,6 +53,27 @@ uint32_t mproc__sync_tid_slow(void) {
   return t;
 }
 
+/* The table if some process created it, else NULL; never allocates (the
+ * liveness checks of free paths use it: a token in a word means the table
+ * exists, and a free must not fail for want of memory). */
+static sync_table *table_peek(void) {
+  sync_table *t = __atomic_load_n(&g_table, __ATOMIC_ACQUIRE);
+  if (MPROC__LIKELY(t != NULL)) {
+    return t;
+  }
+  /* The caller has an arena object in hand, so the arena is mapped and
+   * this creates nothing. */
+  void **root = mproc__arena_root(MPROC__ROOT_SYNC_OWNERS);
+  if (root == NULL) {
+    return NULL;
+  }
+  t = __atomic_load_n((sync_table **)root, __ATOMIC_ACQUIRE);
+  if (t != NULL) {
+    __atomic_store_n(&g_table, t, __ATOMIC_RELEASE);
+  }
+  return t;
+}
+
 static sync_table *table(void) {
   sync_table *t = __atomic_load_n(&g_table, __ATOMIC_ACQUIRE);
   if (MPROC__LIKELY(t != NULL)) {
@@ -69,6 +90,8 @@ static sync_table *table(void) {
       return NULL;
     }
     mine->magic = TABLE_MAGIC;
+    /* A death here leaks this block (documented): nobody else knows it. */
+    MPROC__FAULT(OWNER_TABLE_ALLOCATED);
     sync_table *expected = NULL;
     if (__atomic_compare_exchange_n((sync_table **)root, &expected, mine, 0,
                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
@@ -114,6 +137,10 @@ static int slot_claim(sync_table *t, uint32_t idx, uint64_t id, pid_t pid,
                                    __ATOMIC_RELAXED)) {
     return 0;
   }
+  /* A death here leaves the slot with this pid and no start time: the pid
+   * alone then says whether it lives, and once it is gone the slot is
+   * reclaimed as any dead process's. */
+  MPROC__FAULT(OWNER_SLOT_CLAIMED);
   __atomic_store_n(&s->start, start, __ATOMIC_SEQ_CST);
   uint32_t token = idx | (((uint32_t)gen & GEN_MASK) << SYNC_SLOT_BITS);
   __atomic_store_n(&mproc__sync_self_token, token, __ATOMIC_RELEASE);
@@ -182,7 +209,7 @@ int mproc__sync_token_alive(uint32_t token) {
   if (idx < FIRST_SLOT || idx > LAST_SLOT) {
     return 0; /* not a token any process has */
   }
-  sync_table *t = table();
+  sync_table *t = table_peek();
   if (t == NULL) {
     return 1;
   }
@@ -197,7 +224,7 @@ int mproc__sync_token_alive(uint32_t token) {
 
 pid_t mproc__sync_token_pid(uint32_t token) {
   uint32_t idx = token & SYNC_SLOT_MASK;
-  sync_table *t = table();
+  sync_table *t = table_peek();
   if (t == NULL || idx < FIRST_SLOT || idx > LAST_SLOT) {
     return 0;
   }

@@ -289,3 +289,111 @@ TEST_IMPL(sync_misuse_free_busy) {
   ASSERT_OK(mproc_lock_free(l));
   return 0;
 }
+
+/* ---- free paths never allocate ---- */
+
+/* Fills the arena until not even 16 bytes fit; the blocks go in a
+ * malloc'd list, returned in *n. */
+static void **fill_arena(size_t *n) {
+  size_t cap = 1024, k = 0;
+  void **v = malloc(cap * sizeof *v);
+  ASSERT_NOT_NULL(v);
+  for (size_t size = (size_t)1 << 20; size >= 16; size /= 2) {
+    void *p = NULL;
+    while (mproc_shm_alloc(&p, size) == 0) {
+      if (k == cap) {
+        cap *= 2;
+        v = realloc(v, cap * sizeof *v);
+        ASSERT_NOT_NULL(v);
+      }
+      v[k++] = p;
+    }
+  }
+  void *p = NULL;
+  ASSERT_ERR(mproc_shm_alloc(&p, 16), MPROC_ENOMEM);
+  *n = k;
+  return v;
+}
+
+/*
+ * The arena full, and no lock ever taken in this program (so the process
+ * token table, which a first lock allocates, does not exist): every free,
+ * close and release of the sync and queue modules still works.  A free
+ * that took a lock to check for a dead holder failed here with
+ * MPROC_ENOMEM.
+ */
+TEST_IMPL(sync_free_with_arena_full) {
+  mproc_arena_opts ao = {(size_t)4 << 20};
+  ASSERT_OK(mproc_arena_init(&ao));
+  mproc_lock *l = NULL, *rl = NULL;
+  mproc_semaphore *s = NULL, *sr = NULL;
+  mproc_semaphore_opts so = {.death_return = 1};
+  mproc_event *e = NULL;
+  mproc_cond *c = NULL;
+  mproc_barrier *b = NULL;
+  mproc_queue *q = NULL, *jq = NULL;
+  ASSERT_OK(mproc_lock_new(&l));
+  ASSERT_OK(mproc_rlock_new(&rl));
+  ASSERT_OK(mproc_semaphore_new(&s, 0, NULL));
+  ASSERT_OK(mproc_semaphore_new(&sr, 0, &so));
+  ASSERT_OK(mproc_event_new(&e));
+  ASSERT_OK(mproc_cond_new(&c, NULL));
+  ASSERT_OK(mproc_barrier_new(&b, 2, NULL));
+  mproc_queue_opts qo = {4096};
+  ASSERT_OK(mproc_queue_new(&q, 0, &qo));
+  ASSERT_OK(mproc_joinable_queue_new(&jq, 0, &qo));
+  ASSERT_EQ(mproc__sync_self_token, 0); /* nothing registered yet */
+  size_t n = 0;
+  void **fill = fill_arena(&n);
+  /* Releases and closes first, then every free. */
+  ASSERT_OK(mproc_semaphore_release(s));
+  ASSERT_OK(mproc_semaphore_release(sr));
+  ASSERT_OK(mproc_event_set(e));
+  ASSERT_OK(mproc_event_clear(e));
+  ASSERT_OK(mproc_queue_close(q));
+  ASSERT_OK(mproc_queue_free(q));
+  ASSERT_OK(mproc_queue_free(jq));
+  ASSERT_OK(mproc_barrier_free(b));
+  ASSERT_OK(mproc_cond_free(c));
+  ASSERT_OK(mproc_event_free(e));
+  ASSERT_OK(mproc_semaphore_free(sr));
+  ASSERT_OK(mproc_semaphore_free(s));
+  ASSERT_OK(mproc_lock_free(rl));
+  ASSERT_OK(mproc_lock_free(l));
+  ASSERT_EQ(mproc__sync_self_token, 0); /* and nothing registered */
+  for (size_t i = 0; i < n; i++) {
+    ASSERT_OK(mproc_shm_free(fill[i]));
+  }
+  free(fill);
+  return 0;
+}
+
+/* A lock whose holder died does not keep its free busy, and a live
+ * holder's does, at once (no rate limit between the two checks). */
+TEST_IMPL(sync_free_after_holder_killed) {
+  mproc_lock *l = NULL;
+  ASSERT_OK(mproc_lock_new(&l));
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t pid = test_fork();
+  if (pid == 0) {
+    if (mproc_lock_acquire(l, 0) != 0) {
+      _exit(2);
+    }
+    char one = 1;
+    (void)!write(fds[1], &one, 1);
+    for (;;) {
+      pause();
+    }
+  }
+  char got = 0;
+  ASSERT_EQ(read(fds[0], &got, 1), 1);
+  ASSERT_ERR(mproc_lock_acquire(l, 0), MPROC_ETIMEDOUT); /* checks it */
+  ASSERT_ERR(mproc_lock_free(l), MPROC_EBUSY);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_EQ(test_wait_pid(pid, 10), -SIGKILL);
+  ASSERT_OK(mproc_lock_free(l));
+  close(fds[0]);
+  close(fds[1]);
+  return 0;
+}
