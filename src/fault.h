@@ -51,7 +51,64 @@
   XX(ARENA_FREE_TOP_LOWERED, "arena.free_top_lowered",                        \
      "free: tail given back to top, counters stale")                          \
   XX(ARENA_INSERT_MID, "arena.insert_mid",                                    \
-     "free-list insert: one link stored of three")
+     "free-list insert: one link stored of three")                            \
+  /* queue.c: a put and a get, each under its lock */                         \
+  XX(QUEUE_PUT_MARKED, "queue.put_marked",                                    \
+     "put: marker written (record's end), nothing copied")                    \
+  XX(QUEUE_PUT_COPIED, "queue.put_copied",                                    \
+     "put: record copied (joinable count raised), head not moved")            \
+  XX(QUEUE_PUT_PUBLISHED, "queue.put_published",                              \
+     "put: head moved (published), puts not counted")                         \
+  XX(QUEUE_PUT_COUNTED, "queue.put_counted",                                  \
+     "put: counted, marker not cleared, lock held")                           \
+  XX(QUEUE_PUT_SLEEPING, "queue.put_sleeping",                                \
+     "put: put_waiting raised, put lock released, about to sleep")            \
+  XX(QUEUE_GET_COPIED, "queue.get_copied",                                    \
+     "get: payload copied out, no marker, tail not moved")                    \
+  XX(QUEUE_GET_MARKED, "queue.get_marked",                                    \
+     "get: marker written, gets and tail not moved")                          \
+  XX(QUEUE_GET_COUNTED, "queue.get_counted",                                  \
+     "get: gets counted, tail not moved")                                     \
+  XX(QUEUE_GET_MOVED, "queue.get_moved",                                      \
+     "get: tail moved, marker not cleared, lock held")                        \
+  XX(QUEUE_GET_SLEEPING, "queue.get_sleeping",                                \
+     "get: get lock held, get_waiting raised, about to sleep")                \
+  /* sync/owner.c: the process token table */                                 \
+  XX(OWNER_TABLE_ALLOCATED, "owner.table_allocated",                          \
+     "token table allocated, not published in the arena root")                \
+  XX(OWNER_SLOT_CLAIMED, "owner.slot_claimed",                                \
+     "registration: slot claimed by CAS, start time not stored")              \
+  /* sync/: locks, semaphores, conditions, events, barriers */                \
+  XX(SYNC_LOCK_SLEEPING, "sync.lock_sleeping",                                \
+     "acquire: waiters bit set, about to sleep on the word")                  \
+  XX(SYNC_LOCK_TAKEN_OVER, "sync.lock_taken_over",                            \
+     "takeover: dead holder's token replaced, not marked inconsistent")       \
+  XX(SYNC_RLOCK_OWNER_CLEARED, "sync.rlock_owner_cleared",                    \
+     "RLock release: owner thread cleared, word still held")                  \
+  XX(SYNC_SEM_TAKEN, "sync.sem_taken",                                        \
+     "acquire: unit taken from the value, not recorded as held")              \
+  XX(SYNC_SEM_RECORDED, "sync.sem_recorded",                                  \
+     "acquire: unit recorded as held (or credit taken), call not returned")   \
+  XX(SYNC_SEM_RETIRED, "sync.sem_retired",                                    \
+     "release: held unit retired (or credit added), value not raised")        \
+  XX(SYNC_SEM_SLEEPING, "sync.sem_sleeping",                                  \
+     "acquire: counted in waiters, about to sleep")                           \
+  XX(SYNC_SEM_RECLAIMED, "sync.sem_reclaimed",                                \
+     "death return: dead holder's entry freed, units not added back")         \
+  XX(SYNC_COND_QUEUED, "sync.cond_queued",                                    \
+     "wait: record queued, lock still held")                                  \
+  XX(SYNC_COND_SLEEPING, "sync.cond_sleeping",                                \
+     "wait: lock released, about to sleep on the record")                     \
+  XX(SYNC_COND_WOKEN, "sync.cond_woken",                                      \
+     "wait: signalled, lock not taken back")                                  \
+  XX(SYNC_COND_SIGNALLED, "sync.cond_signalled",                              \
+     "notify: record unlinked and marked, waiter not woken")                  \
+  XX(SYNC_EVENT_SLEEPING, "sync.event_sleeping",                              \
+     "wait: waiters bit set, about to sleep")                                 \
+  XX(SYNC_BARRIER_ENTERED, "sync.barrier_entered",                            \
+     "wait: slot and count written, internal lock held")                      \
+  XX(SYNC_BARRIER_SLEEPING, "sync.barrier_sleeping",                          \
+     "wait: internal lock released, about to sleep")
 
 enum {
   MPROC__FP_NONE = 0,

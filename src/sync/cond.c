@@ -133,15 +133,27 @@ static int cond_wait_d(struct mproc_cond *c, const mproc__deadline *d) {
   }
   c->tail = n;
 
+  /* Killed here, holding the lock: the next acquirer takes it over, and
+   * the record left queued is skipped by notify (its waiter is dead). */
+  MPROC__FAULT(SYNC_COND_QUEUED);
   uint32_t depth = 1;
   mproc__lock_release_all(l, &depth);
+  MPROC__FAULT(SYNC_COND_SLEEPING);
   for (;;) {
-    int r = mproc__futex_wait(&n->state, NODE_WAITING, d);
+    /* In slices: a notifier killed between marking this record and
+     * waking it (sync.cond_signalled) leaves it SIGNALLED with nobody to
+     * wake its sleeper, which then sees the mark when its slice ends
+     * instead of sleeping forever. */
+    int r = mproc__sync_wait_slice(&n->state, NODE_WAITING, d,
+                                   SYNC_SLICE_NS);
     if (__atomic_load_n(&n->state, __ATOMIC_ACQUIRE) != NODE_WAITING ||
-        r == -ETIMEDOUT) {
+        r == MPROC_ETIMEDOUT) {
       break;
     }
   }
+  /* Killed here, its record is unlinked (signalled) or still queued
+   * (timed out): as above. */
+  MPROC__FAULT(SYNC_COND_WOKEN);
   int rr = mproc__lock_restore(l, depth);
   if (rr == MPROC_ENOTRECOVERABLE) {
     /* The lock is gone for good, and with it the queue's guard. */
@@ -210,6 +222,7 @@ int mproc_cond_notify(mproc_cond *c, int n) {
     unlink_node(c, w);
     uint32_t tok = w->token;
     __atomic_store_n(&w->state, NODE_SIGNALLED, __ATOMIC_RELEASE);
+    MPROC__FAULT(SYNC_COND_SIGNALLED);
     if (mproc__futex_wake(&w->state, 1) == 0 && tok != me &&
         !mproc__sync_token_alive(tok)) {
       /* Its waiter died in the wait: nobody will come back for it. */

@@ -114,6 +114,7 @@ int mproc_event_wait(mproc_event *e, double timeout) {
       }
       v |= EV_WAITERS;
     }
+    MPROC__FAULT(SYNC_EVENT_SLEEPING);
     int r = mproc__futex_wait(&e->word, v, &d);
     v = __atomic_load_n(&e->word, __ATOMIC_ACQUIRE);
     if ((v & EV_SET) || (v & EV_GEN_MASK) != gen) {
