@@ -51,6 +51,15 @@
  * Lifetime.  Exactly one process frees an object, once no process uses it
  * any more (as with pthread_mutex_destroy); freeing an object another
  * process is waiting on is undefined.  mproc_X_free(NULL) is a no-op.
+ * Every destructor returns 0, MPROC_EINVAL (not a live object of its
+ * type), MPROC_EBUSY where its contract says so, or MPROC_ECORRUPT (the
+ * arena found the object's block damaged).  "Busy" means a live process
+ * (the caller's included) holds or waits on it: a holder or waiter that
+ * died does not count, and its liveness is checked at once (no rate
+ * limit), so an object is free to go right after its user was killed and
+ * reaped.  Destructors and releases never allocate, take no lock and
+ * register nothing: they work with the arena full, in a process that
+ * never made a sync call.
  */
 #ifndef MPROC_SYNC_H
 #define MPROC_SYNC_H
