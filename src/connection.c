@@ -54,11 +54,20 @@
  *   - wbroken: a send stopped inside a frame (deadline, error): the peer
  *     would read our next frame as the rest of this one, so later sends
  *     are MPROC_EBROKEN.
+ * Receive limit.  Each connection has a maxlength (MPROC_NOLIMIT for
+ * pipes and wrapped fds; Listener/Client set their opts' limit, by
+ * default MPROC_NET_MAXLENGTH), which every receive applies together with
+ * its own argument (the smaller wins).  It lives in the object rather
+ * than only in recv_bytes' argument because poll and wait must know it:
+ * a header over the limit is a receive that fails at once, so a
+ * connection holding one is ready.
  * Ready.  poll and wait report a connection ready without asking the
- * kernel when a receive returns without reading: a whole frame (or a
- * malformed header) is in the buffer, a frame is pending, or the stream
- * is broken (a receive returns MPROC_EBROKEN at once, and a loop that
- * waits before receiving must see that rather than sleep forever).
+ * kernel when a receive returns without reading: a whole frame, a
+ * malformed header or a header over the connection's limit is in the
+ * buffer, a frame is pending, or the stream is broken (a receive returns
+ * MPROC_EBROKEN at once, and a loop that waits before receiving must see
+ * that rather than sleep forever).  Ready means "a receive would not
+ * block", with a message or with an error.
  * Otherwise the fd decides, as before: readable means bytes (possibly the
  * rest of a buffered partial frame) or end of file.  A partial frame in
  * the buffer with nothing more in the fd is not ready: a receive would
@@ -79,6 +88,7 @@ struct mproc_connection {
   unsigned char wbroken;   /* sends are MPROC_EBROKEN (see DESIGN) */
   unsigned char pending;   /* a header was read, its payload was not */
   uint64_t pending_len;    /* that payload's length */
+  size_t maxlength;        /* the receive limit (see Ready in DESIGN) */
   unsigned char *rbuf;     /* RBUF_SIZE bytes, or NULL before a receive */
   size_t rpos, rend;       /* the unread bytes are rbuf[rpos .. rend) */
 };
@@ -154,6 +164,7 @@ static int conn_new(mproc_connection **out, int fd, int readable,
   c->readable = readable != 0;
   c->writable = writable != 0;
   c->is_socket = is_socket != 0;
+  c->maxlength = MPROC_NOLIMIT;
   *out = c;
   return 0;
 }
@@ -240,6 +251,22 @@ int mproc_connection_fileno(const mproc_connection *c) {
   return (c == NULL || c->fd < 0) ? MPROC_EINVAL : c->fd;
 }
 
+int mproc_connection_set_maxlength(mproc_connection *c, size_t maxlength) {
+  if (c == NULL || c->fd < 0) {
+    return MPROC_EINVAL;
+  }
+  c->maxlength = maxlength;
+  return 0;
+}
+
+int mproc_connection_get_maxlength(const mproc_connection *c, size_t *out) {
+  if (c == NULL || c->fd < 0 || out == NULL) {
+    return MPROC_EINVAL;
+  }
+  *out = c->maxlength;
+  return 0;
+}
+
 int mproc_connection_readable(const mproc_connection *c) {
   return c == NULL ? MPROC_EINVAL : c->readable;
 }
@@ -277,7 +304,8 @@ int mproc__conn_send_frame(mproc_connection *c, const void *buf, size_t len,
 }
 
 int mproc_connection_send_bytes(mproc_connection *c, const void *buf,
-                                size_t buflen, size_t offset, size_t size) {
+                                size_t buflen, ptrdiff_t offset,
+                                ptrdiff_t size) {
   /* Python's order of checks: closed, direction, then the bounds. */
   if (c == NULL || c->fd < 0) {
     return MPROC_EINVAL;
@@ -285,20 +313,27 @@ int mproc_connection_send_bytes(mproc_connection *c, const void *buf,
   if (!c->writable) {
     return MPROC_EPERM;
   }
-  if (offset > buflen) {
+  /* Negative values are Python's ValueError; MPROC_REST is the one
+   * negative size that means something. */
+  if (offset < 0 || (size < 0 && size != MPROC_REST) ||
+      (size_t)offset > buflen) {
     return MPROC_EINVAL;
   }
+  size_t off = (size_t)offset;
+  size_t n;
   if (size == MPROC_REST) {
-    size = buflen - offset;
-  } else if (size > buflen - offset) { /* offset + size > buflen, no wrap */
+    n = buflen - off;
+  } else if ((size_t)size > buflen - off) { /* offset + size > buflen */
     return MPROC_EINVAL;
+  } else {
+    n = (size_t)size;
   }
-  if (buf == NULL && size > 0) {
+  if (buf == NULL && n > 0) {
     return MPROC_EINVAL;
   }
   /* No arithmetic on a NULL buffer (undefined even with offset 0). */
-  const char *start = buf == NULL ? NULL : (const char *)buf + offset;
-  return mproc__conn_send_frame(c, start, size, NULL);
+  const char *start = buf == NULL ? NULL : (const char *)buf + off;
+  return mproc__conn_send_frame(c, start, n, NULL);
 }
 
 int mproc_connection_send(mproc_connection *c, const void *buf, size_t len) {
@@ -500,7 +535,7 @@ int mproc__conn_recv_frame(mproc_connection *c, void **out, size_t *len,
   /* Decided from the header, before allocating: the length may be 2^63.
    * Nothing larger than PTRDIFF_MAX can ever be allocated, so such a
    * length is over every limit. */
-  if (n > max || n > (uint64_t)PTRDIFF_MAX) {
+  if (n > max || n > c->maxlength || n > (uint64_t)PTRDIFF_MAX) {
     break_reading(c, MPROC_EMSGSIZE);
     return MPROC_EMSGSIZE;
   }
@@ -524,6 +559,22 @@ int mproc_connection_recv_bytes(mproc_connection *c, void **out, size_t *len,
   return mproc__conn_recv_frame(c, out, len, maxlength, NULL);
 }
 
+int mproc_connection_recv_bytes_timeout(mproc_connection *c, void **out,
+                                        size_t *len, size_t maxlength,
+                                        double timeout) {
+  mproc__deadline d;
+  if (mproc__deadline_init(&d, timeout) < 0) {
+    if (out != NULL) {
+      *out = NULL;
+    }
+    if (len != NULL) {
+      *len = 0;
+    }
+    return MPROC_EINVAL;
+  }
+  return mproc__conn_recv_frame(c, out, len, maxlength, &d);
+}
+
 int mproc_connection_recv_bytes_into(mproc_connection *c, void *buf,
                                      size_t cap, size_t offset, size_t *len) {
   if (len != NULL) {
@@ -544,6 +595,11 @@ int mproc_connection_recv_bytes_into(mproc_connection *c, void *buf,
   if (r < 0) {
     return r;
   }
+  if (n > c->maxlength) {
+    /* Over the connection's limit: refused as recv_bytes refuses it. */
+    break_reading(c, MPROC_EMSGSIZE);
+    return MPROC_EMSGSIZE;
+  }
   if (n > cap - offset) {
     /* Too long for the room: it stays pending for the next receive. */
     *len = n > SIZE_MAX ? SIZE_MAX : (size_t)n;
@@ -561,15 +617,16 @@ int mproc_connection_recv_bytes_into(mproc_connection *c, void *buf,
 /* ==================== poll and wait ==================== */
 
 /* Whether a receive on c returns without touching the fd: a pending
- * frame, a whole frame or a malformed header in the buffer, or a broken
- * stream (see DESIGN). */
+ * frame, a whole frame, a malformed header or a header over the
+ * connection's limit in the buffer, or a broken stream (see DESIGN). */
 static int ready_without_fd(const mproc_connection *c) {
   if (c->pending || c->rbroken) {
     return 1;
   }
   uint64_t len = 0;
   int h = rbuf_peek_header(c, &len);
-  return h < 0 || (h > 0 && len <= rbuf_avail(c) - (size_t)h);
+  return h < 0 ||
+         (h > 0 && (len > c->maxlength || len <= rbuf_avail(c) - (size_t)h));
 }
 
 int mproc_connection_poll(mproc_connection *c, double timeout) {

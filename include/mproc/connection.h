@@ -79,10 +79,18 @@ extern "C" {
 typedef struct mproc_connection mproc_connection;
 typedef struct mproc_listener mproc_listener;
 
-/* "To the end of the buffer" for send_bytes' size; "no limit" for
- * recv_bytes' maxlength. */
-#define MPROC_REST SIZE_MAX
+/* "To the end of the buffer" for send_bytes' size: PTRDIFF_MIN, a value
+ * no small negative number (a size computed as -1, or a size_t -1 cast to
+ * ptrdiff_t) can turn into, so that a negative size stays a detectable
+ * error, as Python's send_bytes(buf, 4, -1) is a ValueError. */
+#define MPROC_REST PTRDIFF_MIN
+/* "No limit" for recv_bytes' maxlength and the connection's receive
+ * limit. */
 #define MPROC_NOLIMIT SIZE_MAX
+/* The receive limit of connections made by Listener and Client when
+ * their opts.maxlength is 0: 64 MiB.  Raise it (opts.maxlength, or
+ * mproc_connection_set_maxlength) for bigger messages. */
+#define MPROC_NET_MAXLENGTH ((size_t)64 << 20)
 
 /* ==================== Pipe and Connection ==================== */
 
@@ -110,6 +118,24 @@ MPROC_EXTERN int mproc_connection_from_fd(mproc_connection **out, int fd,
 /* Close the fd and free the object.  NULL: no-op.  Returns 0. */
 MPROC_EXTERN int mproc_connection_close(mproc_connection *c);
 
+/*
+ * mproc_connection_set_maxlength - the connection's receive limit: every
+ * receive refuses a message longer than it (MPROC_EMSGSIZE, decided from
+ * the header, the connection then unreadable), whatever the maxlength
+ * passed to the receive (the smaller of the two applies), and
+ * recv_bytes_into too.  Poll and wait know it, so a header over it is
+ * "ready" (a receive returns the error at once).  Connections made by
+ * mproc_pipe and mproc_connection_from_fd start with MPROC_NOLIMIT;
+ * those from mproc_listener_accept and mproc_client_connect with their
+ * opts.maxlength (default MPROC_NET_MAXLENGTH), so that a peer's header
+ * alone cannot make mproc reserve gigabytes.  Returns 0 or MPROC_EINVAL.
+ * _get_maxlength stores it in *out.
+ */
+MPROC_EXTERN int mproc_connection_set_maxlength(mproc_connection *c,
+                                                size_t maxlength);
+MPROC_EXTERN int mproc_connection_get_maxlength(const mproc_connection *c,
+                                                size_t *out);
+
 /* The fd, or MPROC_EINVAL.  1 or 0 for the directions.  poll(2) on the
  * fd misses messages already read ahead into the connection's buffer
  * (see the top): wait with mproc_connection_poll or _wait instead. */
@@ -120,9 +146,11 @@ MPROC_EXTERN int mproc_connection_writable(const mproc_connection *c);
 /*
  * mproc_connection_send_bytes - send buf[offset .. offset+size) of a
  * buffer of buflen bytes as one message (size MPROC_REST: to the end).
- * Checked as Python checks them: offset > buflen, or offset + size >
- * buflen, is MPROC_EINVAL, and nothing is sent.  buf may be NULL only
- * when the message is empty.
+ * offset and size are signed, as Python's are, so that a negative value
+ * is an error rather than a huge unsigned one.  Checked as Python checks
+ * them: a negative offset, a negative size other than MPROC_REST,
+ * offset > buflen, or offset + size > buflen, is MPROC_EINVAL, and
+ * nothing is sent.  buf may be NULL only when the message is empty.
  *
  * Returns 0; MPROC_EINVAL; MPROC_EPERM (a read-only end: Python's
  * "connection is read-only"); MPROC_EPIPE (the peer is gone);
@@ -130,7 +158,7 @@ MPROC_EXTERN int mproc_connection_writable(const mproc_connection *c);
  */
 MPROC_EXTERN int mproc_connection_send_bytes(mproc_connection *c,
                                              const void *buf, size_t buflen,
-                                             size_t offset, size_t size);
+                                             ptrdiff_t offset, ptrdiff_t size);
 /* send_bytes(c, buf, len, 0, MPROC_REST). */
 MPROC_EXTERN int mproc_connection_send(mproc_connection *c, const void *buf,
                                        size_t len);
@@ -151,6 +179,21 @@ MPROC_EXTERN int mproc_connection_recv_bytes(mproc_connection *c, void **out,
                                              size_t *len, size_t maxlength);
 
 /*
+ * mproc_connection_recv_bytes_timeout - recv_bytes that waits at most
+ * timeout seconds (MPROC_FOREVER: no limit, as recv_bytes; 0: only what
+ * has already arrived) for the whole message.  Returns MPROC_ETIMEDOUT
+ * when it did not come in time; if no byte of it had come, nothing
+ * changed and a later receive gets it, but if the time ran out inside the
+ * message (the peer stalled mid-message) the stream cannot be resumed
+ * and later receives are MPROC_EBROKEN.  A NaN timeout is MPROC_EINVAL.
+ * Other results as recv_bytes.
+ */
+MPROC_EXTERN int mproc_connection_recv_bytes_timeout(mproc_connection *c,
+                                                     void **out, size_t *len,
+                                                     size_t maxlength,
+                                                     double timeout);
+
+/*
  * mproc_connection_recv_bytes_into - receive one message into buf[offset
  * .. cap).  offset > cap: MPROC_EINVAL (Python's "offset too large").  A
  * message longer than cap - offset stays pending (not consumed, unlike
@@ -163,11 +206,16 @@ MPROC_EXTERN int mproc_connection_recv_bytes_into(mproc_connection *c,
                                                   size_t offset, size_t *len);
 
 /*
- * mproc_connection_poll - whether a message, or end of file, can be read
- * without blocking, waiting up to timeout.  Never consumes anything.  A
- * whole message in the connection's read buffer, a message kept by
- * MPROC_ENOBUFS and a broken end are ready at once, without a system
- * call; otherwise the fd decides (bytes or end of file readable).
+ * mproc_connection_poll - whether a receive would return without
+ * blocking, with a message or with an error (end of file, a header over
+ * the connection's receive limit, a malformed header, a broken end),
+ * waiting up to timeout.  Never consumes anything.  A whole message in
+ * the connection's read buffer, a message kept by MPROC_ENOBUFS, a header
+ * over the limit (mproc_connection_set_maxlength) or a malformed one, and
+ * a broken end are ready at once, without a system call; otherwise the
+ * fd decides (bytes or end of file readable).  Poll knows only the
+ * connection's limit: a smaller maxlength passed to recv_bytes is not
+ * seen.
  * Returns 1, 0 (not within the timeout), or a negative error (MPROC_EPERM
  * on a write-only end).
  */

@@ -20,6 +20,7 @@
 #include "task.h"
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <time.h>
 
@@ -276,13 +277,22 @@ TEST_IMPL(connection_sendbytes_offsets) {
              MPROC_EINVAL);
   ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, 22, 5), MPROC_EINVAL);
   ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, 26, 1), MPROC_EINVAL);
-  /* Python's (-1) and (4, -1), as size_t: huge values that must not
-   * wrap around into a valid range. */
-  ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, (size_t)-1, MPROC_REST),
+  /* Python's send_bytes(buf, -1) and (buf, 4, -1) are ValueErrors: a
+   * negative offset or size is refused, and -1 is not "to the end". */
+  ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, -1, MPROC_REST),
              MPROC_EINVAL);
-  ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, 4, SIZE_MAX - 1),
+  ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, 4, -1), MPROC_EINVAL);
+  ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, 4, -2), MPROC_EINVAL);
+  ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, 0, -(ptrdiff_t)L),
              MPROC_EINVAL);
-  ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, 4, SIZE_MAX - 3),
+  ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, 4, MPROC_REST + 1),
+             MPROC_EINVAL);
+  ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, PTRDIFF_MAX, 1),
+             MPROC_EINVAL);
+  ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, 4, PTRDIFF_MAX),
+             MPROC_EINVAL);
+  /* A size_t -1 passed by mistake is the same -1, not MPROC_REST. */
+  ASSERT_ERR(mproc_connection_send_bytes(a, msg, L, 4, (ptrdiff_t)(size_t)-1),
              MPROC_EINVAL);
   ASSERT_EQ(mproc_connection_poll(b, 0), 0);
 
@@ -1404,6 +1414,108 @@ TEST_IMPL(connection_buffered_limits) {
   ASSERT_EQ(mproc_connection_poll(a, 0), 1); /* pending */
   raw_write(fds[1], "abcde", 5);
   expect_str(a, "abcde");
+  ASSERT_OK(mproc_connection_close(a));
+  mproc__close(fds[1]);
+  return 0;
+}
+
+/* A header over the connection's receive limit, already read ahead into
+ * the buffer with nothing more in the fd, is a receive that fails at
+ * once: poll and wait say ready, and the receive returns MPROC_EMSGSIZE
+ * (a server that polls before it receives must see the refusal). */
+TEST_IMPL(connection_poll_header_over_limit) {
+  for (int use_wait = 0; use_wait < 2; use_wait++) {
+    int fds[2];
+    mproc_connection *a = NULL;
+    ASSERT_OK(mproc__socketpair(fds));
+    ASSERT_OK(mproc__conn_wrap(&a, fds[0], 1, 1));
+    size_t lim = 99;
+    ASSERT_OK(mproc_connection_get_maxlength(a, &lim));
+    ASSERT_UEQ(lim, MPROC_NOLIMIT);
+    ASSERT_OK(mproc_connection_set_maxlength(a, 100));
+    ASSERT_OK(mproc_connection_get_maxlength(a, &lim));
+    ASSERT_UEQ(lim, 100);
+    /* "hi", then the header of a 1000-byte message whose payload never
+     * comes, in one write: the first receive reads both. */
+    raw_write(fds[1], "\0\0\0\x02" "hi" "\0\0\x03\xe8", 10);
+    expect_str(a, "hi");
+    ASSERT_EQ(fd_readable(fds[0]), 0);
+    if (use_wait) {
+      mproc_wait_item it = {.conn = a};
+      ASSERT_EQ(mproc_connection_wait(&it, 1, 0), 1);
+      ASSERT_EQ(it.ready, 1);
+      ASSERT_EQ(mproc_connection_wait(&it, 1, MPROC_FOREVER), 1);
+    } else {
+      ASSERT_EQ(mproc_connection_poll(a, 0), 1);
+      ASSERT_EQ(mproc_connection_poll(a, MPROC_FOREVER), 1);
+    }
+    void *m = NULL;
+    size_t n = 0;
+    ASSERT_ERR(mproc_connection_recv_bytes(a, &m, &n, MPROC_NOLIMIT),
+               MPROC_EMSGSIZE);
+    ASSERT_EQ(mproc_connection_poll(a, 0), 1);
+    ASSERT_ERR(mproc_connection_recv_bytes(a, &m, &n, MPROC_NOLIMIT),
+               MPROC_EBROKEN);
+    ASSERT_OK(mproc_connection_close(a));
+    mproc__close(fds[1]);
+  }
+  /* recv_bytes_into applies the connection's limit too, though the room
+   * would take the message. */
+  mproc_connection *a = NULL, *b = NULL;
+  ASSERT_OK(mproc_pipe(&a, &b, 1));
+  ASSERT_OK(mproc_connection_set_maxlength(a, 3));
+  send_str(b, "four");
+  char buf[16];
+  size_t n = 0;
+  ASSERT_ERR(mproc_connection_recv_bytes_into(a, buf, sizeof buf, 0, &n),
+             MPROC_EMSGSIZE);
+  ASSERT_ERR(mproc_connection_set_maxlength(NULL, 3), MPROC_EINVAL);
+  ASSERT_ERR(mproc_connection_get_maxlength(a, NULL), MPROC_EINVAL);
+  ASSERT_OK(mproc_connection_close(a));
+  ASSERT_OK(mproc_connection_close(b));
+  return 0;
+}
+
+/* recv_bytes_timeout: nothing in time is MPROC_ETIMEDOUT and changes
+ * nothing; a message that is there comes; 0 polls; a stall inside a
+ * message breaks the stream. */
+TEST_IMPL(connection_recv_timeout) {
+  mproc_connection *a = NULL, *b = NULL;
+  ASSERT_OK(mproc_pipe(&a, &b, 1));
+  void *m = NULL;
+  size_t n = 7;
+  double t0 = test_now();
+  ASSERT_ERR(mproc_connection_recv_bytes_timeout(a, &m, &n, 100, 0.1),
+             MPROC_ETIMEDOUT);
+  double dt = test_now() - t0;
+  ASSERT_DBL_GE(dt, 0.1);
+  ASSERT_DBL_LE(dt, 0.1 + test_slack());
+  ASSERT_NULL(m);
+  ASSERT_UEQ(n, 0);
+  ASSERT_ERR(mproc_connection_recv_bytes_timeout(a, &m, &n, 100, 0),
+             MPROC_ETIMEDOUT);
+  ASSERT_ERR(mproc_connection_recv_bytes_timeout(a, &m, &n, 100, NAN),
+             MPROC_EINVAL);
+  send_str(b, "hello");
+  ASSERT_OK(mproc_connection_recv_bytes_timeout(a, &m, &n, 100, 0));
+  ASSERT_UEQ(n, 5);
+  ASSERT_EQ(memcmp(m, "hello", 5), 0);
+  free(m);
+  send_str(b, "again");
+  ASSERT_OK(mproc_connection_recv_bytes_timeout(a, &m, &n, 100,
+                                                MPROC_FOREVER));
+  free(m);
+  ASSERT_OK(mproc_connection_close(a));
+  ASSERT_OK(mproc_connection_close(b));
+
+  /* A peer that stops inside a message. */
+  int fds[2];
+  ASSERT_OK(mproc__socketpair(fds));
+  ASSERT_OK(mproc__conn_wrap(&a, fds[0], 1, 1));
+  raw_write(fds[1], "\0\0\0\x05" "ab", 6);
+  ASSERT_ERR(mproc_connection_recv_bytes_timeout(a, &m, &n, 100, 0.05),
+             MPROC_ETIMEDOUT);
+  ASSERT_ERR(mproc_connection_recv_bytes(a, &m, &n, 100), MPROC_EBROKEN);
   ASSERT_OK(mproc_connection_close(a));
   mproc__close(fds[1]);
   return 0;
