@@ -56,6 +56,7 @@
 #include <string.h>
 
 #define DEFAULT_HANDSHAKE_TIMEOUT 5.0
+#define DEFAULT_MAX_PENDING 128
 #define DEFAULT_CLIENT_TIMEOUT 5.0
 #define PRIVATE_DIR_PREFIX "mproc-"
 #define PRIVATE_SOCKET_NAME "listener"
@@ -63,6 +64,42 @@
 /* The longest "host" of "host:port" mproc parses (a DNS name is at most
  * 253 characters). */
 #define HOST_MAX 256
+
+/* The server's steps of the handshake (Python's deliver_challenge, then
+ * answer_challenge), in order. */
+enum {
+  HS_SEND_CHALLENGE, /* our challenge is going out */
+  HS_RECV_ANSWER,    /* waiting for the answer to it */
+  HS_SEND_WELCOME,   /* the answer was right: #WELCOME# is going out */
+  HS_SEND_FAILURE,   /* the answer was wrong: #FAILURE# is going out */
+  HS_RECV_CHALLENGE, /* waiting for the client's challenge */
+  HS_SEND_ANSWER,    /* our answer is going out */
+  HS_RECV_REPLY      /* waiting for the client's verdict */
+};
+
+/* A handshake frame's header and payload. */
+#define HS_FRAME_MAX (12 + MPROC__AUTH_MAX_MESSAGE)
+
+/* An accepted connection whose handshake has not finished. */
+typedef struct hs_pending {
+  int fd;                  /* owned */
+  int step;                /* HS_* */
+  mproc__deadline deadline;
+  mproc_peer_info peer;
+  unsigned char out[HS_FRAME_MAX]; /* the frame going out */
+  size_t out_len, out_pos;
+  unsigned char in[HS_FRAME_MAX];  /* the frame coming in */
+  size_t in_len;
+  unsigned char chal[MPROC__AUTH_CHALLENGE_MAX]; /* the challenge we sent */
+  size_t chal_len;
+} hs_pending;
+
+/* What accept hands out next: a connection, or a failure to report. */
+typedef struct hs_result {
+  int code;               /* 0 or a negative code */
+  mproc_connection *conn; /* when code is 0 */
+  mproc_peer_info peer;
+} hs_result;
 
 struct mproc_listener {
   int fd;                    /* listening, non-blocking */
@@ -79,6 +116,14 @@ struct mproc_listener {
   double handshake_timeout;  /* seconds; < 0 none */
   int strict;
   int allow_other;
+  size_t maxlength;          /* receive limit of accepted connections */
+  size_t max_pending;        /* cap on unfinished handshakes */
+  hs_pending **pending;      /* unfinished handshakes, oldest first */
+  size_t npending;
+  hs_result *results;        /* finished, for accept to hand out, FIFO */
+  size_t rhead, nresults, rcap;
+  int have_last;             /* last is set */
+  mproc_peer_info last;      /* the last accepted connection's peer */
 };
 
 /* ==================== addresses ==================== */
@@ -362,7 +407,8 @@ int mproc_listener_new(mproc_listener **out, const mproc_listener_opts *opts) {
   if ((family != MPROC_AF_DEFAULT && family != MPROC_AF_UNIX &&
        family != MPROC_AF_INET) ||
       opts->backlog < 0 || (opts->authkey == NULL && opts->authkey_len > 0) ||
-      opts->handshake_timeout != opts->handshake_timeout /* NaN */) {
+      opts->handshake_timeout != opts->handshake_timeout /* NaN */ ||
+      opts->max_pending > MPROC_LISTENER_MAX_PENDING) {
     return MPROC_EINVAL;
   }
   mproc_listener *l = calloc(1, sizeof *l);
@@ -376,7 +422,15 @@ int mproc_listener_new(mproc_listener **out, const mproc_listener_opts *opts) {
   l->handshake_timeout = opts->handshake_timeout == 0
                              ? DEFAULT_HANDSHAKE_TIMEOUT
                              : opts->handshake_timeout;
+  l->maxlength = opts->maxlength == 0 ? MPROC_NET_MAXLENGTH : opts->maxlength;
+  l->max_pending =
+      opts->max_pending == 0 ? DEFAULT_MAX_PENDING : opts->max_pending;
   int r = 0;
+  l->pending = malloc(l->max_pending * sizeof *l->pending);
+  if (l->pending == NULL) {
+    r = MPROC_ENOMEM;
+    goto fail;
+  }
   if (opts->authkey != NULL) {
     l->has_key = 1;
     l->keylen = opts->authkey_len;
@@ -461,6 +515,319 @@ int mproc_listener_fileno(const mproc_listener *l) {
   return (l == NULL || l->fd < 0) ? MPROC_EINVAL : l->fd;
 }
 
+/* ==================== concurrent handshakes ==================== */
+
+/* What mproc_listener_last_accepted reports of the connection on fd. */
+static void peer_fill(const mproc_listener *l, int fd,
+                      const mproc__sockaddr *addr, mproc_peer_info *info) {
+  memset(info, 0, sizeof *info);
+  if (mproc__sockaddr_format(addr, info->address, sizeof info->address) < 0) {
+    info->address[0] = '\0';
+  }
+  if (l->is_unix) {
+    mproc__peer_cred cred;
+    if (mproc__net_peer_cred(fd, &cred) == 0) {
+      info->has_cred = 1;
+      info->pid = (pid_t)cred.pid;
+      info->uid = cred.uid;
+      info->gid = cred.gid;
+    }
+  }
+}
+
+/* Append a result for accept to hand out.  On MPROC_ENOMEM the
+ * connection is closed and the result lost (said in the debug log). */
+static int result_push(mproc_listener *l, int code, mproc_connection *c,
+                       const mproc_peer_info *peer) {
+  if (l->rhead + l->nresults == l->rcap) {
+    if (l->rhead > 0) {
+      memmove(l->results, l->results + l->rhead,
+              l->nresults * sizeof *l->results);
+      l->rhead = 0;
+    } else {
+      size_t ncap = l->rcap > 0 ? 2 * l->rcap : 16;
+      hs_result *nr = realloc(l->results, ncap * sizeof *nr);
+      if (nr == NULL) {
+        MPROC__DEBUG("listener: no memory to keep a result (%s)",
+                     mproc_err_name(code));
+        mproc_connection_close(c);
+        return MPROC_ENOMEM;
+      }
+      l->results = nr;
+      l->rcap = ncap;
+    }
+  }
+  hs_result *r = &l->results[l->rhead + l->nresults++];
+  r->code = code;
+  r->conn = c;
+  r->peer = *peer;
+  return 0;
+}
+
+/* Hand out the oldest result. */
+static int result_pop(mproc_listener *l, mproc_connection **out) {
+  hs_result *r = &l->results[l->rhead];
+  int code = r->code;
+  *out = code == 0 ? r->conn : NULL;
+  l->last = r->peer;
+  l->have_last = 1;
+  l->rhead++;
+  if (--l->nresults == 0) {
+    l->rhead = 0;
+  }
+  return code;
+}
+
+/* A connection that is through (code 0: its handshake, if any, passed)
+ * becomes a result: wrapped as a connection with the listener's receive
+ * limit, or closed with the code. */
+static void finish_fd(mproc_listener *l, int fd, int code,
+                      const mproc_peer_info *peer) {
+  mproc_connection *c = NULL;
+  if (code == 0) {
+    code = mproc__conn_wrap(&c, fd, 1, 1); /* closes fd on failure */
+    if (code == 0) {
+      (void)mproc_connection_set_maxlength(c, l->maxlength);
+    }
+  } else {
+    MPROC__DEBUG("listener: handshake with %s failed: %s", peer->address,
+                 mproc_err_name(code));
+    mproc__close(fd);
+  }
+  (void)result_push(l, code, c, peer);
+}
+
+/* Take the pending handshake at index i out of the list and finish it. */
+static void pending_finish(mproc_listener *l, size_t i, int code) {
+  hs_pending *p = l->pending[i];
+  memmove(&l->pending[i], &l->pending[i + 1],
+          (l->npending - i - 1) * sizeof *l->pending);
+  l->npending--;
+  finish_fd(l, p->fd, code, &p->peer);
+  free(p);
+}
+
+/* Put one frame in the out buffer and go to step. */
+static void hs_queue(hs_pending *p, const void *msg, size_t n, int step) {
+  size_t h = mproc__frame_make_header(p->out, n);
+  memcpy(p->out + h, msg, n);
+  p->out_len = h + n;
+  p->out_pos = 0;
+  p->in_len = 0;
+  p->step = step;
+}
+
+/* Send what the socket takes now.  Returns 1 (the frame is out), 0 (the
+ * rest must wait for room), or a negative code. */
+static int hs_flush(hs_pending *p) {
+  while (p->out_pos < p->out_len) {
+    int r = mproc__sock_send_nb(p->fd, p->out + p->out_pos,
+                                p->out_len - p->out_pos);
+    if (r == MPROC_EAGAIN) {
+      return 0;
+    }
+    if (r < 0) {
+      return r == MPROC_EPIPE ? MPROC_ECONNRESET : r;
+    }
+    p->out_pos += (size_t)r;
+  }
+  return 1;
+}
+
+/*
+ * Read what has come of the next frame, never past its end (bytes after
+ * the handshake belong to the caller's connection).  Returns 1 with the
+ * whole frame's payload at *msg (*n bytes), 0 (more must come), or a
+ * negative code: MPROC_EAUTH for a malformed header or a payload over
+ * MPROC__AUTH_MAX_MESSAGE (refused from the header), MPROC_ECONNRESET
+ * when the peer closed.
+ */
+static int hs_read_frame(hs_pending *p, const unsigned char **msg,
+                         size_t *n) {
+  for (;;) {
+    size_t need = 4;
+    if (p->in_len >= 4) {
+      uint64_t len = 0;
+      int h = mproc__frame_parse_header(p->in, p->in_len, &len);
+      if (h < 0) {
+        return MPROC_EAUTH;
+      }
+      if (h == 0) {
+        need = 12;
+      } else {
+        if (len > MPROC__AUTH_MAX_MESSAGE) {
+          return MPROC_EAUTH;
+        }
+        need = (size_t)h + (size_t)len;
+        if (p->in_len == need) {
+          *msg = p->in + h;
+          *n = (size_t)len;
+          return 1;
+        }
+      }
+    }
+    int r = mproc__sock_recv_nb(p->fd, p->in + p->in_len, need - p->in_len);
+    if (r == MPROC_EAGAIN) {
+      return 0;
+    }
+    if (r == 0 || r == MPROC_EPIPE) {
+      return MPROC_ECONNRESET;
+    }
+    if (r < 0) {
+      return r;
+    }
+    p->in_len += (size_t)r;
+  }
+}
+
+/*
+ * Advance a handshake as far as it goes without waiting.  Returns 1 (it
+ * passed), 0 (it waits for the peer), or a negative code (it failed; the
+ * peer was told #FAILURE# where Python tells it).
+ */
+static int hs_step(const mproc_listener *l, hs_pending *p) {
+  for (;;) {
+    const unsigned char *msg = NULL;
+    size_t n = 0;
+    int r;
+    switch (p->step) {
+    case HS_SEND_FAILURE:
+      /* Best effort: the peer may be gone or not reading, which changes
+       * nothing. */
+      (void)hs_flush(p);
+      return MPROC_EAUTH;
+    case HS_SEND_CHALLENGE:
+    case HS_SEND_WELCOME:
+    case HS_SEND_ANSWER:
+      r = hs_flush(p);
+      if (r <= 0) {
+        return r;
+      }
+      p->step = p->step == HS_SEND_CHALLENGE ? HS_RECV_ANSWER
+                : p->step == HS_SEND_WELCOME ? HS_RECV_CHALLENGE
+                                             : HS_RECV_REPLY;
+      p->in_len = 0;
+      break;
+    case HS_RECV_ANSWER:
+      r = hs_read_frame(p, &msg, &n);
+      if (r == 0) {
+        return 0;
+      }
+      if (r == 1) {
+        r = mproc__auth_verify(l->key, l->keylen,
+                               p->chal + MPROC__AUTH_CHALLENGE_LEN,
+                               p->chal_len - MPROC__AUTH_CHALLENGE_LEN, msg, n,
+                               l->strict);
+      }
+      if (r == 0) {
+        hs_queue(p, MPROC__AUTH_WELCOME, MPROC__AUTH_REPLY_LEN,
+                 HS_SEND_WELCOME);
+      } else if (r == MPROC_EAUTH) {
+        hs_queue(p, MPROC__AUTH_FAILURE, MPROC__AUTH_REPLY_LEN,
+                 HS_SEND_FAILURE);
+      } else {
+        return r;
+      }
+      break;
+    case HS_RECV_CHALLENGE: {
+      r = hs_read_frame(p, &msg, &n);
+      if (r <= 0) {
+        return r;
+      }
+      unsigned char answer[MPROC__AUTH_ANSWER_MAX];
+      size_t alen = 0;
+      r = mproc__auth_answer(l->key, l->keylen, msg, n, l->strict, answer,
+                             &alen);
+      if (r < 0) {
+        return r;
+      }
+      hs_queue(p, answer, alen, HS_SEND_ANSWER);
+      mproc__auth_wipe(answer, sizeof answer);
+      break;
+    }
+    case HS_RECV_REPLY:
+    default:
+      r = hs_read_frame(p, &msg, &n);
+      if (r <= 0) {
+        return r;
+      }
+      r = mproc__auth_check_reply(msg, n);
+      return r == 0 ? 1 : r;
+    }
+  }
+}
+
+/* Start the handshake of a new connection (the listener has a key): it
+ * joins the pending list, pushing out the oldest when the list is full,
+ * and goes as far as it can at once. */
+static void hs_start(mproc_listener *l, int fd, const mproc_peer_info *peer) {
+  if (l->npending >= l->max_pending) {
+    MPROC__DEBUG("listener: %zu handshakes unfinished, dropping the oldest",
+                 l->npending);
+    pending_finish(l, 0, MPROC_ESTALLED);
+  }
+  hs_pending *p = calloc(1, sizeof *p);
+  if (p == NULL) {
+    finish_fd(l, fd, MPROC_ENOMEM, peer);
+    return;
+  }
+  p->fd = fd;
+  p->peer = *peer;
+  (void)mproc__deadline_init(&p->deadline, l->handshake_timeout);
+  unsigned char rnd[MPROC__AUTH_RANDOM_LEN];
+  int r = mproc__random_bytes(rnd, sizeof rnd);
+  if (r < 0) {
+    free(p);
+    finish_fd(l, fd, r, peer);
+    return;
+  }
+  p->chal_len = mproc__auth_make_challenge(p->chal, rnd);
+  hs_queue(p, p->chal, p->chal_len, HS_SEND_CHALLENGE);
+  l->pending[l->npending++] = p;
+  r = hs_step(l, p);
+  if (r != 0) {
+    pending_finish(l, l->npending - 1, r == 1 ? 0 : r);
+  }
+}
+
+/*
+ * Take the connections the kernel has queued, without waiting: without a
+ * key, one (it is a result at once); with a key, all of them, each
+ * starting its handshake.  A Unix peer of another uid is a MPROC_EACCES
+ * result.  Returns 0, or the error of accept(2) itself (MPROC_EMFILE...).
+ */
+static int take_new(mproc_listener *l) {
+  for (;;) {
+    mproc__sockaddr addr;
+    int fd = mproc__net_accept_one(l->fd, &addr);
+    if (fd == MPROC_EAGAIN) {
+      return 0;
+    }
+    if (fd < 0) {
+      return fd;
+    }
+    mproc_peer_info peer;
+    peer_fill(l, fd, &addr, &peer);
+    if (l->is_unix && !l->allow_other) {
+      uint32_t uid = 0;
+      int r = mproc__net_peer_uid(fd, &uid);
+      if (r == 0 && uid != (uint32_t)mproc__geteuid() && uid != 0) {
+        MPROC__DEBUG("listener: refused a peer of uid %u", (unsigned)uid);
+        r = MPROC_EACCES;
+      }
+      if (r < 0) {
+        finish_fd(l, fd, r, &peer);
+        continue;
+      }
+    }
+    if (!l->has_key) {
+      finish_fd(l, fd, 0, &peer);
+      return 0;
+    }
+    hs_start(l, fd, &peer);
+  }
+}
+
 int mproc_listener_accept(mproc_listener *l, mproc_connection **out,
                           double timeout) {
   if (out != NULL) {
@@ -473,41 +840,97 @@ int mproc_listener_accept(mproc_listener *l, mproc_connection **out,
   if (mproc__deadline_init(&d, timeout) < 0) {
     return MPROC_EINVAL;
   }
-  int fd = mproc__net_accept(l->fd, &d);
-  if (fd < 0) {
-    return fd;
+  int stack_fds[17], stack_ready[17];
+  unsigned char stack_ww[17];
+  int *fds = stack_fds, *ready = stack_ready;
+  unsigned char *ww = stack_ww;
+  if (l->max_pending + 1 > MPROC__ARRAY_SIZE(stack_fds)) {
+    fds = malloc((l->max_pending + 1) * sizeof *fds);
+    ready = malloc((l->max_pending + 1) * sizeof *ready);
+    ww = malloc(l->max_pending + 1);
+    if (fds == NULL || ready == NULL || ww == NULL) {
+      free(fds);
+      free(ready);
+      free(ww);
+      return MPROC_ENOMEM;
+    }
   }
-  if (l->is_unix && !l->allow_other) {
-    uint32_t uid = 0;
-    int r = mproc__net_peer_uid(fd, &uid);
-    if (r == 0 && uid != (uint32_t)mproc__geteuid() && uid != 0) {
-      MPROC__DEBUG("listener: refused a peer of uid %u", (unsigned)uid);
-      r = MPROC_EACCES;
+  int r;
+  for (;;) {
+    if (l->nresults > 0) {
+      r = result_pop(l, out);
+      break;
+    }
+    /* Handshakes past their own deadline. */
+    for (size_t i = 0; i < l->npending;) {
+      if (mproc__deadline_left_ns(&l->pending[i]->deadline) == 0) {
+        pending_finish(l, i, MPROC_ESTALLED);
+      } else {
+        i++;
+      }
+    }
+    r = take_new(l);
+    if (l->nresults > 0) {
+      continue;
     }
     if (r < 0) {
-      mproc__close(fd);
-      return r;
+      break;
     }
-  }
-  mproc_connection *c = NULL;
-  int r = mproc__conn_wrap(&c, fd, 1, 1); /* closes fd on failure */
-  if (r < 0) {
-    return r;
-  }
-  if (l->has_key) {
-    mproc__deadline hd;
-    (void)mproc__deadline_init(&hd, l->handshake_timeout);
-    r = deliver_challenge(c, l->key, l->keylen, l->strict, &hd);
+    /* Wait for a new client, a step of a handshake, or the nearest
+     * deadline: the caller's or a handshake's. */
+    mproc__deadline w = d;
+    fds[0] = l->fd;
+    ww[0] = 0;
+    for (size_t i = 0; i < l->npending; i++) {
+      hs_pending *p = l->pending[i];
+      fds[i + 1] = p->fd;
+      ww[i + 1] = p->step == HS_SEND_CHALLENGE ||
+                  p->step == HS_SEND_WELCOME || p->step == HS_SEND_ANSWER;
+      if (mproc__deadline_left_ns(&p->deadline) <
+          mproc__deadline_left_ns(&w)) {
+        w = p->deadline;
+      }
+    }
+    size_t n = l->npending + 1;
+    r = mproc__poll_rw(fds, ww, n, ready, &w);
+    if (r < 0) {
+      break;
+    }
     if (r == 0) {
-      r = answer_challenge(c, l->key, l->keylen, l->strict, &hd);
+      if (mproc__deadline_left_ns(&d) == 0) {
+        r = MPROC_ETIMEDOUT; /* nobody came, nothing finished */
+        break;
+      }
+      continue; /* a handshake's deadline: expired at the top */
     }
-    if (r < 0) {
-      MPROC__DEBUG("listener: handshake failed: %s", mproc_err_name(r));
-      mproc_connection_close(c);
-      return r;
+    /* From the end, so that finishing one moves only those done. */
+    for (size_t i = n - 1; i >= 1; i--) {
+      if (!ready[i]) {
+        continue;
+      }
+      int s = hs_step(l, l->pending[i - 1]);
+      if (s != 0) {
+        pending_finish(l, i - 1, s == 1 ? 0 : s);
+      }
     }
   }
-  *out = c;
+  if (fds != stack_fds) {
+    free(fds);
+    free(ready);
+    free(ww);
+  }
+  return r;
+}
+
+int mproc_listener_last_accepted(const mproc_listener *l,
+                                 mproc_peer_info *out) {
+  if (l == NULL || out == NULL) {
+    return MPROC_EINVAL;
+  }
+  if (!l->have_last) {
+    return MPROC_ESTATE;
+  }
+  *out = l->last;
   return 0;
 }
 
@@ -516,6 +939,15 @@ int mproc_listener_close(mproc_listener *l) {
     return 0;
   }
   mproc__close(l->fd);
+  for (size_t i = 0; i < l->npending; i++) {
+    mproc__close(l->pending[i]->fd);
+    free(l->pending[i]);
+  }
+  free(l->pending);
+  for (size_t i = 0; i < l->nresults; i++) {
+    mproc_connection_close(l->results[l->rhead + i].conn);
+  }
+  free(l->results);
   if (l->path != NULL && l->have_ident && mproc__getpid() == l->owner) {
     mproc__path_info info;
     if (mproc__path_stat(l->path, 0, &info) == 0 &&
@@ -590,6 +1022,8 @@ int mproc_client_connect(mproc_connection **out, const char *address,
       return r;
     }
   }
+  (void)mproc_connection_set_maxlength(
+      c, opts->maxlength == 0 ? MPROC_NET_MAXLENGTH : opts->maxlength);
   *out = c;
   return 0;
 }

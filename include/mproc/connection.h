@@ -47,8 +47,9 @@
  * bytes, no digest prefix) with HMAC-MD5, unless opts.strict_auth refuses
  * both (no downgrade to MD5).  Digests are compared in constant time.
  * Before authentication, messages are capped at 256 bytes and the whole
- * handshake at a deadline (opts.handshake_timeout, default 5 s).  A wrong
- * key is MPROC_EAUTH on both sides.  HMAC and random bytes come from
+ * handshake at a deadline (opts.handshake_timeout, default 5 s); a
+ * listener runs many handshakes at once (see mproc_listener_accept).  A
+ * wrong key is MPROC_EAUTH on both sides.  HMAC and random bytes come from
  * OpenSSL's libcrypto.  There is no encryption and no per-message MAC
  * after the handshake (Python has neither): use Unix sockets, or TCP on
  * loopback or a trusted network.
@@ -253,10 +254,15 @@ enum {
   MPROC_AF_INET = 2
 };
 
+/* The most unfinished handshakes opts.max_pending may ask for. */
+#define MPROC_LISTENER_MAX_PENDING 4096
+
 typedef struct mproc_listener_opts {
   int family;            /* MPROC_AF_* */
   const char *address;   /* see the top; NULL: a new private address */
-  int backlog;           /* listen(2) backlog; 0: 16 */
+  int backlog;           /* listen(2) backlog; 0: SOMAXCONN (the kernel
+                            caps it at net.core.somaxconn, 4096 by
+                            default), so a burst of clients is queued */
   const void *authkey;   /* NULL: no authentication; else authkey_len
                             bytes (an empty key is a key, as Python 3.13) */
   size_t authkey_len;
@@ -264,7 +270,22 @@ typedef struct mproc_listener_opts {
   int strict_auth;       /* refuse legacy MD5 handshakes */
   int allow_other_users; /* Unix: accept peers of other uids, and a path in
                             a directory others can reach */
+  size_t maxlength;      /* receive limit of accepted connections (see
+                            mproc_connection_set_maxlength); 0:
+                            MPROC_NET_MAXLENGTH */
+  size_t max_pending;    /* unfinished handshakes held at once; 0: 128;
+                            at most MPROC_LISTENER_MAX_PENDING */
 } mproc_listener_opts;
+
+/* Who is at the other end of an accepted connection. */
+typedef struct mproc_peer_info {
+  char address[128]; /* TCP: "a.b.c.d:port" or "[v6]:port"; Unix: the
+                        path the client bound, "" when it bound none (the
+                        usual case), as Python's last_accepted */
+  int has_cred;      /* 1 on Unix sockets: pid, uid, gid are set */
+  pid_t pid;         /* the client's, at connect time (SO_PEERCRED) */
+  uint32_t uid, gid;
+} mproc_peer_info;
 
 /*
  * mproc_listener_new - bind and listen.  Returns 0 and *out;
@@ -283,19 +304,47 @@ MPROC_EXTERN int mproc_listener_address(const mproc_listener *l, char *buf,
 MPROC_EXTERN int mproc_listener_fileno(const mproc_listener *l);
 
 /*
- * mproc_listener_accept - wait up to timeout for a client, then run the
- * handshake (if there is an authkey) within the handshake deadline.
- * Returns 0 and *out; MPROC_ETIMEDOUT (no client in time); MPROC_EAUTH
- * (the client failed authentication or spoke out of protocol: it was told
- * #FAILURE# where the protocol allows and closed); MPROC_EACCES (a Unix
- * peer of another uid, closed); MPROC_ETIMEDOUT also when the handshake
- * ran past its deadline; other negative errno.  After any failure the
- * listener keeps listening.
+ * mproc_listener_accept - wait up to timeout for a connection that is
+ * ready to hand out, or for one to report as failed.
+ *
+ * With an authkey, handshakes run concurrently, inside accept and across
+ * accept calls: accept takes every connection the kernel has queued,
+ * starts its handshake (non-blocking socket I/O and one poll for all),
+ * and keeps the unfinished ones in the listener, each under its own
+ * deadline (opts.handshake_timeout from the moment it was taken), so a
+ * client waits for its own handshake only, whatever silent or slow peers
+ * came before it.  At most opts.max_pending handshakes are held; a new
+ * connection beyond that pushes out the oldest unfinished one (reported
+ * as MPROC_ESTALLED), so that a flood of silent peers cannot lock honest
+ * clients out for longer than the flood lasts.  Without an authkey a
+ * queued connection is handed out at once.  Results come out in the
+ * order they were decided.
+ *
+ * Returns 0 and *out (its receive limit is opts.maxlength); a failure of
+ * one client, after which the listener goes on: MPROC_EAUTH (it failed
+ * authentication or spoke out of protocol: it was told #FAILURE# where
+ * the protocol allows, and closed), MPROC_ESTALLED (it did not finish the
+ * handshake within handshake_timeout, or was pushed out), MPROC_ECONNRESET
+ * (it closed during the handshake), MPROC_EACCES (a Unix peer of another
+ * uid, closed); MPROC_ETIMEDOUT (nobody came, or no handshake finished,
+ * within timeout); MPROC_EINVAL; MPROC_ENOMEM; the errors of accept(2)
+ * (MPROC_EMFILE, MPROC_ENFILE).
  */
 MPROC_EXTERN int mproc_listener_accept(mproc_listener *l,
                                        mproc_connection **out, double timeout);
 
-/* Stop listening, unlink a Unix socket path (and the directory the
+/*
+ * mproc_listener_last_accepted - Python's Listener.last_accepted: the
+ * peer of the connection the last mproc_listener_accept reported (handed
+ * out, or failed: a failed client's address is what a server logs).
+ * Returns 0 and *out; MPROC_ESTATE before accept reported any;
+ * MPROC_EINVAL.
+ */
+MPROC_EXTERN int mproc_listener_last_accepted(const mproc_listener *l,
+                                              mproc_peer_info *out);
+
+/* Stop listening, close unfinished handshakes and connections not yet
+ * handed out, unlink a Unix socket path (and the directory the
  * listener created), free.  NULL: no-op.  Returns 0. */
 MPROC_EXTERN int mproc_listener_close(mproc_listener *l);
 
@@ -305,6 +354,8 @@ typedef struct mproc_client_opts {
   size_t authkey_len;
   double timeout;       /* connect + handshake; 0: 5 s (+ connect) */
   int strict_auth;      /* refuse a legacy MD5 challenge */
+  size_t maxlength;     /* receive limit of the connection; 0:
+                           MPROC_NET_MAXLENGTH */
 } mproc_client_opts;
 
 /*

@@ -93,7 +93,8 @@ extern "C" {
   XX(ECORRUPT, MPROC__ERRBASE - 17, "shared data structure is corrupt")    \
   XX(EUNLOCKED, MPROC__ERRBASE - 18,                                          \
      "semaphore or lock released too many times")                            \
-  XX(ETASKDONE, MPROC__ERRBASE - 19, "task_done() called too many times")
+  XX(ETASKDONE, MPROC__ERRBASE - 19, "task_done() called too many times")  \
+  XX(ESTALLED, MPROC__ERRBASE - 20, "peer stalled the handshake")
 
 /* MPROC_EPERM, MPROC_ETIMEDOUT, MPROC_EOF, ... */
 typedef enum mproc_errno {

@@ -36,7 +36,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define DEFAULT_BACKLOG 16
+/* listen(2)'s backlog when the caller gives none: SOMAXCONN (4096 since
+ * Linux 5.4), which the kernel caps at net.core.somaxconn anyway.  A
+ * small backlog makes a burst of clients fail: a Unix connect to a full
+ * queue is refused at once (EAGAIN) when non-blocking, and TCP drops the
+ * SYNs.  Each queued connection costs the kernel a socket, nothing in
+ * mproc. */
+#define DEFAULT_BACKLOG SOMAXCONN
 
 /* How long a connect to a Unix socket whose backlog is full waits before
  * trying again (the kernel offers no readiness event for it). */
@@ -258,6 +264,29 @@ static int accept_retryable(int err) {
   }
 }
 
+int mproc__net_accept_one(int lfd, mproc__sockaddr *peer) {
+  for (;;) {
+    mproc__sockaddr tmp;
+    mproc__sockaddr *a = peer != NULL ? peer : &tmp;
+    memset(a, 0, sizeof *a);
+    a->len = sizeof a->ss;
+    int fd = accept4(lfd, (struct sockaddr *)&a->ss, &a->len, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      fd = mproc__fd_above_stdio(fd);
+      if (fd >= 0) {
+        set_nodelay(fd, a->ss.ss_family);
+      }
+      return fd;
+    }
+    int err = errno;
+    if (err == EINTR || (accept_retryable(err) && err != EAGAIN &&
+                         err != EWOULDBLOCK)) {
+      continue; /* a dead connection: the next one may be there already */
+    }
+    return (err == EWOULDBLOCK) ? -EAGAIN : -err;
+  }
+}
+
 int mproc__net_accept(int lfd, const mproc__deadline *d) {
   for (;;) {
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -371,7 +400,7 @@ int mproc__net_sockname(int fd, mproc__sockaddr *out) {
   return 0;
 }
 
-int mproc__net_peer_uid(int fd, uint32_t *uid) {
+int mproc__net_peer_cred(int fd, mproc__peer_cred *out) {
   struct ucred cred;
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
@@ -380,8 +409,19 @@ int mproc__net_peer_uid(int fd, uint32_t *uid) {
   if (len < sizeof cred) {
     return -EPROTO;
   }
-  *uid = (uint32_t)cred.uid;
+  out->pid = (int32_t)cred.pid;
+  out->uid = (uint32_t)cred.uid;
+  out->gid = (uint32_t)cred.gid;
   return 0;
+}
+
+int mproc__net_peer_uid(int fd, uint32_t *uid) {
+  mproc__peer_cred cred = {0, 0, 0};
+  int r = mproc__net_peer_cred(fd, &cred);
+  if (r == 0) {
+    *uid = cred.uid;
+  }
+  return r;
 }
 
 int mproc__mkdtemp(char *tmpl) {

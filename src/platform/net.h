@@ -69,7 +69,8 @@ int mproc__sockaddr_format(const mproc__sockaddr *a, char *buf, size_t cap);
  * server can bind while old connections sit in TIME_WAIT; it never lets
  * two listeners share a port on Linux).  The listening fd is non-blocking,
  * so that accept after a poll cannot block on a client that went away in
- * between.  backlog <= 0: 16.  Returns the fd; -EADDRINUSE; -EACCES;
+ * between.  backlog <= 0: SOMAXCONN (the kernel caps any value at
+ * net.core.somaxconn).  Returns the fd; -EADDRINUSE; -EACCES;
  * -EADDRNOTAVAIL; -ENOENT (a Unix path in a missing directory); -errno.
  */
 int mproc__net_listen(const mproc__sockaddr *a, int backlog);
@@ -98,6 +99,26 @@ int mproc__net_connect(const mproc__sockaddr *a, const mproc__deadline *d);
 /* getsockname(2): the address fd is bound to (the real port after a bind
  * to port 0).  Returns 0 or -errno. */
 int mproc__net_sockname(int fd, mproc__sockaddr *out);
+
+/*
+ * One accept4(2) on a non-blocking listening fd, no waiting: a blocking,
+ * close-on-exec fd >= 3 (TCP_NODELAY on TCP), and the peer's address in
+ * *peer (may be NULL; for a Unix peer usually an unnamed address, which
+ * mproc__sockaddr_format writes as "").  Connections that died in the
+ * queue are skipped as mproc__net_accept skips them.  Returns the fd;
+ * -EAGAIN (none queued); -EMFILE, -ENFILE, -ENOMEM; -errno.
+ */
+int mproc__net_accept_one(int lfd, mproc__sockaddr *peer);
+
+/* The credentials of the process at the other end of a connected Unix
+ * socket, as the kernel recorded them at connect (SO_PEERCRED). */
+typedef struct mproc__peer_cred {
+  int32_t pid;
+  uint32_t uid, gid;
+} mproc__peer_cred;
+
+/* Returns 0 and *out, or -errno (-ENOTSOCK, -EOPNOTSUPP on TCP). */
+int mproc__net_peer_cred(int fd, mproc__peer_cred *out);
 
 /* The effective uid of the process at the other end of a connected Unix
  * socket, as the kernel recorded it at connect (SO_PEERCRED).  Returns 0

@@ -316,6 +316,11 @@ int mproc__stream_read_some(int fd, int is_socket, void *buf, size_t len,
 
 int mproc__poll_readable(const int *fds, size_t n, int *ready,
                          const mproc__deadline *d) {
+  return mproc__poll_rw(fds, NULL, n, ready, d);
+}
+
+int mproc__poll_rw(const int *fds, const unsigned char *want_write, size_t n,
+                   int *ready, const mproc__deadline *d) {
   struct pollfd stack[16];
   struct pollfd *pfds = stack;
   if (n > sizeof stack / sizeof stack[0]) {
@@ -331,7 +336,8 @@ int mproc__poll_readable(const int *fds, size_t n, int *ready,
   for (;;) {
     for (size_t i = 0; i < n; i++) {
       pfds[i].fd = fds[i];
-      pfds[i].events = POLLIN;
+      pfds[i].events =
+          (want_write != NULL && want_write[i]) ? POLLOUT : POLLIN;
       pfds[i].revents = 0;
     }
     r = poll(pfds, (nfds_t)n, mproc__deadline_left_ms(d));
@@ -356,7 +362,8 @@ int mproc__poll_readable(const int *fds, size_t n, int *ready,
         count = -EBADF;
         break;
       }
-      ready[i] = (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
+      ready[i] =
+          (pfds[i].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR)) ? 1 : 0;
       count += ready[i];
     }
     if (count == 0) {
@@ -374,4 +381,30 @@ int mproc__poll_readable(const int *fds, size_t n, int *ready,
     free(pfds);
   }
   return r;
+}
+
+int mproc__sock_send_nb(int fd, const void *buf, size_t len) {
+  for (;;) {
+    ssize_t r = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r >= 0) {
+      return r > INT_MAX ? INT_MAX : (int)r;
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    return (errno == EWOULDBLOCK) ? -EAGAIN : -errno;
+  }
+}
+
+int mproc__sock_recv_nb(int fd, void *buf, size_t len) {
+  for (;;) {
+    ssize_t r = recv(fd, buf, len, MSG_DONTWAIT);
+    if (r >= 0) {
+      return r > INT_MAX ? INT_MAX : (int)r;
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    return (errno == EWOULDBLOCK) ? -EAGAIN : -errno;
+  }
 }

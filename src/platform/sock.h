@@ -68,4 +68,24 @@ int mproc__stream_read_some(int fd, int is_socket, void *buf, size_t len,
 int mproc__poll_readable(const int *fds, size_t n, int *ready,
                          const struct mproc__deadline *d);
 
+/*
+ * mproc__poll_readable, but each fd is waited for in one direction:
+ * writable (POLLOUT) where want_write[i] is nonzero, else readable;
+ * want_write NULL: all readable.  Hang-ups and errors count as ready in
+ * either direction.  Returns as mproc__poll_readable.
+ */
+int mproc__poll_rw(const int *fds, const unsigned char *want_write, size_t n,
+                   int *ready, const struct mproc__deadline *d);
+
+/*
+ * One send(2) or recv(2) on a socket that never blocks (MSG_DONTWAIT, so
+ * the fd itself may stay blocking) and never raises SIGPIPE; EINTR is
+ * retried.  len should be at most INT_MAX.  send: the bytes sent (>= 0);
+ * recv: the bytes read (> 0) or 0 at end of file.  Both: -EAGAIN when the
+ * socket cannot take or give anything now; -EPIPE, -ECONNRESET, another
+ * -errno.
+ */
+int mproc__sock_send_nb(int fd, const void *buf, size_t len);
+int mproc__sock_recv_nb(int fd, void *buf, size_t len);
+
 #endif /* MPROC_PLATFORM_SOCK_H */

@@ -647,8 +647,9 @@ TEST_IMPL(listener_wrong_key) {
   return 0;
 }
 
-/* A client that connects and never speaks holds accept for the handshake
- * deadline, no longer; the next real client is served. */
+/* A client that connects and never speaks is reported as stalled
+ * (MPROC_ESTALLED, not the MPROC_ETIMEDOUT of "nobody came") at its
+ * handshake deadline; the next real client is served. */
 TEST_IMPL(listener_silent_client_times_out) {
   mproc_listener_opts o;
   memset(&o, 0, sizeof o);
@@ -662,7 +663,7 @@ TEST_IMPL(listener_silent_client_times_out) {
   int fd = raw_connect(addr);
   mproc_connection *c = NULL;
   double t0 = test_now();
-  ASSERT_ERR(mproc_listener_accept(l, &c, MPROC_FOREVER), MPROC_ETIMEDOUT);
+  ASSERT_ERR(mproc_listener_accept(l, &c, MPROC_FOREVER), MPROC_ESTALLED);
   double dt = test_now() - t0;
   ASSERT_DBL_GE(dt, 0.3);
   ASSERT_DBL_LE(dt, 0.3 + test_slack());
@@ -712,7 +713,7 @@ TEST_IMPL(listener_trickling_client_times_out) {
   close(fd);
   mproc_connection *c = NULL;
   double t0 = test_now();
-  ASSERT_ERR(mproc_listener_accept(l, &c, 10.0), MPROC_ETIMEDOUT);
+  ASSERT_ERR(mproc_listener_accept(l, &c, 10.0), MPROC_ESTALLED);
   double dt = test_now() - t0;
   ASSERT_DBL_GE(dt, 0.4);
   ASSERT_DBL_LE(dt, 0.4 + test_slack());
@@ -1182,5 +1183,297 @@ TEST_IMPL(listener_auth_malformed) {
              MPROC_EAUTH);
   ASSERT_ERR(mproc__auth_check_reply((const unsigned char *)"", 0),
              MPROC_EAUTH);
+  return 0;
+}
+
+/* ==================== many clients at once ==================== */
+
+/*
+ * n silent peers connect first (and never speak), then an honest client.
+ * The handshakes run concurrently, so the honest one is handed out as soon
+ * as its own handshake is through, long before the silent peers' deadline
+ * (30 s, which would be a runner timeout for a listener that took them one
+ * at a time).  Only the silent peers pushed out by the cap on unfinished
+ * handshakes come before it, as MPROC_ESTALLED.
+ */
+static void silent_then_honest(int tcp, size_t n, size_t cap) {
+  mproc_listener_opts o;
+  memset(&o, 0, sizeof o);
+  o.family = tcp ? MPROC_AF_INET : MPROC_AF_DEFAULT;
+  o.authkey = key_a;
+  o.authkey_len = strlen(key_a);
+  o.handshake_timeout = 30.0;
+  o.max_pending = cap;
+  mproc_listener *l = NULL;
+  ASSERT_OK(mproc_listener_new(&l, &o));
+  char addr[256];
+  ASSERT_GT(mproc_listener_address(l, addr, sizeof addr), 0);
+  int *silent = malloc(n * sizeof *silent);
+  ASSERT_NOT_NULL(silent);
+  for (size_t i = 0; i < n; i++) {
+    silent[i] = raw_connect(addr);
+  }
+  client_arg a;
+  client_arg_init(&a, addr, key_a, CL_ECHO, 0);
+  mproc_process *p = test_start_proc(t_client, &a, sizeof a);
+  size_t effective_cap = cap == 0 ? 128 : cap;
+  size_t pushed_out = n + 1 > effective_cap ? n + 1 - effective_cap : 0;
+  size_t stalled = 0;
+  mproc_connection *c = NULL;
+  for (;;) {
+    int r = mproc_listener_accept(l, &c, 30.0);
+    if (r == 0) {
+      break;
+    }
+    ASSERT_ERR(r, MPROC_ESTALLED);
+    stalled++;
+    ASSERT_LE(stalled, pushed_out);
+  }
+  /* The one handed out is the honest client: it echoes. */
+  roundtrip(c);
+  ASSERT_OK(mproc_connection_close(c));
+  ASSERT_EQ(test_finish_proc(p), 0);
+  for (size_t i = 0; i < n; i++) {
+    close(silent[i]);
+  }
+  free(silent);
+  ASSERT_OK(mproc_listener_close(l));
+}
+
+TEST_IMPL(listener_silent_peers_dont_hold_accept) {
+  silent_then_honest(0, 10, 0);
+  silent_then_honest(1, 10, 0);
+  silent_then_honest(0, 200, 0);
+  /* A small cap: the oldest silent peers are pushed out. */
+  silent_then_honest(0, 10, 4);
+  return 0;
+}
+
+/* Handshakes interleave: two clients whose handshakes are both under way
+ * finish in the order they answer, each under its own deadline, and the
+ * pending ones survive across accept calls that time out. */
+TEST_IMPL(listener_pending_across_accepts) {
+  mproc_listener_opts o;
+  memset(&o, 0, sizeof o);
+  o.authkey = key_a;
+  o.authkey_len = strlen(key_a);
+  o.handshake_timeout = 30.0;
+  mproc_listener *l = NULL;
+  ASSERT_OK(mproc_listener_new(&l, &o));
+  char addr[256];
+  ASSERT_GT(mproc_listener_address(l, addr, sizeof addr), 0);
+  /* A raw peer that takes the challenge, then waits for us. */
+  int fd = raw_connect(addr);
+  mproc_connection *c = NULL;
+  ASSERT_ERR(mproc_listener_accept(l, &c, 0), MPROC_ETIMEDOUT);
+  unsigned char chal[256];
+  ssize_t clen = raw_recv(fd, chal, sizeof chal); /* sent by that accept */
+  ASSERT_EQ(clen, 59);
+  ASSERT_ERR(mproc_listener_accept(l, &c, 0.05), MPROC_ETIMEDOUT);
+  /* An honest client overtakes it. */
+  serve_echo(l, key_a);
+  /* The raw peer answers now, and is through in its turn.  The
+   * handshake moves only inside accept: each accept(0) below finds the
+   * peer's frame already sent and answers it. */
+  unsigned char ans[MPROC__AUTH_ANSWER_MAX];
+  size_t alen = 0;
+  ASSERT_OK(mproc__auth_answer(key_a, strlen(key_a), chal, (size_t)clen, 0,
+                               ans, &alen));
+  ASSERT(raw_send(fd, ans, alen));
+  ASSERT_ERR(mproc_listener_accept(l, &c, 0), MPROC_ETIMEDOUT);
+  unsigned char buf[256];
+  ASSERT_EQ(raw_recv(fd, buf, sizeof buf), 9); /* #WELCOME# */
+  ASSERT(memcmp(buf, "#WELCOME#", 9) == 0);
+  unsigned char rnd[40], mine[MPROC__AUTH_CHALLENGE_MAX];
+  memset(rnd, 7, sizeof rnd);
+  size_t mlen = mproc__auth_make_challenge(mine, rnd);
+  ASSERT(raw_send(fd, mine, mlen));
+  ASSERT_ERR(mproc_listener_accept(l, &c, 0), MPROC_ETIMEDOUT);
+  ssize_t got = raw_recv(fd, buf, sizeof buf);
+  ASSERT_GT(got, 0);
+  ASSERT_OK(mproc__auth_verify(key_a, strlen(key_a), mine + 11, mlen - 11,
+                               buf, (size_t)got, 0));
+  /* Our welcome and a first message in one write: the message is the
+   * connection's, not the handshake's. */
+  unsigned char out[64];
+  size_t o2 = mproc__frame_make_header(out, 9);
+  memcpy(out + o2, "#WELCOME#", 9);
+  o2 += 9;
+  o2 += mproc__frame_make_header(out + o2, 5);
+  memcpy(out + o2, "hello", 5);
+  o2 += 5;
+  ASSERT_EQ(send(fd, out, o2, MSG_NOSIGNAL), (ssize_t)o2);
+  ASSERT_OK(mproc_listener_accept(l, &c, 30.0));
+  void *m = NULL;
+  size_t n = 0;
+  ASSERT_OK(mproc_connection_recv_bytes(c, &m, &n, 100));
+  ASSERT_UEQ(n, 5);
+  ASSERT(memcmp(m, "hello", 5) == 0);
+  free(m);
+  ASSERT_OK(mproc_connection_close(c));
+  close(fd);
+  ASSERT_OK(mproc_listener_close(l));
+  return 0;
+}
+
+/* Closing a listener with handshakes under way and connections not yet
+ * handed out closes them all (the runner checks no fd is left). */
+TEST_IMPL(listener_close_with_pending) {
+  mproc_listener *l = listen_on(MPROC_AF_DEFAULT, NULL, key_a);
+  char addr[256];
+  ASSERT_GT(mproc_listener_address(l, addr, sizeof addr), 0);
+  int fds[3];
+  for (int i = 0; i < 3; i++) {
+    fds[i] = raw_connect(addr);
+  }
+  mproc_connection *c = NULL;
+  ASSERT_ERR(mproc_listener_accept(l, &c, 0), MPROC_ETIMEDOUT);
+  ASSERT_OK(mproc_listener_close(l));
+  for (int i = 0; i < 3; i++) {
+    unsigned char buf[256];
+    ASSERT_EQ(raw_recv(fds[i], buf, sizeof buf), 59);
+    ASSERT_EQ(raw_recv(fds[i], buf, sizeof buf), -1); /* hung up */
+    close(fds[i]);
+  }
+  return 0;
+}
+
+/* A burst: 200 connects at once, none accepted yet, are all queued (the
+ * default backlog is SOMAXCONN, not 16), and all are served. */
+TEST_IMPL(listener_backlog_burst) {
+  enum { N = 200 };
+  mproc_listener *l = listen_on(MPROC_AF_DEFAULT, NULL, NULL);
+  char addr[256];
+  ASSERT_GT(mproc_listener_address(l, addr, sizeof addr), 0);
+  struct sockaddr_un sun;
+  memset(&sun, 0, sizeof sun);
+  sun.sun_family = AF_UNIX;
+  ASSERT_LT(strlen(addr), sizeof sun.sun_path);
+  memcpy(sun.sun_path, addr, strlen(addr) + 1);
+  int fds[N];
+  for (int i = 0; i < N; i++) {
+    /* Non-blocking: a full queue is EAGAIN at once, not a wait. */
+    fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fds[i], 0);
+    int r = connect(fds[i], (struct sockaddr *)&sun, sizeof sun);
+    if (r != 0) {
+      fprintf(stderr, "# connect %d: %s\n", i, strerror(errno));
+    }
+    ASSERT_EQ(r, 0);
+  }
+  for (int i = 0; i < N; i++) {
+    mproc_connection *c = NULL;
+    ASSERT_OK(mproc_listener_accept(l, &c, 30.0));
+    ASSERT_OK(mproc_connection_send(c, "x", 1));
+    ASSERT_OK(mproc_connection_close(c));
+  }
+  /* Every client got its answer. */
+  for (int i = 0; i < N; i++) {
+    unsigned char buf[8];
+    ASSERT_OK(fcntl(fds[i], F_SETFL, 0));
+    ASSERT_EQ(raw_recv(fds[i], buf, sizeof buf), 1);
+    close(fds[i]);
+  }
+  ASSERT_OK(mproc_listener_close(l));
+  return 0;
+}
+
+/* Python's Listener.last_accepted, with SO_PEERCRED on Unix. */
+TEST_IMPL(listener_last_accepted) {
+  mproc_peer_info info;
+  for (int tcp = 0; tcp < 2; tcp++) {
+    mproc_listener *l =
+        listen_on(tcp ? MPROC_AF_INET : MPROC_AF_DEFAULT, NULL, key_a);
+    char addr[256];
+    ASSERT_GT(mproc_listener_address(l, addr, sizeof addr), 0);
+    ASSERT_ERR(mproc_listener_last_accepted(l, &info), MPROC_ESTATE);
+    ASSERT_ERR(mproc_listener_last_accepted(l, NULL), MPROC_EINVAL);
+    ASSERT_ERR(mproc_listener_last_accepted(NULL, &info), MPROC_EINVAL);
+    client_arg a;
+    client_arg_init(&a, addr, key_a, CL_ECHO, 0);
+    mproc_process *p = test_start_proc(t_client, &a, sizeof a);
+    mproc_connection *c = NULL;
+    ASSERT_OK(mproc_listener_accept(l, &c, 30.0));
+    memset(&info, 0x55, sizeof info);
+    ASSERT_OK(mproc_listener_last_accepted(l, &info));
+    if (tcp) {
+      /* "127.0.0.1:<the client's port>", not the listener's. */
+      ASSERT_EQ(strncmp(info.address, "127.0.0.1:", 10), 0);
+      ASSERT(strcmp(info.address, addr) != 0);
+      ASSERT_EQ(info.has_cred, 0);
+    } else {
+      ASSERT_STR_EQ(info.address, ""); /* the client bound no path */
+      ASSERT_EQ(info.has_cred, 1);
+      ASSERT_EQ(info.pid, mproc_process_pid(p));
+      ASSERT_UEQ(info.uid, (uint32_t)geteuid());
+      ASSERT_UEQ(info.gid, (uint32_t)getegid());
+    }
+    /* The limit accepted connections get by default. */
+    size_t lim = 0;
+    ASSERT_OK(mproc_connection_get_maxlength(c, &lim));
+    ASSERT_UEQ(lim, MPROC_NET_MAXLENGTH);
+    roundtrip(c);
+    ASSERT_OK(mproc_connection_close(c));
+    ASSERT_EQ(test_finish_proc(p), 0);
+    /* A failed client is reported too. */
+    client_arg_init(&a, addr, key_b, CL_ECHO, MPROC_EAUTH);
+    p = test_start_proc(t_client, &a, sizeof a);
+    ASSERT_ERR(mproc_listener_accept(l, &c, 30.0), MPROC_EAUTH);
+    ASSERT_OK(mproc_listener_last_accepted(l, &info));
+    if (!tcp) {
+      ASSERT_EQ(info.pid, mproc_process_pid(p));
+    }
+    ASSERT_EQ(test_finish_proc(p), 0);
+    ASSERT_OK(mproc_listener_close(l));
+  }
+  return 0;
+}
+
+/* The receive limit of Listener/Client connections: the default, and
+ * opts.maxlength on both sides; a bigger message is MPROC_EMSGSIZE. */
+TEST_IMPL(listener_client_maxlength) {
+  mproc_listener_opts o;
+  memset(&o, 0, sizeof o);
+  o.maxlength = 10;
+  mproc_listener *l = NULL;
+  ASSERT_OK(mproc_listener_new(&l, &o));
+  char addr[256];
+  ASSERT_GT(mproc_listener_address(l, addr, sizeof addr), 0);
+  mproc_client_opts co;
+  memset(&co, 0, sizeof co);
+  mproc_connection *cl = NULL;
+  ASSERT_OK(mproc_client_connect(&cl, addr, &co));
+  size_t lim = 0;
+  ASSERT_OK(mproc_connection_get_maxlength(cl, &lim));
+  ASSERT_UEQ(lim, MPROC_NET_MAXLENGTH);
+  mproc_connection_close(cl);
+  co.maxlength = 3;
+  ASSERT_OK(mproc_client_connect(&cl, addr, &co));
+  ASSERT_OK(mproc_connection_get_maxlength(cl, &lim));
+  ASSERT_UEQ(lim, 3);
+  mproc_connection *sv = NULL;
+  ASSERT_OK(mproc_listener_accept(l, &sv, 30.0)); /* the first, closed */
+  mproc_connection_close(sv);
+  ASSERT_OK(mproc_listener_accept(l, &sv, 30.0));
+  ASSERT_OK(mproc_connection_get_maxlength(sv, &lim));
+  ASSERT_UEQ(lim, 10);
+  ASSERT_OK(mproc_connection_send(cl, "0123456789", 10));
+  ASSERT_OK(mproc_connection_send(cl, "0123456789a", 11));
+  void *m = NULL;
+  size_t n = 0;
+  ASSERT_OK(mproc_connection_recv_bytes(sv, &m, &n, MPROC_NOLIMIT));
+  free(m);
+  ASSERT_ERR(mproc_connection_recv_bytes(sv, &m, &n, MPROC_NOLIMIT),
+             MPROC_EMSGSIZE);
+  ASSERT_OK(mproc_connection_send(sv, "four", 4));
+  ASSERT_ERR(mproc_connection_recv_bytes(cl, &m, &n, MPROC_NOLIMIT),
+             MPROC_EMSGSIZE);
+  mproc_connection_close(sv);
+  mproc_connection_close(cl);
+  ASSERT_OK(mproc_listener_close(l));
+  /* Bad options. */
+  memset(&o, 0, sizeof o);
+  o.max_pending = MPROC_LISTENER_MAX_PENDING + 1;
+  ASSERT_ERR(mproc_listener_new(&l, &o), MPROC_EINVAL);
   return 0;
 }
