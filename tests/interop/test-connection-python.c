@@ -635,6 +635,82 @@ static int case_strict(int minor) {
   return 0;
 }
 
+/*
+ * Python's Client after n silent peers (connected first, never speaking):
+ * the mproc Listener runs handshakes concurrently, so Python's is through
+ * long before the silent peers' 30 s deadline; only peers pushed out by
+ * the cap on unfinished handshakes (128 by default) are reported first,
+ * as MPROC_ESTALLED.
+ */
+static void python_after_silent(const interp *py, int tcp, size_t n) {
+  mproc_listener *l = mproc_listen(tcp, key_text, 0);
+  char addr[256];
+  ASSERT_GT(mproc_listener_address(l, addr, sizeof addr), 0);
+  mproc__sockaddr sa;
+  if (tcp) {
+    char *colon = strrchr(addr, ':');
+    ASSERT_NOT_NULL(colon);
+    char host[64];
+    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
+    ASSERT_OK(mproc__sockaddr_inet(&sa, host, colon + 1, 0));
+  } else {
+    ASSERT_OK(mproc__sockaddr_unix(&sa, addr));
+  }
+  int *silent = malloc(n * sizeof *silent);
+  ASSERT_NOT_NULL(silent);
+  for (size_t i = 0; i < n; i++) {
+    silent[i] = mproc__net_connect(&sa, NULL);
+    ASSERT_GE(silent[i], 3);
+  }
+  py_proc p;
+  const char *args[] = {"client", tcp ? "tcp" : "unix", addr, key_hex, NULL};
+  py_start(&p, py->path, py_script, args);
+  size_t pushed_out = n + 1 > 128 ? n + 1 - 128 : 0;
+  size_t stalled = 0;
+  mproc_connection *c = NULL;
+  int r;
+  for (;;) {
+    r = accept_from(l, &p, &c);
+    if (r != MPROC_ESTALLED) {
+      break;
+    }
+    stalled++;
+    ASSERT_LE(stalled, pushed_out);
+  }
+  if (r != 0) {
+    py_finish(&p);
+  }
+  ASSERT_OK(r);
+  exchange(c);
+  ASSERT_OK(mproc_connection_close(c));
+  py_finish(&p);
+  check_python_side(&p);
+  for (size_t i = 0; i < n; i++) {
+    mproc__close(silent[i]);
+  }
+  free(silent);
+  ASSERT_OK(mproc_listener_close(l));
+}
+
+static int case_silent_peers(int minor) {
+  interp py;
+  if (!need_python(&py, minor)) {
+    return TEST_SKIP;
+  }
+  python_after_silent(&py, 0, 10);
+  python_after_silent(&py, 1, 10);
+  python_after_silent(&py, 0, 200);
+  return 0;
+}
+
+TEST_IMPL(interop_connection_py3_silent_peers) { return case_silent_peers(0); }
+TEST_IMPL(interop_connection_py312_silent_peers) {
+  return case_silent_peers(12);
+}
+TEST_IMPL(interop_connection_py313_silent_peers) {
+  return case_silent_peers(13);
+}
+
 TEST_IMPL(interop_connection_py3_mproc_listener) {
   return case_mproc_listener(0);
 }
