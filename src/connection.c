@@ -31,9 +31,10 @@
  * everything (a whole message may wait in the buffer with the fd empty),
  * which is why poll and wait look at the buffer first (see below); and a
  * forked child inherits the buffered bytes in its copy of the object, so,
- * as in Python, one end must be read by one process only.  Bytes read
- * ahead during the handshake stay in the object that listener.c hands to
- * the caller.
+ * as in Python, one end must be read by one process only.  Bytes a
+ * client's handshake read ahead stay in the object mproc_client_connect
+ * returns (the server's handshake, in listener.c, reads no further than
+ * its own frames).
  *
  * Receive state.  Besides the fd, its directions and the buffer, a
  * connection keeps:

@@ -29,21 +29,51 @@
  * and a socket that someone else bound at the same path after ours was
  * removed is left alone.
  *
- * Handshake.  With an authkey, accept runs deliver_challenge then
- * answer_challenge (Python's order), and the client the opposite, each
- * within one deadline for the whole exchange (handshake_timeout, default
- * 5 s), so a peer that connects and says nothing, or trickles bytes,
- * holds accept for that long at most.  Before authentication a message
- * over MPROC__AUTH_MAX_MESSAGE (256) bytes is refused from its header,
- * before anything is allocated (Python's recv_bytes(256)).  Results:
+ * Handshake.  With an authkey, the server runs deliver_challenge then
+ * answer_challenge (Python's order), and the client the opposite.  Before
+ * authentication a message over MPROC__AUTH_MAX_MESSAGE (256) bytes is
+ * refused from its header, before anything is allocated (Python's
+ * recv_bytes(256)).  Results:
  *   - a wrong key, a malformed or oversized handshake message, a refused
  *     legacy (MD5) form: MPROC_EAUTH on that side; the deliverer tells the
  *     peer "#FAILURE#" (best effort) when it refuses an answer, as Python
  *     does, so the peer's result is MPROC_EAUTH too;
  *   - the peer closing during the handshake: MPROC_ECONNRESET (the
  *     exchange was cut, whatever the frame boundary);
- *   - the deadline: MPROC_ETIMEDOUT.
+ *   - the deadline: MPROC_ESTALLED on the server, MPROC_ETIMEDOUT on the
+ *     client (whose deadline is the caller's timeout).
  * The key is copied into the listener and wiped at close.
+ *
+ * Concurrent handshakes (server).  Python runs the handshake inside
+ * accept, one peer at a time, so a peer that connects and says nothing
+ * holds every client behind it.  Here the server side is a state machine
+ * per connection (hs_pending: the step, the frame going out, the frame
+ * coming in, its own deadline from the moment it was taken from the
+ * kernel), kept in the listener across accept calls.  accept:
+ *   1. hands out the oldest result if there is one (results are a FIFO of
+ *      finished connections and failures, in the order they were decided);
+ *   2. fails the handshakes past their deadline (MPROC_ESTALLED);
+ *   3. takes every queued connection from the non-blocking listening
+ *      socket (without a key: one, which is a result at once), checks a
+ *      Unix peer's uid, sends the challenge;
+ *   4. polls the listening fd and every handshake (for reading, or for
+ *      writing while a frame is partly out) until the caller's deadline
+ *      or the nearest handshake deadline, and advances those that are
+ *      ready as far as they go without blocking (MSG_DONTWAIT on the
+ *      blocking fd, which stays blocking for the caller).
+ * The list holds at most max_pending handshakes; a new connection beyond
+ * that fails the oldest (MPROC_ESTALLED): a flood then delays honest
+ * clients only while it lasts, and the listener's fds stay bounded.
+ * Reads are sized to the frame being read (its header, then exactly its
+ * payload), so nothing past the handshake is consumed: a message the
+ * client sends right after it stays in the socket for the caller.  The
+ * client side has one peer and runs the same protocol with blocking
+ * framed I/O under its deadline (deliver_challenge, answer_challenge).
+ *
+ * Receive limit.  Connections handed out by accept, and made by
+ * mproc_client_connect, get opts.maxlength (0: MPROC_NET_MAXLENGTH) as
+ * their receive limit (connection.c's DESIGN), so an authenticated peer's
+ * header cannot make a receive with MPROC_NOLIMIT reserve gigabytes.
  *
  * Client timeout.  opts.timeout > 0 bounds connect and handshake
  * together; 0 gives each its own 5 s; MPROC_FOREVER waits.
