@@ -791,12 +791,18 @@ typedef struct eintr_arg {
 } eintr_arg;
 
 /* Interrupt the main thread a few times while it blocks, then do the
- * other half of its transfer. */
+ * other half of its transfer.  Each signal is sent after the previous one
+ * was handled: two sent while the target is not scheduled (a busy
+ * machine) would merge into one delivery. */
 static void *eintr_helper(void *p) {
   eintr_arg *a = p;
   for (int i = 0; i < 3; i++) {
     test_sleep(0.05);
     ASSERT_EQ(pthread_kill(a->target, SIGUSR1), 0);
+    double end = test_now() + 30.0;
+    while (usr1_count < i + 1 && test_now() < end) {
+      test_sleep(0.001);
+    }
   }
   test_sleep(0.05);
   if (a->big == 0) {
