@@ -1493,9 +1493,8 @@ TEST_IMPL(connection_recv_timeout) {
   double t0 = test_now();
   ASSERT_ERR(mproc_connection_recv_bytes_timeout(a, &m, &n, 100, 0.1),
              MPROC_ETIMEDOUT);
-  double dt = test_now() - t0;
-  ASSERT_DBL_GE(dt, 0.1);
-  ASSERT_DBL_LE(dt, 0.1 + test_slack());
+  /* It waited (no upper bound: a busy machine may wake it late). */
+  ASSERT_DBL_GE(test_now() - t0, 0.1);
   ASSERT_NULL(m);
   ASSERT_UEQ(n, 0);
   ASSERT_ERR(mproc_connection_recv_bytes_timeout(a, &m, &n, 100, 0),
