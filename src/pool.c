@@ -360,6 +360,7 @@ static void sh_lock(shpool *sh) {
     sh_repair(sh);
     mproc__rmutex_consistent(&sh->mu);
   }
+  MPROC__FAULT(POOL_LOCK_HELD);
 }
 
 static void sh_unlock(shpool *sh) { mproc__rmutex_unlock(&sh->mu); }
@@ -384,16 +385,39 @@ static void results_wake(shpool *sh) {
 
 /* ==================== in the worker ==================== */
 
+/*
+ * Unlink a task's result block, then free it (in a worker).  The task
+ * record is shared: the result thread frees whatever st->res names when
+ * it completes or fails the task, also after this worker's death.  So the
+ * pointer is cleared first and the block freed after: a kill between the
+ * two leaks that one block, and can never leave the record naming a block
+ * the arena has handed to someone else (which the result thread would
+ * then free a second time).  point names the window for the fault sweep.
+ */
+static void task_drop_result_at(shtask *st, int point) {
+  void *old = st->res;
+  if (old == NULL) {
+    return;
+  }
+  st->res = NULL;
+  st->res_len = 0;
+  atomic_signal_fence(memory_order_seq_cst);
+  if (MPROC__UNLIKELY(mproc__fault_hook != NULL)) {
+    mproc__fault_hook(point, mproc__fault_ctx);
+  }
+  mproc_shm_free(old);
+}
+
+static void task_drop_result(shtask *st) {
+  task_drop_result_at(st, MPROC__FP_POOL_RESULT_CLEARED);
+}
+
 int mproc_task_return(mproc_task *t, const void *data, size_t len) {
   if (t == NULL || t->st == NULL || (data == NULL && len > 0)) {
     return MPROC_EINVAL;
   }
   shtask *st = t->st;
-  if (st->res != NULL) {
-    mproc_shm_free(st->res);
-    st->res = NULL;
-    st->res_len = 0;
-  }
+  task_drop_result(st);
   if (len == 0) {
     return 0;
   }
@@ -404,8 +428,14 @@ int mproc_task_return(mproc_task *t, const void *data, size_t len) {
     return MPROC_ENOMEM;
   }
   memcpy(p, data, len);
-  st->res = p;
+  /* A kill before the link leaks this one block; after it, the result
+   * belongs to the task and whoever completes the task frees it. */
+  MPROC__FAULT(POOL_RESULT_ALLOCATED);
   st->res_len = len;
+  atomic_signal_fence(memory_order_seq_cst);
+  st->res = p;
+  atomic_signal_fence(memory_order_seq_cst);
+  MPROC__FAULT(POOL_RESULT_PUBLISHED);
   return 0;
 }
 
@@ -428,14 +458,9 @@ static void worker_run(shtask *st) {
     if (rc != 0) {
       st->error = MPROC_ETASK;
       st->task_code = rc;
-      if (st->res != NULL) {
-        mproc_shm_free(st->res);
-        st->res = NULL;
-        st->res_len = 0;
-      }
-    } else if (st->error != 0 && st->res != NULL) {
-      mproc_shm_free(st->res);
-      st->res = NULL;
+      task_drop_result_at(st, MPROC__FP_POOL_FAIL_RESULT_CLEARED);
+    } else if (st->error != 0) {
+      task_drop_result_at(st, MPROC__FP_POOL_FAIL_RESULT_CLEARED);
     }
   }
 }
@@ -633,6 +658,7 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
     if (u >= st->nunits) {
       break;
     }
+    MPROC__FAULT(POOL_CLAIM_ADDED);
     claims++;
     me->jclaims++;
     size_t cnt = st->nunits - u < k ? st->nunits - u : k;
@@ -645,6 +671,7 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
     atomic_signal_fence(memory_order_seq_cst);
     me->jk = cnt;
     atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_CLAIM_RECORDED);
     size_t first = u * unit;
     size_t last = (u + cnt) * unit < n ? (u + cnt) * unit : n;
     int failed = 0;
@@ -663,10 +690,12 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
       }
       atomic_store_explicit(&me->jdone, i - first + 1, memory_order_release);
     }
+    MPROC__FAULT(POOL_CLAIM_ITEMS_DONE);
     /* Results (and icodes) before the units' state. */
     atomic_thread_fence(memory_order_release);
     memset(st->ustate + u, U_DONE, cnt);
     atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_CLAIM_MARKED);
     me->jk = 0;
     uint64_t t1 = mproc__now_ns();
     atomic_fetch_add_explicit(&me->busy_ns, t1 - t0, memory_order_relaxed);
@@ -687,6 +716,7 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
    * claimant, and only then clear the slot (see sh_repair).  A worker
    * that leaves for maxtasksperchild leaves the job queued for others. */
   sh_lock(sh);
+  MPROC__FAULT(POOL_JOB_LEAVING);
   if (sh->qhead == st && atomic_load(&st->next_unit) >= st->nunits) {
     sh->qhead = st->next;
     if (sh->qhead == NULL) {
@@ -702,6 +732,8 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
   int last = exhausted && !job_has_users(sh, st, me);
   if (last) {
     job_finish_locked(sh, st);
+    atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_JOB_FINISHED);
   }
   atomic_signal_fence(memory_order_seq_cst);
   me->job = NULL;
@@ -786,6 +818,7 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
       /* Join: one store, so a kill leaves either nothing or a claimant
        * the result thread sees. */
       me->job = st;
+      MPROC__FAULT(POOL_JOB_JOINED);
       sh_unlock(sh);
       long max = p->opts.maxtasksperchild;
       ran += worker_job(sh, me, st, max > 0 ? max - ran : 0);
@@ -801,11 +834,13 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
     /* A kill stops this thread between two instructions, so only the
      * compiler's order matters here. */
     atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_TASK_NAMED);
     sh->qhead = st->next;
     if (sh->qhead == NULL) {
       sh->qtail = NULL;
     }
     sh_unlock(sh);
+    MPROC__FAULT(POOL_TASK_TAKEN);
 
     worker_run(st);
 
@@ -819,9 +854,15 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
     }
     sh->dtail = st;
     atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_TASK_LINKED_DONE);
     me->task = NULL;
+    atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_SLOT_CLEARED);
     sh_unlock(sh);
     atomic_fetch_add(&me->busy_ns, mproc__now_ns() - t0);
+    /* A kill here loses only the wake: the result thread looks at the
+     * done list at least every POOL_POLL_NS. */
+    MPROC__FAULT(POOL_RESULT_UNWOKEN);
     results_wake(sh);
     ran++;
     if (p->opts.maxtasksperchild > 0 && ran >= p->opts.maxtasksperchild) {
