@@ -677,7 +677,10 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
     int failed = 0;
     for (size_t i = first; i < last; i++) {
       char *out = st->out + i * st->out_size;
-      memset(out, 0, st->out_size);
+      if (st->out != st->in) {
+        /* In place (out == in), the record is the input: not cleared. */
+        memset(out, 0, st->out_size);
+      }
       int rc = st->mfn(st->in + i * st->in_size, out, st->ctx);
       if (st->icodes != NULL) {
         st->icodes[i] = rc;
@@ -2054,6 +2057,15 @@ static int map_start(mproc_pool *p, mproc_map_fn fn, void *ctx,
   }
   if (n > 0 && (in_size > SIZE_MAX / n || (out_size > 0 && out_size > SIZE_MAX / n))) {
     return MPROC_EOVERFLOW;
+  }
+  if (n > 0 && out != NULL && out_size > 0) {
+    /* In place is out == in record for record; any other overlap would
+     * have an item's result overwrite another item's input. */
+    uintptr_t a = (uintptr_t)in, b = (uintptr_t)out;
+    int overlap = a < b + n * out_size && b < a + n * in_size;
+    if (overlap && !(a == b && in_size == out_size)) {
+      return MPROC_EINVAL;
+    }
   }
   mproc_async *r = async_new(p, TK_JOB);
   if (r == NULL) {

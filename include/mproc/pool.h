@@ -92,12 +92,13 @@ MPROC_EXTERN int mproc_task_fail(mproc_task *t, const char *fmt, ...)
 
 /*
  * map's function: one fixed-size input record at in, one fixed-size
- * result record to fill at out (zeroed before the call); ctx is the
- * pointer given with the function (the same for every item, with the
- * rule of mproc_task_fn).  Returns 0, or nonzero to fail this item (map
- * then reports the first failing item's index and code, after every item
- * ran, as Python does).  For starmap, make the record a struct of the
- * arguments.
+ * result record to fill at out (zeroed before the call, except in an
+ * in-place map of arena memory, where out == in: see mproc_pool_map); ctx
+ * is the pointer given with the function (the same for every item, with
+ * the rule of mproc_task_fn).  Returns 0, or nonzero to fail this item
+ * (map then reports the first failing item's index and code, after every
+ * item ran, as Python does).  For starmap, make the record a struct of
+ * the arguments.
  */
 typedef int (*mproc_map_fn)(const void *in, void *out, void *ctx);
 
@@ -283,6 +284,11 @@ typedef struct mproc_map_error {
  * result record of an item that was lost (its worker died or was stopped
  * before finishing it) is zeros.  n == 0 returns 0 at once (MPROC_ECLOSED
  * on a closed pool).
+ * In place: out == in with out_size == in_size maps the records onto
+ * themselves.  fn is then called with its result record holding the
+ * input (in == out when the buffer is arena memory; otherwise out is a
+ * zeroed record and in a copy of the input), so it must write its whole
+ * result.  Any other overlap of in and out is MPROC_EINVAL.
  * mproc_pool_map_async - the same, returning an AsyncResult at once; out
  * must stay valid until it is ready (it is filled before).
  */

@@ -627,6 +627,76 @@ TEST_IMPL(pool_map_arena_in_and_out) {
   return 0;
 }
 
+static int sq_plus_one(const void *in, void *out) {
+  long x;
+  memcpy(&x, in, sizeof x);
+  long y = x * x + 1;
+  memcpy(out, &y, sizeof y);
+  return 0;
+}
+
+/* In place: out == in (same size) maps the records onto themselves, in
+ * arena memory (the workers read and write the one buffer) and in the
+ * caller's own memory; each result is the function of its own input.
+ * Other overlaps are refused before anything runs. */
+TEST_IMPL(pool_map_in_place) {
+  mproc_pool *p = pool_with(2, NULL);
+  size_t n = 3000;
+  long *a;
+  ASSERT_OK(mproc_shm_alloc((void **)&a, n * sizeof *a));
+  long *h = malloc(n * sizeof *h);
+  ASSERT_NOT_NULL(h);
+  for (size_t i = 0; i < n; i++) {
+    a[i] = (long)i + 3;
+    h[i] = (long)i + 5;
+  }
+  mproc_map_opts mo;
+  memset(&mo, 0, sizeof mo);
+  mo.chunksize = 64;
+  mproc_map_error me;
+  ASSERT_OK(mproc_pool_map(p, sq_plus_one, a, n, sizeof *a, a, sizeof *a, &mo,
+                           &me));
+  ASSERT_OK(mproc_pool_map(p, sq_plus_one, h, n, sizeof *h, h, sizeof *h,
+                           NULL, NULL));
+  for (size_t i = 0; i < n; i++) {
+    ASSERT_EQ(a[i], (long)((i + 3) * (i + 3) + 1));
+    ASSERT_EQ(h[i], (long)((i + 5) * (i + 5) + 1));
+  }
+  /* map_async too. */
+  mproc_async *r;
+  ASSERT_OK(mproc_pool_map_async(p, sq_plus_one, a, 100, sizeof *a, a,
+                                 sizeof *a, &mo, &r));
+  ASSERT_OK(mproc_async_get(r, 30 * test_timeout_mult()));
+  mproc_async_free(r);
+  ASSERT_EQ(a[7], (long)((10 * 10 + 1) * (10 * 10 + 1) + 1));
+  /* Shifted by one record, or the same start with another record size:
+   * refused, and nothing was written. */
+  a[0] = 11;
+  a[1] = 12;
+  ASSERT_ERR(mproc_pool_map(p, sq_plus_one, a, 10, sizeof *a, a + 1,
+                            sizeof *a, NULL, NULL),
+             MPROC_EINVAL);
+  ASSERT_ERR(mproc_pool_map(p, sq_plus_one, a + 1, 10, sizeof *a, a,
+                            sizeof *a, NULL, NULL),
+             MPROC_EINVAL);
+  ASSERT_ERR(mproc_pool_map(p, sq_plus_one, a, 10, 2 * sizeof *a, a,
+                            sizeof *a, NULL, NULL),
+             MPROC_EINVAL);
+  ASSERT_ERR(mproc_pool_map_async(p, sq_plus_one, h, 10, sizeof *h, h + 2,
+                                  sizeof *h, NULL, &r),
+             MPROC_EINVAL);
+  ASSERT_EQ(a[0], 11);
+  ASSERT_EQ(a[1], 12);
+  /* Adjacent, not overlapping: fine. */
+  ASSERT_OK(mproc_pool_map(p, sq_plus_one, a, 10, sizeof *a, a + 10,
+                           sizeof *a, NULL, NULL));
+  ASSERT_EQ(a[10], 11 * 11 + 1);
+  ASSERT_OK(mproc_shm_free(a));
+  free(h);
+  pool_done(p);
+  return 0;
+}
+
 /* ---- cancel_pending: drain, do not kill ---- */
 
 static int nap_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
