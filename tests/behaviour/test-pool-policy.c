@@ -13,6 +13,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/time.h>
@@ -176,13 +177,18 @@ TEST_IMPL(pool_progress_bar_on_tty) {
   close(saved);
   close(slave);
   ASSERT_EQ(rc, 0);
-  char buf[65536];
+  /* Every slave fd is closed now (the child and its workers ended, ours
+   * are closed), so the master reads what was written and then EIO.  A
+   * non-blocking read is not enough: the kernel moves the slave's output
+   * to the master in a work item, which a busy machine runs late. */
+  static char buf[1 << 20];
   size_t got = 0;
-  int fl = fcntl(master, F_GETFL);
-  fcntl(master, F_SETFL, fl | O_NONBLOCK);
   for (;;) {
+    struct pollfd pf = {master, POLLIN, 0};
+    int pr = poll(&pf, 1, (int)(30000 * test_timeout_mult()));
+    ASSERT_GT(pr, 0); /* data or the hang-up, not a silent master */
     ssize_t r = read(master, buf + got, sizeof buf - 1 - got);
-    if (r <= 0) {
+    if (r <= 0 || got + (size_t)r >= sizeof buf - 1) {
       break;
     }
     got += (size_t)r;
