@@ -180,6 +180,9 @@ typedef struct shpool {
   int sleepers;            /* workers asleep on task_seq, under mu */
   _Atomic int spinning;    /* a worker watches the queue before sleeping */
   int closed;              /* under mu */
+  /* The pool is stopping (terminate, cancel, a broken pool, the program's
+   * exit): a worker takes no more work, it leaves. */
+  _Atomic int stopping;
   _Atomic uint32_t task_seq;
   _Atomic uint32_t res_seq;
   /* Threads of the parent waiting in mproc_async_wait sleep on fg_seq and
@@ -282,6 +285,14 @@ struct mproc_pool {
   int rt_done;
   size_t outstanding;       /* submitted, not completed */
   mproc_pool_stats stats;
+  /* Each slot's worker pid (0: none), for any thread of the parent: the
+   * exit handler and a thread stuck on a shared lock read them without
+   * the result thread's help.  wstuck: that worker was killed for holding
+   * a shared lock past POOL_STUCK_NS. */
+  _Atomic pid_t *wpid;
+  _Atomic int *wstuck;
+  _Atomic int exiting;      /* the program is exiting: never replace */
+  mproc_pool *reg_next;     /* the registry of live pools (g_pools) */
 };
 
 /* ==================== shared mutex ==================== */
@@ -650,7 +661,8 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
   const size_t unit = st->unit;
   const size_t n = st->n;
   for (;;) {
-    if (budget > 0 && claims >= budget) {
+    if ((budget > 0 && claims >= budget) ||
+        atomic_load_explicit(&sh->stopping, memory_order_relaxed)) {
       break;
     }
     size_t u = atomic_fetch_add_explicit(&st->next_unit, k,
@@ -764,6 +776,10 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGINT, &sa, NULL);
+  /* A process group of its own: when this worker ends (or is killed),
+   * the parent kills the group, so processes its tasks started end too
+   * (pool.h, "Descendants"). */
+  (void)mproc__pgrp_new();
   /* A segfault (or bus error, FPE, illegal instruction) leaves its
    * faulting address for the death message. */
   (void)mproc__crash_note_install(&me->crash_sig, &me->crash_addr);
@@ -785,7 +801,11 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
   for (;;) {
     sh_lock(sh);
     int spun = 0;
-    while (sh->qhead == NULL && !sh->closed) {
+    if (atomic_load(&sh->stopping)) {
+      sh_unlock(sh);
+      return 0;
+    }
+    while (sh->qhead == NULL && !sh->closed && !atomic_load(&sh->stopping)) {
       if (may_spin && !spun && atomic_exchange(&sh->spinning, 1) == 0) {
         /* One idle worker at a time watches the queue for a while before
          * it sleeps: the next task then costs its submitter no wake and
@@ -813,7 +833,7 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
       sh->sleepers--;
     }
     shtask *st = sh->qhead;
-    if (st == NULL) {
+    if (st == NULL || atomic_load(&sh->stopping)) {
       sh_unlock(sh);
       return 0;
     }
@@ -902,19 +922,32 @@ static int worker_start(mproc_pool *p, int i) {
   p->w[i].proc = proc;
   p->w[i].timed_out = 0;
   p->w[i].gone = 0;
+  atomic_store(&p->wstuck[i], 0);
+  atomic_store(&p->wpid[i], mproc_process_pid(proc));
   return 0;
 }
 
-/* Join and free slot i's process; its exit code in *code. */
+/*
+ * Join and free slot i's process (ended, or killed by the caller); its
+ * exit code in *code.  Then SIGKILL its process group: whatever its tasks
+ * started (and left in the group) ends with it.  The group's number
+ * cannot be handed to a new process while any process of the group is
+ * left, so the kill finds the worker's own descendants or nobody.
+ */
 static void worker_reap(mproc_pool *p, int i, int *code) {
   *code = 0;
   if (p->w[i].proc == NULL) {
     return;
   }
+  pid_t pid = mproc_process_pid(p->w[i].proc);
   mproc_process_join(p->w[i].proc, MPROC_FOREVER);
   mproc_process_exitcode(p->w[i].proc, code);
   mproc_process_free(p->w[i].proc);
   p->w[i].proc = NULL;
+  atomic_store(&p->wpid[i], 0);
+  if (pid > 0) {
+    (void)mproc__pgrp_kill(pid, SIGKILL);
+  }
 }
 
 /* ==================== the parent: completing tasks ==================== */
@@ -1121,6 +1154,9 @@ static int rt_collect(mproc_pool *p) { return collect(p, 1); }
 /* Whether an ended worker should be replaced. */
 static int rt_should_replace(mproc_pool *p, int i) {
   (void)i;
+  if (atomic_load(&p->exiting)) {
+    return 0;
+  }
   pthread_mutex_lock(&p->mu);
   int term = p->terminating;
   int closed = p->closed;
@@ -1291,6 +1327,9 @@ static void job_cancel_locked(shtask *st, int err, const char *msg) {
  * and cancel, MPROC_EBROKEN for a broken pool). */
 static void rt_stop(mproc_pool *p, int err, const char *msg) {
   shpool *sh = p->sh;
+  /* No worker takes new work during the grace period. */
+  atomic_store(&sh->stopping, 1);
+  seq_bump_wake(&sh->task_seq, INT32_MAX);
   for (int i = 0; i < p->nworkers; i++) {
     if (p->w[i].proc != NULL) {
       mproc_process_terminate(p->w[i].proc);
@@ -1440,6 +1479,7 @@ static void *rt_main(void *arg) {
          * broken rather than stranded. */
         if ((left > 0 || !closed) &&
             (p->w[0].initfails >= POOL_RESPAWN_CAP ||
+             atomic_load(&p->exiting) ||
              worker_start(p, 0) != 0)) {
           pthread_mutex_lock(&p->mu);
           p->broken = 1;
@@ -1493,7 +1533,96 @@ static int pool_cv_wait(mproc_pool *p, const mproc__deadline *d) {
 
 /* ==================== the pool ==================== */
 
+/*
+ * Exit.  A program that exits with a live pool (returns from main, calls
+ * exit) must finish: the process module's exit handler sends SIGTERM to
+ * daemon children and joins them, and a result thread that took those
+ * deaths for crashes would fork replacements that nobody stops.  So the
+ * pool module keeps a registry of live pools and its own exit handler,
+ * registered after the process module's and so run before it: it cancels
+ * every pool of this process (nothing is replaced from then on), waits up
+ * to POOL_EXIT_WAIT_S for each result thread to stop its workers, and
+ * else (a callback still running, or exit called from one) SIGKILLs the
+ * workers and their process groups itself.
+ */
+#define POOL_EXIT_WAIT_S 2.0
+
+static pthread_mutex_t g_pools_mu = PTHREAD_MUTEX_INITIALIZER;
+static mproc_pool *g_pools;
+static pthread_once_t g_pools_once = PTHREAD_ONCE_INIT;
+
+static int pool_wait_rt(mproc_pool *p, double timeout);
+
+/* SIGKILL every worker of p and its process group (any thread). */
+static void pool_kill_groups(mproc_pool *p) {
+  for (int i = 0; i < p->nworkers; i++) {
+    pid_t pid = atomic_load(&p->wpid[i]);
+    if (pid > 0) {
+      (void)mproc__kill(pid, SIGKILL);
+      (void)mproc__pgrp_kill(pid, SIGKILL);
+    }
+  }
+}
+
+static void pools_at_exit(void) {
+  pthread_mutex_lock(&g_pools_mu);
+  for (mproc_pool *p = g_pools; p != NULL; p = p->reg_next) {
+    if (p->owner != getpid()) {
+      continue;
+    }
+    atomic_store(&p->exiting, 1);
+    atomic_store(&p->sh->stopping, 1);
+    seq_bump_wake(&p->sh->task_seq, INT32_MAX);
+    atomic_store(&p->cancel, 1);
+    seq_bump_wake(&p->sh->res_seq, 1);
+  }
+  for (mproc_pool *p = g_pools; p != NULL; p = p->reg_next) {
+    if (p->owner != getpid()) {
+      continue;
+    }
+    if (pthread_equal(pthread_self(), p->rt) ||
+        pool_wait_rt(p, POOL_EXIT_WAIT_S) != 0) {
+      MPROC__WARN("pool: at exit, its result thread did not stop the "
+                  "workers: killed");
+      pool_kill_groups(p);
+    }
+  }
+  pthread_mutex_unlock(&g_pools_mu);
+}
+
+/* A forked child owns none of its parent's pools (and must not wait for
+ * the registry's lock if another thread held it at the fork). */
+static void pools_atfork_child(void) {
+  pthread_mutex_init(&g_pools_mu, NULL);
+  g_pools = NULL;
+}
+
+static void pools_init_once(void) {
+  pthread_atfork(NULL, NULL, pools_atfork_child);
+  atexit(pools_at_exit);
+}
+
+static void pools_add(mproc_pool *p) {
+  pthread_once(&g_pools_once, pools_init_once);
+  pthread_mutex_lock(&g_pools_mu);
+  p->reg_next = g_pools;
+  g_pools = p;
+  pthread_mutex_unlock(&g_pools_mu);
+}
+
+static void pools_remove(mproc_pool *p) {
+  pthread_mutex_lock(&g_pools_mu);
+  for (mproc_pool **pp = &g_pools; *pp != NULL; pp = &(*pp)->reg_next) {
+    if (*pp == p) {
+      *pp = p->reg_next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&g_pools_mu);
+}
+
 static void pool_release(mproc_pool *p) {
+  pools_remove(p);
   if (p->sh != NULL) {
     pthread_mutex_destroy(&p->sh->mu);
     mproc_shm_free(p->sh);
@@ -1502,6 +1631,8 @@ static void pool_release(mproc_pool *p) {
   pthread_cond_destroy(&p->cv);
   free(p->initarg);
   free(p->w);
+  free((void *)p->wpid);
+  free((void *)p->wstuck);
   free(p);
 }
 
@@ -1553,6 +1684,8 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv, NULL);
   p->w = calloc((size_t)n, sizeof *p->w);
+  p->wpid = calloc((size_t)n, sizeof *p->wpid);
+  p->wstuck = calloc((size_t)n, sizeof *p->wstuck);
   if (o.initarg_len > 0) {
     p->initarg = malloc(o.initarg_len);
     if (p->initarg != NULL) {
@@ -1561,7 +1694,8 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
   }
   void *shp = NULL;
   rc = mproc_shm_calloc(&shp, 1, sizeof(shpool) + (size_t)n * sizeof(shslot));
-  if (p->w == NULL || (o.initarg_len > 0 && p->initarg == NULL) || rc != 0) {
+  if (p->w == NULL || p->wpid == NULL || p->wstuck == NULL ||
+      (o.initarg_len > 0 && p->initarg == NULL) || rc != 0) {
     pool_release(p);
     return rc != 0 ? rc : MPROC_ENOMEM;
   }
@@ -1622,6 +1756,9 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
     return MPROC_EAGAIN;
   }
   p->rt_started = 1;
+  /* After the workers started, so after the process module registered
+   * its exit handler: this one runs first (see "Exit"). */
+  pools_add(p);
   *out = p;
   return 0;
 }
