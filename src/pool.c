@@ -356,6 +356,8 @@ static void sh_repair(shpool *sh) {
  * the lock word says free (seen under the SIGKILL storm test).  Retrying
  * turns that lost wake into a delay of at most one slice.
  */
+static void sh_locked(shpool *sh, int rc);
+
 static void sh_lock(shpool *sh) {
   int rc;
   do {
@@ -363,6 +365,12 @@ static void sh_lock(shpool *sh) {
     mproc__deadline_init(&d, 0.02);
     rc = mproc__rmutex_lock(&sh->mu, &d);
   } while (rc == -ETIMEDOUT);
+  sh_locked(sh, rc);
+  MPROC__FAULT(POOL_LOCK_HELD);
+}
+
+/* The lock was taken with rc: repair after a dead holder. */
+static void sh_locked(shpool *sh, int rc) {
   if (rc != 0 && rc != -EOWNERDEAD) {
     MPROC__WARN("pool: the pool lock failed: %d", rc);
   }
@@ -371,10 +379,68 @@ static void sh_lock(shpool *sh) {
     sh_repair(sh);
     mproc__rmutex_consistent(&sh->mu);
   }
-  MPROC__FAULT(POOL_LOCK_HELD);
 }
 
 static void sh_unlock(shpool *sh) { mproc__rmutex_unlock(&sh->mu); }
+
+/*
+ * A worker holding a shared lock (the pool's, or the arena allocator's)
+ * for POOL_STUCK_NS is stuck: stopped (SIGSTOP, a debugger), or not run
+ * for that long.  The parent never waits on a worker's progress without
+ * a bound, so it kills the holder (SIGKILL works on a stopped process),
+ * and the lock's next taker repairs what it was doing as for any death.
+ * The holder is the thread id in the robust mutex's lock word; only this
+ * pool's workers are ever killed (a worker's main thread: its pid), and
+ * the death is reported with that reason.
+ */
+#define POOL_STUCK_NS 1000000000ull
+
+static void pool_unstick(mproc_pool *p, pid_t holder, const char *what) {
+  if (holder <= 0) {
+    return;
+  }
+  for (int i = 0; i < p->nworkers; i++) {
+    if (atomic_load(&p->wpid[i]) == holder) {
+      if (atomic_exchange(&p->wstuck[i], 1) == 0) {
+        MPROC__WARN("pool: worker %d held %s for over %.1f s: killed",
+                    (int)holder, what, (double)POOL_STUCK_NS / 1e9);
+      }
+      (void)mproc__kill(holder, SIGKILL);
+    }
+  }
+}
+
+/*
+ * The parent's lock of the shared state: a holder stuck past
+ * POOL_STUCK_NS is killed (above).  d: the caller's deadline (NULL:
+ * none).  Returns 0 (locked), or MPROC_ETIMEDOUT once d passed.
+ */
+static int psh_lock_until(mproc_pool *p, const mproc__deadline *d) {
+  shpool *sh = p->sh;
+  uint64_t t0 = mproc__now_ns();
+  int rc;
+  for (;;) {
+    mproc__deadline slice;
+    mproc__deadline_init(&slice, 0.02);
+    if (d != NULL && !d->forever && d->at_ns < slice.at_ns) {
+      slice = *d;
+    }
+    rc = mproc__rmutex_lock(&sh->mu, &slice);
+    if (rc != -ETIMEDOUT) {
+      break;
+    }
+    if (d != NULL && !d->forever && mproc__deadline_left_ns(d) == 0) {
+      return MPROC_ETIMEDOUT;
+    }
+    if (mproc__now_ns() - t0 >= POOL_STUCK_NS) {
+      pool_unstick(p, mproc__rmutex_holder(&sh->mu), "the pool lock");
+    }
+  }
+  sh_locked(sh, rc);
+  return 0;
+}
+
+static void psh_lock(mproc_pool *p) { (void)psh_lock_until(p, NULL); }
 
 static void seq_bump_wake(_Atomic uint32_t *seq, int n) {
   atomic_fetch_add(seq, 1);
@@ -1107,7 +1173,7 @@ static void task_fail(mproc_pool *p, shtask *st, int err, int sig,
  * the header promises): the others go to p->handoff and the result
  * thread is woken for them.
  */
-static int collect(mproc_pool *p, int on_rt) {
+static int collect_until(mproc_pool *p, int on_rt, const mproc__deadline *d) {
   shpool *sh = p->sh;
   shtask *st = NULL;
   if (on_rt) {
@@ -1123,7 +1189,9 @@ static int collect(mproc_pool *p, int on_rt) {
     st = next;
     n++;
   }
-  sh_lock(sh);
+  if (psh_lock_until(p, d) != 0) {
+    return n;
+  }
   st = sh->dhead;
   sh->dhead = sh->dtail = NULL;
   sh_unlock(sh);
@@ -1149,7 +1217,7 @@ static int collect(mproc_pool *p, int on_rt) {
   return n;
 }
 
-static int rt_collect(mproc_pool *p) { return collect(p, 1); }
+static int rt_collect(mproc_pool *p) { return collect_until(p, 1, NULL); }
 
 /* Whether an ended worker should be replaced. */
 static int rt_should_replace(mproc_pool *p, int i) {
@@ -1167,7 +1235,7 @@ static int rt_should_replace(mproc_pool *p, int i) {
   if (!closed) {
     return 1;
   }
-  sh_lock(p->sh);
+  psh_lock(p);
   int pending = p->sh->qhead != NULL;
   sh_unlock(p->sh);
   return pending;
@@ -1204,7 +1272,7 @@ static int rt_check_workers(mproc_pool *p) {
         w->initfails = 0;
       }
       if (limit > 0 && !w->timed_out) {
-        sh_lock(sh);
+        psh_lock(p);
         uint64_t t0 = sh->slots[i].start_ns;
         int busy = sh->slots[i].task != NULL || sh->slots[i].jk > 0;
         int over = busy && t0 < now && now - t0 > limit;
@@ -1229,7 +1297,12 @@ static int rt_check_workers(mproc_pool *p) {
     worker_reap(p, i, &code);
     char msg[128];
     int sig = code < 0 ? -code : 0;
-    if (timed_out) {
+    if (atomic_load(&p->wstuck[i]) && sig == SIGKILL) {
+      snprintf(msg, sizeof msg,
+               "worker %d killed by SIGKILL: it held a shared lock for "
+               "over %.1f s (stopped?)",
+               (int)pid, (double)POOL_STUCK_NS / 1e9);
+    } else if (timed_out) {
       snprintf(msg, sizeof msg, "worker %d killed after task_timeout",
                (int)pid);
     } else if (sig != 0 && atomic_load(&sh->slots[i].crash_sig) == sig) {
@@ -1246,7 +1319,7 @@ static int rt_check_workers(mproc_pool *p) {
                code);
     }
     int err = timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED;
-    sh_lock(sh);
+    psh_lock(p);
     shtask *st = sh->slots[i].task;
     sh->slots[i].task = NULL;
     int in_job = sh->slots[i].job != NULL && sh->slots[i].jk > 0;
@@ -1353,7 +1426,7 @@ static void rt_stop(mproc_pool *p, int err, const char *msg) {
   rt_collect(p);
   /* Every worker is gone: take what they held and what is queued.  A
    * job may be both queued and named in slots. */
-  sh_lock(sh);
+  psh_lock(p);
   shtask *fail = NULL; /* apply tasks to fail, linked through next */
   for (int i = 0; i < sh->nslots; i++) {
     shslot *sl = &sh->slots[i];
@@ -1395,7 +1468,7 @@ static void rt_stop(mproc_pool *p, int err, const char *msg) {
 static void rt_cancel_pending(mproc_pool *p) {
   static const char msg[] = "cancelled before it started";
   shpool *sh = p->sh;
-  sh_lock(sh);
+  psh_lock(p);
   shtask *q = sh->qhead;
   sh->qhead = sh->qtail = NULL;
   shtask *fail = NULL;
@@ -1597,9 +1670,28 @@ static void pools_atfork_child(void) {
   g_pools = NULL;
 }
 
+/* The arena's stuck hook: a thread of this process waited over
+ * MPROC__ARENA_STUCK_NS for the allocator's lock held by `holder`.  If it
+ * is a worker of one of this process's pools, it is killed (see
+ * POOL_STUCK_NS).  A worker (a forked child: no pools) does nothing; the
+ * registry's lock is only tried, so a thread at exit holding it is not
+ * waited for. */
+static void pools_arena_stuck(pid_t holder) {
+  if (pthread_mutex_trylock(&g_pools_mu) != 0) {
+    return;
+  }
+  for (mproc_pool *p = g_pools; p != NULL; p = p->reg_next) {
+    if (p->owner == getpid()) {
+      pool_unstick(p, holder, "the arena's allocator lock");
+    }
+  }
+  pthread_mutex_unlock(&g_pools_mu);
+}
+
 static void pools_init_once(void) {
   pthread_atfork(NULL, NULL, pools_atfork_child);
   atexit(pools_at_exit);
+  mproc__arena_set_stuck_hook(pools_arena_stuck);
 }
 
 static void pools_add(mproc_pool *p) {
@@ -1773,7 +1865,7 @@ int mproc_pool_close(mproc_pool *p) {
   pthread_mutex_lock(&p->mu);
   p->closed = 1;
   pthread_mutex_unlock(&p->mu);
-  sh_lock(p->sh);
+  psh_lock(p);
   p->sh->closed = 1;
   sh_unlock(p->sh);
   seq_bump_wake(&p->sh->task_seq, INT32_MAX);
@@ -1899,7 +1991,7 @@ static int pool_submit(mproc_pool *p, shtask *const *tasks, size_t n,
   p->outstanding++;
   pthread_mutex_unlock(&p->mu);
   shpool *sh = p->sh;
-  sh_lock(sh);
+  psh_lock(p);
   for (size_t i = 0; i < n; i++) {
     shtask *st = tasks[i];
     st->next = NULL;
@@ -2030,7 +2122,7 @@ int mproc_async_wait(mproc_async *r, double timeout) {
   for (;;) {
     uint32_t seq = atomic_load(&sh->fg_seq);
     atomic_fetch_add(&sh->fg_waiters, 1);
-    collect(p, 0);
+    collect_until(p, 0, &d);
     if (atomic_load(&r->ready)) {
       atomic_fetch_sub(&sh->fg_waiters, 1);
       return 0;
