@@ -37,6 +37,29 @@
  * parent decides: a Ctrl-C in the terminal ends the program, and the pool
  * is torn down by it), and leave with _exit.
  *
+ * Descendants.  Each worker leads a process group of its own (so a
+ * Ctrl-C to the terminal's foreground group does not reach it either).
+ * When a worker ends for any reason the pool sees (a death, a
+ * task_timeout kill, terminate, free, the program's exit), the pool
+ * SIGKILLs that group after reaping the worker: processes a task forked
+ * (and their children) end with it.  Limits: a descendant that leaves the
+ * group (setsid, setpgid) escapes; so does every descendant when the
+ * parent itself is SIGKILLed or calls _exit (the workers then die of
+ * their death signal, and nobody is left to kill their groups).
+ *
+ * A stuck worker.  A worker that holds the pool's lock, or the arena
+ * allocator's lock, for over 1 s (stopped by SIGSTOP or a debugger, or
+ * not run for that long) is SIGKILLed by the parent, and its state is
+ * repaired as for any death: its task fails with MPROC_EWORKERDIED, the
+ * message says why.  So no wait of the parent depends on a worker's
+ * progress: task_timeout is enforced, and get/join/terminate/free return.
+ * A get's own timeout holds also while the pool's lock is held; collecting
+ * a result may take up to that bound more when the arena's lock is held.
+ *
+ * At exit (return from main, exit()) with a live pool, the pool is
+ * cancelled before the process module joins its children: nothing is
+ * replaced, the workers are stopped, and exit finishes.
+ *
  * Errors are negative codes from mproc/errno.h.  Timeouts are double
  * seconds (mproc/common.h): MPROC_FOREVER waits, 0 polls.  A pool may be
  * used from several threads of the process that created it, not from its
