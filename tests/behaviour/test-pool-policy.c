@@ -633,7 +633,8 @@ TEST_IMPL(pool_map_arena_in_and_out) {
   return 0;
 }
 
-static int sq_plus_one(const void *in, void *out) {
+static int sq_plus_one(const void *in, void *out, void *ctx) {
+  (void)ctx;
   long x;
   memcpy(&x, in, sizeof x);
   long y = x * x + 1;
@@ -660,9 +661,9 @@ TEST_IMPL(pool_map_in_place) {
   memset(&mo, 0, sizeof mo);
   mo.chunksize = 64;
   mproc_map_error me;
-  ASSERT_OK(mproc_pool_map(p, sq_plus_one, a, n, sizeof *a, a, sizeof *a, &mo,
+  ASSERT_OK(mproc_pool_map(p, sq_plus_one, NULL, a, n, sizeof *a, a, sizeof *a, &mo,
                            &me));
-  ASSERT_OK(mproc_pool_map(p, sq_plus_one, h, n, sizeof *h, h, sizeof *h,
+  ASSERT_OK(mproc_pool_map(p, sq_plus_one, NULL, h, n, sizeof *h, h, sizeof *h,
                            NULL, NULL));
   for (size_t i = 0; i < n; i++) {
     ASSERT_EQ(a[i], (long)((i + 3) * (i + 3) + 1));
@@ -670,7 +671,7 @@ TEST_IMPL(pool_map_in_place) {
   }
   /* map_async too. */
   mproc_async *r;
-  ASSERT_OK(mproc_pool_map_async(p, sq_plus_one, a, 100, sizeof *a, a,
+  ASSERT_OK(mproc_pool_map_async(p, sq_plus_one, NULL, a, 100, sizeof *a, a,
                                  sizeof *a, &mo, &r));
   ASSERT_OK(mproc_async_get(r, 30 * test_timeout_mult()));
   mproc_async_free(r);
@@ -679,22 +680,22 @@ TEST_IMPL(pool_map_in_place) {
    * refused, and nothing was written. */
   a[0] = 11;
   a[1] = 12;
-  ASSERT_ERR(mproc_pool_map(p, sq_plus_one, a, 10, sizeof *a, a + 1,
+  ASSERT_ERR(mproc_pool_map(p, sq_plus_one, NULL, a, 10, sizeof *a, a + 1,
                             sizeof *a, NULL, NULL),
              MPROC_EINVAL);
-  ASSERT_ERR(mproc_pool_map(p, sq_plus_one, a + 1, 10, sizeof *a, a,
+  ASSERT_ERR(mproc_pool_map(p, sq_plus_one, NULL, a + 1, 10, sizeof *a, a,
                             sizeof *a, NULL, NULL),
              MPROC_EINVAL);
-  ASSERT_ERR(mproc_pool_map(p, sq_plus_one, a, 10, 2 * sizeof *a, a,
+  ASSERT_ERR(mproc_pool_map(p, sq_plus_one, NULL, a, 10, 2 * sizeof *a, a,
                             sizeof *a, NULL, NULL),
              MPROC_EINVAL);
-  ASSERT_ERR(mproc_pool_map_async(p, sq_plus_one, h, 10, sizeof *h, h + 2,
+  ASSERT_ERR(mproc_pool_map_async(p, sq_plus_one, NULL, h, 10, sizeof *h, h + 2,
                                   sizeof *h, NULL, &r),
              MPROC_EINVAL);
   ASSERT_EQ(a[0], 11);
   ASSERT_EQ(a[1], 12);
   /* Adjacent, not overlapping: fine. */
-  ASSERT_OK(mproc_pool_map(p, sq_plus_one, a, 10, sizeof *a, a + 10,
+  ASSERT_OK(mproc_pool_map(p, sq_plus_one, NULL, a, 10, sizeof *a, a + 10,
                            sizeof *a, NULL, NULL));
   ASSERT_EQ(a[10], 11 * 11 + 1);
   ASSERT_OK(mproc_shm_free(a));

@@ -96,7 +96,9 @@ static void *killer_main(void *arg) {
   return NULL;
 }
 
-static int sweep_task(mproc_task *t, const void *arg, size_t len) {
+static int sweep_task(mproc_task *t, const void *arg, size_t len,
+                 void *ctx) {
+  (void)ctx;
   int i;
   (void)len;
   memcpy(&i, arg, sizeof i);
@@ -115,7 +117,8 @@ static int sweep_task(mproc_task *t, const void *arg, size_t len) {
   return i % 5 == 4 ? 7 : 0; /* a failure after a result: freed too */
 }
 
-static int sweep_item(const void *in, void *out) {
+static int sweep_item(const void *in, void *out, void *ctx) {
+  (void)ctx;
   int v;
   memcpy(&v, in, sizeof v);
   atomic_fetch_add(&SB->item_runs[v], 1);
@@ -172,7 +175,7 @@ static void sweep_one(int point) {
   ASSERT_OK(mproc_pool_new(&p, &o));
   mproc_async *r[NT];
   for (int i = 0; i < NT; i++) {
-    ASSERT_OK(mproc_pool_apply_async(p, sweep_task, &i, sizeof i, NULL, &r[i]));
+    ASSERT_OK(mproc_pool_apply_async(p, sweep_task, NULL, &i, sizeof i, NULL, &r[i]));
   }
   int in[NI], out[NI];
   for (int i = 0; i < NI; i++) {
@@ -182,7 +185,7 @@ static void sweep_one(int point) {
   memset(&mo, 0, sizeof mo);
   mo.chunksize = CHUNK;
   mproc_map_error merr;
-  int mrc = mproc_pool_map(p, sweep_item, in, NI, sizeof(int), out,
+  int mrc = mproc_pool_map(p, sweep_item, NULL, in, NI, sizeof(int), out,
                            sizeof(int), &mo, &merr);
   int failed = 0;
   for (int i = 0; i < NT; i++) {

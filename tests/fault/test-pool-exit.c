@@ -56,7 +56,9 @@ static pid_t fork_kid(void) {
 }
 
 /* A task of some milliseconds; every fourth leaves a child of its own. */
-static int busy_task(mproc_task *t, const void *arg, size_t len) {
+static int busy_task(mproc_task *t, const void *arg, size_t len,
+                 void *ctx) {
+  (void)ctx;
   int i;
   (void)t, (void)len;
   memcpy(&i, arg, sizeof i);
@@ -76,7 +78,8 @@ static int busy_task(mproc_task *t, const void *arg, size_t len) {
   return 0;
 }
 
-static int busy_item(const void *in, void *out) {
+static int busy_item(const void *in, void *out, void *ctx) {
+  (void)ctx;
   int i;
   memcpy(&i, in, sizeof i);
   test_sleep(0.001);
@@ -94,7 +97,7 @@ static mproc_pool *start_busy_pool(void) {
   }
   for (int i = 0; i < 24; i++) {
     mproc_async *r;
-    if (mproc_pool_apply_async(p, busy_task, &i, sizeof i, NULL, &r) != 0) {
+    if (mproc_pool_apply_async(p, busy_task, NULL, &i, sizeof i, NULL, &r) != 0) {
       _exit(11);
     }
     mproc_async_free(r); /* still in flight */
@@ -131,7 +134,7 @@ static void exit_child(int from_thread) {
   mproc_map_opts mo;
   memset(&mo, 0, sizeof mo);
   mo.chunksize = 1;
-  (void)mproc_pool_map(p, busy_item, in, 20000, sizeof(int), out,
+  (void)mproc_pool_map(p, busy_item, NULL, in, 20000, sizeof(int), out,
                        sizeof(int), &mo, NULL);
   for (;;) {
     pause(); /* the other thread's exit ends the program */
@@ -206,7 +209,9 @@ TEST_IMPL(pool_exit_from_thread_during_map) {
 /* ---- a task's children end with its worker ---- */
 
 /* Fork a child, note the worker, then wait for ever (until killed). */
-static int parent_task(mproc_task *t, const void *arg, size_t len) {
+static int parent_task(mproc_task *t, const void *arg, size_t len,
+                 void *ctx) {
+  (void)ctx;
   (void)t, (void)arg, (void)len;
   if (fork_kid() < 0) {
     return 1;
@@ -232,7 +237,7 @@ static mproc_pool *kid_pool(double task_timeout) {
 static pid_t start_parent_task(mproc_pool *p, mproc_async **r) {
   atomic_store(&EB->last_worker, 0);
   atomic_store(&EB->last_kid, 0);
-  ASSERT_OK(mproc_pool_apply_async(p, parent_task, NULL, 0, NULL, r));
+  ASSERT_OK(mproc_pool_apply_async(p, parent_task, NULL, NULL, 0, NULL, r));
   double until = test_now() + 10 * test_timeout_mult();
   while (atomic_load(&EB->last_worker) == 0) {
     ASSERT(test_now() < until);

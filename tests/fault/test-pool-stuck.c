@@ -42,13 +42,17 @@ static void stop_hook(int point, void *ctx) {
   }
 }
 
-static int sleep_task(mproc_task *t, const void *arg, size_t len) {
+static int sleep_task(mproc_task *t, const void *arg, size_t len,
+                 void *ctx) {
+  (void)ctx;
   (void)t, (void)arg, (void)len;
   test_sleep(30);
   return 0;
 }
 
-static int sqr_task(mproc_task *t, const void *arg, size_t len) {
+static int sqr_task(mproc_task *t, const void *arg, size_t len,
+                 void *ctx) {
+  (void)ctx;
   int x;
   (void)len;
   memcpy(&x, arg, sizeof x);
@@ -56,7 +60,9 @@ static int sqr_task(mproc_task *t, const void *arg, size_t len) {
   return mproc_task_return(t, &x, sizeof x);
 }
 
-static int alloc_loop_task(mproc_task *t, const void *arg, size_t len) {
+static int alloc_loop_task(mproc_task *t, const void *arg, size_t len,
+                 void *ctx) {
+  (void)ctx;
   (void)t, (void)arg, (void)len;
   atomic_store(&SK->looper, getpid());
   for (;;) {
@@ -123,11 +129,11 @@ TEST_IMPL(pool_worker_stopped_holding_pool_lock) {
   ASSERT_OK(mproc_pool_new(&p, &o));
   /* One worker in a long task; the other stops in the lock. */
   mproc_async *longr, *q;
-  ASSERT_OK(mproc_pool_apply_async(p, sleep_task, NULL, 0, NULL, &longr));
+  ASSERT_OK(mproc_pool_apply_async(p, sleep_task, NULL, NULL, 0, NULL, &longr));
   test_sleep(0.05); /* not needed for correctness: lets it start first */
   atomic_store(&SK->armed, 1);
   int x = 7;
-  ASSERT_OK(mproc_pool_apply_async(p, sqr_task, &x, sizeof x, NULL, &q));
+  ASSERT_OK(mproc_pool_apply_async(p, sqr_task, NULL, &x, sizeof x, NULL, &q));
   pid_t stopped = wait_stopped(&SK->stopped);
   atomic_store(&wd.pid, stopped);
   /* The caller's timeout holds while the lock is held. */
@@ -149,7 +155,7 @@ TEST_IMPL(pool_worker_stopped_holding_pool_lock) {
   /* Again, and free the pool while the worker is stopped in the lock. */
   atomic_store(&SK->stopped, 0);
   atomic_store(&SK->armed, 1);
-  ASSERT_OK(mproc_pool_apply_async(p, sqr_task, &x, sizeof x, NULL, &q));
+  ASSERT_OK(mproc_pool_apply_async(p, sqr_task, NULL, &x, sizeof x, NULL, &q));
   stopped = wait_stopped(&SK->stopped);
   atomic_store(&wd.pid, stopped);
   t0 = test_now();
@@ -180,7 +186,7 @@ TEST_IMPL(pool_worker_stopped_allocating) {
   for (int round = 0; round < 4; round++) {
     atomic_store(&SK->looper, 0);
     mproc_async *loop;
-    ASSERT_OK(mproc_pool_apply_async(p, alloc_loop_task, NULL, 0, NULL,
+    ASSERT_OK(mproc_pool_apply_async(p, alloc_loop_task, NULL, NULL, 0, NULL,
                                      &loop));
     pid_t pid = wait_stopped(&SK->looper);
     test_sleep(0.001 * round); /* not needed for correctness: varies the moment */
@@ -189,7 +195,7 @@ TEST_IMPL(pool_worker_stopped_allocating) {
     double t0 = test_now();
     for (int i = 0; i < 10; i++) {
       mproc_async *r;
-      ASSERT_OK(mproc_pool_apply_async(p, sqr_task, &i, sizeof i, NULL, &r));
+      ASSERT_OK(mproc_pool_apply_async(p, sqr_task, NULL, &i, sizeof i, NULL, &r));
       ASSERT_OK(mproc_async_get(r, 10 * test_timeout_mult()));
       ASSERT_EQ(*(const int *)mproc_async_data(r, NULL), i * i);
       mproc_async_free(r);
