@@ -80,6 +80,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -362,8 +363,38 @@ static int recover(arena_hdr *h, char *base) {
 
 /* Lock the allocator, repairing it first if the last holder died.
  * Returns 0 (locked), MPROC_ECORRUPT, or another negative code. */
+static void (*_Atomic g_stuck_hook)(pid_t holder);
+
+void mproc__arena_set_stuck_hook(void (*fn)(pid_t holder)) {
+  atomic_store(&g_stuck_hook, fn);
+}
+
+/* The allocator's lock.  With a stuck hook set (the pool sets one), a
+ * wait longer than MPROC__ARENA_STUCK_NS calls it with the holder's
+ * thread id every 20 ms until the lock comes free: a holder that is
+ * stopped would otherwise block this process for as long as it stays
+ * stopped. */
+static int arena_lock_wait(arena_hdr *h) {
+  void (*hook)(pid_t) = atomic_load(&g_stuck_hook);
+  if (hook == NULL) {
+    return mproc__rmutex_lock(&h->lock, NULL);
+  }
+  uint64_t t0 = mproc__now_ns();
+  for (;;) {
+    mproc__deadline d;
+    mproc__deadline_init(&d, 0.02);
+    int r = mproc__rmutex_lock(&h->lock, &d);
+    if (r != -ETIMEDOUT) {
+      return r;
+    }
+    if (mproc__now_ns() - t0 >= MPROC__ARENA_STUCK_NS) {
+      hook(mproc__rmutex_holder(&h->lock));
+    }
+  }
+}
+
 static int arena_lock(arena_hdr *h, char *base) {
-  int r = mproc__rmutex_lock(&h->lock, NULL);
+  int r = arena_lock_wait(h);
   if (MPROC__LIKELY(r == 0)) {
     return 0;
   }

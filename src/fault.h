@@ -108,7 +108,42 @@
   XX(SYNC_BARRIER_ENTERED, "sync.barrier_entered",                            \
      "wait: slot and count written, internal lock held")                      \
   XX(SYNC_BARRIER_SLEEPING, "sync.barrier_sleeping",                          \
-     "wait: internal lock released, about to sleep")
+     "wait: internal lock released, about to sleep")                          \
+  /* pool.c: a worker's task and result hand-offs */                          \
+  XX(POOL_TASK_NAMED, "pool.task_named",                                      \
+     "take: slot names the queue's head, head not moved (lock held)")         \
+  XX(POOL_TASK_TAKEN, "pool.task_taken",                                      \
+     "take done: the task is named only in the slot, not started")            \
+  XX(POOL_RESULT_CLEARED, "pool.result_cleared",                              \
+     "replacing a result: old block unlinked from the task, not freed")       \
+  XX(POOL_RESULT_ALLOCATED, "pool.result_allocated",                          \
+     "new result block filled, not yet linked from the task")                 \
+  XX(POOL_RESULT_PUBLISHED, "pool.result_published",                          \
+     "result linked from the task, task still running")                       \
+  XX(POOL_FAIL_RESULT_CLEARED, "pool.fail_result_cleared",                    \
+     "failed task: result unlinked from the task, not freed")                 \
+  XX(POOL_TASK_LINKED_DONE, "pool.task_linked_done",                          \
+     "finish: task on the done list, slot still names it (lock held)")        \
+  XX(POOL_SLOT_CLEARED, "pool.slot_cleared",                                  \
+     "finish: slot cleared, lock still held")                                 \
+  XX(POOL_RESULT_UNWOKEN, "pool.result_unwoken",                              \
+     "finish: task done and unlocked, nobody woken for it yet")               \
+  XX(POOL_JOB_JOINED, "pool.job_joined",                                      \
+     "map: slot names the job, no claim yet (lock held)")                     \
+  XX(POOL_CLAIM_ADDED, "pool.claim_added",                                    \
+     "map: units claimed by the atomic add, claim not recorded")              \
+  XX(POOL_CLAIM_RECORDED, "pool.claim_recorded",                              \
+     "map: claim recorded in the slot, no item run")                          \
+  XX(POOL_CLAIM_ITEMS_DONE, "pool.claim_items_done",                          \
+     "map: every item of the claim written, units not marked done")           \
+  XX(POOL_CLAIM_MARKED, "pool.claim_marked",                                  \
+     "map: units marked done, claim still recorded in the slot")              \
+  XX(POOL_JOB_LEAVING, "pool.job_leaving",                                    \
+     "map: leaving an exhausted job, slot names it (lock held)")              \
+  XX(POOL_JOB_FINISHED, "pool.job_finished",                                  \
+     "map: job linked done by its last claimant, slot names it (lock held)")  \
+  XX(POOL_LOCK_HELD, "pool.lock_held",                                        \
+     "a worker holds the pool lock, lists consistent")
 
 enum {
   MPROC__FP_NONE = 0,

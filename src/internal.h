@@ -86,6 +86,16 @@ void **mproc__arena_root(int index);
  */
 int mproc__arena_check(void);
 
+/*
+ * A process waiting for the allocator's lock longer than
+ * MPROC__ARENA_STUCK_NS calls fn(holder) (the holding thread's id), and
+ * again every 20 ms while it waits.  The pool sets it to end a worker of
+ * its own that is stopped while it holds the lock; NULL: wait as long as
+ * it takes.  Program-wide; inherited by forked children.
+ */
+#define MPROC__ARENA_STUCK_NS 1000000000ull
+void mproc__arena_set_stuck_hook(void (*fn)(pid_t holder));
+
 /* Fault injection for tests: src/fault.h (the ARENA_* points). */
 
 /* ---- sync (src/sync/) ---- */

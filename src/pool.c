@@ -180,6 +180,9 @@ typedef struct shpool {
   int sleepers;            /* workers asleep on task_seq, under mu */
   _Atomic int spinning;    /* a worker watches the queue before sleeping */
   int closed;              /* under mu */
+  /* The pool is stopping (terminate, cancel, a broken pool, the program's
+   * exit): a worker takes no more work, it leaves. */
+  _Atomic int stopping;
   _Atomic uint32_t task_seq;
   _Atomic uint32_t res_seq;
   /* Threads of the parent waiting in mproc_async_wait sleep on fg_seq and
@@ -282,6 +285,14 @@ struct mproc_pool {
   int rt_done;
   size_t outstanding;       /* submitted, not completed */
   mproc_pool_stats stats;
+  /* Each slot's worker pid (0: none), for any thread of the parent: the
+   * exit handler and a thread stuck on a shared lock read them without
+   * the result thread's help.  wstuck: that worker was killed for holding
+   * a shared lock past POOL_STUCK_NS. */
+  _Atomic pid_t *wpid;
+  _Atomic int *wstuck;
+  _Atomic int exiting;      /* the program is exiting: never replace */
+  mproc_pool *reg_next;     /* the registry of live pools (g_pools) */
 };
 
 /* ==================== shared mutex ==================== */
@@ -345,6 +356,8 @@ static void sh_repair(shpool *sh) {
  * the lock word says free (seen under the SIGKILL storm test).  Retrying
  * turns that lost wake into a delay of at most one slice.
  */
+static void sh_locked(shpool *sh, int rc);
+
 static void sh_lock(shpool *sh) {
   int rc;
   do {
@@ -352,6 +365,12 @@ static void sh_lock(shpool *sh) {
     mproc__deadline_init(&d, 0.02);
     rc = mproc__rmutex_lock(&sh->mu, &d);
   } while (rc == -ETIMEDOUT);
+  sh_locked(sh, rc);
+  MPROC__FAULT(POOL_LOCK_HELD);
+}
+
+/* The lock was taken with rc: repair after a dead holder. */
+static void sh_locked(shpool *sh, int rc) {
   if (rc != 0 && rc != -EOWNERDEAD) {
     MPROC__WARN("pool: the pool lock failed: %d", rc);
   }
@@ -363,6 +382,65 @@ static void sh_lock(shpool *sh) {
 }
 
 static void sh_unlock(shpool *sh) { mproc__rmutex_unlock(&sh->mu); }
+
+/*
+ * A worker holding a shared lock (the pool's, or the arena allocator's)
+ * for POOL_STUCK_NS is stuck: stopped (SIGSTOP, a debugger), or not run
+ * for that long.  The parent never waits on a worker's progress without
+ * a bound, so it kills the holder (SIGKILL works on a stopped process),
+ * and the lock's next taker repairs what it was doing as for any death.
+ * The holder is the thread id in the robust mutex's lock word; only this
+ * pool's workers are ever killed (a worker's main thread: its pid), and
+ * the death is reported with that reason.
+ */
+#define POOL_STUCK_NS 1000000000ull
+
+static void pool_unstick(mproc_pool *p, pid_t holder, const char *what) {
+  if (holder <= 0) {
+    return;
+  }
+  for (int i = 0; i < p->nworkers; i++) {
+    if (atomic_load(&p->wpid[i]) == holder) {
+      if (atomic_exchange(&p->wstuck[i], 1) == 0) {
+        MPROC__WARN("pool: worker %d held %s for over %.1f s: killed",
+                    (int)holder, what, (double)POOL_STUCK_NS / 1e9);
+      }
+      (void)mproc__kill(holder, SIGKILL);
+    }
+  }
+}
+
+/*
+ * The parent's lock of the shared state: a holder stuck past
+ * POOL_STUCK_NS is killed (above).  d: the caller's deadline (NULL:
+ * none).  Returns 0 (locked), or MPROC_ETIMEDOUT once d passed.
+ */
+static int psh_lock_until(mproc_pool *p, const mproc__deadline *d) {
+  shpool *sh = p->sh;
+  uint64_t t0 = mproc__now_ns();
+  int rc;
+  for (;;) {
+    mproc__deadline slice;
+    mproc__deadline_init(&slice, 0.02);
+    if (d != NULL && !d->forever && d->at_ns < slice.at_ns) {
+      slice = *d;
+    }
+    rc = mproc__rmutex_lock(&sh->mu, &slice);
+    if (rc != -ETIMEDOUT) {
+      break;
+    }
+    if (d != NULL && !d->forever && mproc__deadline_left_ns(d) == 0) {
+      return MPROC_ETIMEDOUT;
+    }
+    if (mproc__now_ns() - t0 >= POOL_STUCK_NS) {
+      pool_unstick(p, mproc__rmutex_holder(&sh->mu), "the pool lock");
+    }
+  }
+  sh_locked(sh, rc);
+  return 0;
+}
+
+static void psh_lock(mproc_pool *p) { (void)psh_lock_until(p, NULL); }
 
 static void seq_bump_wake(_Atomic uint32_t *seq, int n) {
   atomic_fetch_add(seq, 1);
@@ -384,16 +462,39 @@ static void results_wake(shpool *sh) {
 
 /* ==================== in the worker ==================== */
 
+/*
+ * Unlink a task's result block, then free it (in a worker).  The task
+ * record is shared: the result thread frees whatever st->res names when
+ * it completes or fails the task, also after this worker's death.  So the
+ * pointer is cleared first and the block freed after: a kill between the
+ * two leaks that one block, and can never leave the record naming a block
+ * the arena has handed to someone else (which the result thread would
+ * then free a second time).  point names the window for the fault sweep.
+ */
+static void task_drop_result_at(shtask *st, int point) {
+  void *old = st->res;
+  if (old == NULL) {
+    return;
+  }
+  st->res = NULL;
+  st->res_len = 0;
+  atomic_signal_fence(memory_order_seq_cst);
+  if (MPROC__UNLIKELY(mproc__fault_hook != NULL)) {
+    mproc__fault_hook(point, mproc__fault_ctx);
+  }
+  mproc_shm_free(old);
+}
+
+static void task_drop_result(shtask *st) {
+  task_drop_result_at(st, MPROC__FP_POOL_RESULT_CLEARED);
+}
+
 int mproc_task_return(mproc_task *t, const void *data, size_t len) {
   if (t == NULL || t->st == NULL || (data == NULL && len > 0)) {
     return MPROC_EINVAL;
   }
   shtask *st = t->st;
-  if (st->res != NULL) {
-    mproc_shm_free(st->res);
-    st->res = NULL;
-    st->res_len = 0;
-  }
+  task_drop_result(st);
   if (len == 0) {
     return 0;
   }
@@ -404,8 +505,14 @@ int mproc_task_return(mproc_task *t, const void *data, size_t len) {
     return MPROC_ENOMEM;
   }
   memcpy(p, data, len);
-  st->res = p;
+  /* A kill before the link leaks this one block; after it, the result
+   * belongs to the task and whoever completes the task frees it. */
+  MPROC__FAULT(POOL_RESULT_ALLOCATED);
   st->res_len = len;
+  atomic_signal_fence(memory_order_seq_cst);
+  st->res = p;
+  atomic_signal_fence(memory_order_seq_cst);
+  MPROC__FAULT(POOL_RESULT_PUBLISHED);
   return 0;
 }
 
@@ -428,14 +535,9 @@ static void worker_run(shtask *st) {
     if (rc != 0) {
       st->error = MPROC_ETASK;
       st->task_code = rc;
-      if (st->res != NULL) {
-        mproc_shm_free(st->res);
-        st->res = NULL;
-        st->res_len = 0;
-      }
-    } else if (st->error != 0 && st->res != NULL) {
-      mproc_shm_free(st->res);
-      st->res = NULL;
+      task_drop_result_at(st, MPROC__FP_POOL_FAIL_RESULT_CLEARED);
+    } else if (st->error != 0) {
+      task_drop_result_at(st, MPROC__FP_POOL_FAIL_RESULT_CLEARED);
     }
   }
 }
@@ -625,7 +727,8 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
   const size_t unit = st->unit;
   const size_t n = st->n;
   for (;;) {
-    if (budget > 0 && claims >= budget) {
+    if ((budget > 0 && claims >= budget) ||
+        atomic_load_explicit(&sh->stopping, memory_order_relaxed)) {
       break;
     }
     size_t u = atomic_fetch_add_explicit(&st->next_unit, k,
@@ -633,6 +736,7 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
     if (u >= st->nunits) {
       break;
     }
+    MPROC__FAULT(POOL_CLAIM_ADDED);
     claims++;
     me->jclaims++;
     size_t cnt = st->nunits - u < k ? st->nunits - u : k;
@@ -645,12 +749,16 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
     atomic_signal_fence(memory_order_seq_cst);
     me->jk = cnt;
     atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_CLAIM_RECORDED);
     size_t first = u * unit;
     size_t last = (u + cnt) * unit < n ? (u + cnt) * unit : n;
     int failed = 0;
     for (size_t i = first; i < last; i++) {
       char *out = st->out + i * st->out_size;
-      memset(out, 0, st->out_size);
+      if (st->out != st->in) {
+        /* In place (out == in), the record is the input: not cleared. */
+        memset(out, 0, st->out_size);
+      }
       int rc = st->mfn(st->in + i * st->in_size, out, st->ctx);
       if (st->icodes != NULL) {
         st->icodes[i] = rc;
@@ -663,10 +771,12 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
       }
       atomic_store_explicit(&me->jdone, i - first + 1, memory_order_release);
     }
+    MPROC__FAULT(POOL_CLAIM_ITEMS_DONE);
     /* Results (and icodes) before the units' state. */
     atomic_thread_fence(memory_order_release);
     memset(st->ustate + u, U_DONE, cnt);
     atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_CLAIM_MARKED);
     me->jk = 0;
     uint64_t t1 = mproc__now_ns();
     atomic_fetch_add_explicit(&me->busy_ns, t1 - t0, memory_order_relaxed);
@@ -687,6 +797,7 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
    * claimant, and only then clear the slot (see sh_repair).  A worker
    * that leaves for maxtasksperchild leaves the job queued for others. */
   sh_lock(sh);
+  MPROC__FAULT(POOL_JOB_LEAVING);
   if (sh->qhead == st && atomic_load(&st->next_unit) >= st->nunits) {
     sh->qhead = st->next;
     if (sh->qhead == NULL) {
@@ -702,6 +813,8 @@ static long worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
   int last = exhausted && !job_has_users(sh, st, me);
   if (last) {
     job_finish_locked(sh, st);
+    atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_JOB_FINISHED);
   }
   atomic_signal_fence(memory_order_seq_cst);
   me->job = NULL;
@@ -729,6 +842,10 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGINT, &sa, NULL);
+  /* A process group of its own: when this worker ends (or is killed),
+   * the parent kills the group, so processes its tasks started end too
+   * (pool.h, "Descendants"). */
+  (void)mproc__pgrp_new();
   /* A segfault (or bus error, FPE, illegal instruction) leaves its
    * faulting address for the death message. */
   (void)mproc__crash_note_install(&me->crash_sig, &me->crash_addr);
@@ -750,7 +867,11 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
   for (;;) {
     sh_lock(sh);
     int spun = 0;
-    while (sh->qhead == NULL && !sh->closed) {
+    if (atomic_load(&sh->stopping)) {
+      sh_unlock(sh);
+      return 0;
+    }
+    while (sh->qhead == NULL && !sh->closed && !atomic_load(&sh->stopping)) {
       if (may_spin && !spun && atomic_exchange(&sh->spinning, 1) == 0) {
         /* One idle worker at a time watches the queue for a while before
          * it sleeps: the next task then costs its submitter no wake and
@@ -778,7 +899,7 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
       sh->sleepers--;
     }
     shtask *st = sh->qhead;
-    if (st == NULL) {
+    if (st == NULL || atomic_load(&sh->stopping)) {
       sh_unlock(sh);
       return 0;
     }
@@ -786,6 +907,7 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
       /* Join: one store, so a kill leaves either nothing or a claimant
        * the result thread sees. */
       me->job = st;
+      MPROC__FAULT(POOL_JOB_JOINED);
       sh_unlock(sh);
       long max = p->opts.maxtasksperchild;
       ran += worker_job(sh, me, st, max > 0 ? max - ran : 0);
@@ -801,11 +923,13 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
     /* A kill stops this thread between two instructions, so only the
      * compiler's order matters here. */
     atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_TASK_NAMED);
     sh->qhead = st->next;
     if (sh->qhead == NULL) {
       sh->qtail = NULL;
     }
     sh_unlock(sh);
+    MPROC__FAULT(POOL_TASK_TAKEN);
 
     worker_run(st);
 
@@ -819,9 +943,15 @@ static int worker_main(const void *arg, size_t len, void *ctx) {
     }
     sh->dtail = st;
     atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_TASK_LINKED_DONE);
     me->task = NULL;
+    atomic_signal_fence(memory_order_seq_cst);
+    MPROC__FAULT(POOL_SLOT_CLEARED);
     sh_unlock(sh);
     atomic_fetch_add(&me->busy_ns, mproc__now_ns() - t0);
+    /* A kill here loses only the wake: the result thread looks at the
+     * done list at least every POOL_POLL_NS. */
+    MPROC__FAULT(POOL_RESULT_UNWOKEN);
     results_wake(sh);
     ran++;
     if (p->opts.maxtasksperchild > 0 && ran >= p->opts.maxtasksperchild) {
@@ -858,19 +988,32 @@ static int worker_start(mproc_pool *p, int i) {
   p->w[i].proc = proc;
   p->w[i].timed_out = 0;
   p->w[i].gone = 0;
+  atomic_store(&p->wstuck[i], 0);
+  atomic_store(&p->wpid[i], mproc_process_pid(proc));
   return 0;
 }
 
-/* Join and free slot i's process; its exit code in *code. */
+/*
+ * Join and free slot i's process (ended, or killed by the caller); its
+ * exit code in *code.  Then SIGKILL its process group: whatever its tasks
+ * started (and left in the group) ends with it.  The group's number
+ * cannot be handed to a new process while any process of the group is
+ * left, so the kill finds the worker's own descendants or nobody.
+ */
 static void worker_reap(mproc_pool *p, int i, int *code) {
   *code = 0;
   if (p->w[i].proc == NULL) {
     return;
   }
+  pid_t pid = mproc_process_pid(p->w[i].proc);
   mproc_process_join(p->w[i].proc, MPROC_FOREVER);
   mproc_process_exitcode(p->w[i].proc, code);
   mproc_process_free(p->w[i].proc);
   p->w[i].proc = NULL;
+  atomic_store(&p->wpid[i], 0);
+  if (pid > 0) {
+    (void)mproc__pgrp_kill(pid, SIGKILL);
+  }
 }
 
 /* ==================== the parent: completing tasks ==================== */
@@ -1030,7 +1173,7 @@ static void task_fail(mproc_pool *p, shtask *st, int err, int sig,
  * the header promises): the others go to p->handoff and the result
  * thread is woken for them.
  */
-static int collect(mproc_pool *p, int on_rt) {
+static int collect_until(mproc_pool *p, int on_rt, const mproc__deadline *d) {
   shpool *sh = p->sh;
   shtask *st = NULL;
   if (on_rt) {
@@ -1046,7 +1189,9 @@ static int collect(mproc_pool *p, int on_rt) {
     st = next;
     n++;
   }
-  sh_lock(sh);
+  if (psh_lock_until(p, d) != 0) {
+    return n;
+  }
   st = sh->dhead;
   sh->dhead = sh->dtail = NULL;
   sh_unlock(sh);
@@ -1072,11 +1217,14 @@ static int collect(mproc_pool *p, int on_rt) {
   return n;
 }
 
-static int rt_collect(mproc_pool *p) { return collect(p, 1); }
+static int rt_collect(mproc_pool *p) { return collect_until(p, 1, NULL); }
 
 /* Whether an ended worker should be replaced. */
 static int rt_should_replace(mproc_pool *p, int i) {
   (void)i;
+  if (atomic_load(&p->exiting)) {
+    return 0;
+  }
   pthread_mutex_lock(&p->mu);
   int term = p->terminating;
   int closed = p->closed;
@@ -1087,7 +1235,7 @@ static int rt_should_replace(mproc_pool *p, int i) {
   if (!closed) {
     return 1;
   }
-  sh_lock(p->sh);
+  psh_lock(p);
   int pending = p->sh->qhead != NULL;
   sh_unlock(p->sh);
   return pending;
@@ -1124,7 +1272,7 @@ static int rt_check_workers(mproc_pool *p) {
         w->initfails = 0;
       }
       if (limit > 0 && !w->timed_out) {
-        sh_lock(sh);
+        psh_lock(p);
         uint64_t t0 = sh->slots[i].start_ns;
         int busy = sh->slots[i].task != NULL || sh->slots[i].jk > 0;
         int over = busy && t0 < now && now - t0 > limit;
@@ -1149,7 +1297,12 @@ static int rt_check_workers(mproc_pool *p) {
     worker_reap(p, i, &code);
     char msg[128];
     int sig = code < 0 ? -code : 0;
-    if (timed_out) {
+    if (atomic_load(&p->wstuck[i]) && sig == SIGKILL) {
+      snprintf(msg, sizeof msg,
+               "worker %d killed by SIGKILL: it held a shared lock for "
+               "over %.1f s (stopped?)",
+               (int)pid, (double)POOL_STUCK_NS / 1e9);
+    } else if (timed_out) {
       snprintf(msg, sizeof msg, "worker %d killed after task_timeout",
                (int)pid);
     } else if (sig != 0 && atomic_load(&sh->slots[i].crash_sig) == sig) {
@@ -1166,7 +1319,7 @@ static int rt_check_workers(mproc_pool *p) {
                code);
     }
     int err = timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED;
-    sh_lock(sh);
+    psh_lock(p);
     shtask *st = sh->slots[i].task;
     sh->slots[i].task = NULL;
     int in_job = sh->slots[i].job != NULL && sh->slots[i].jk > 0;
@@ -1247,6 +1400,9 @@ static void job_cancel_locked(shtask *st, int err, const char *msg) {
  * and cancel, MPROC_EBROKEN for a broken pool). */
 static void rt_stop(mproc_pool *p, int err, const char *msg) {
   shpool *sh = p->sh;
+  /* No worker takes new work during the grace period. */
+  atomic_store(&sh->stopping, 1);
+  seq_bump_wake(&sh->task_seq, INT32_MAX);
   for (int i = 0; i < p->nworkers; i++) {
     if (p->w[i].proc != NULL) {
       mproc_process_terminate(p->w[i].proc);
@@ -1270,7 +1426,7 @@ static void rt_stop(mproc_pool *p, int err, const char *msg) {
   rt_collect(p);
   /* Every worker is gone: take what they held and what is queued.  A
    * job may be both queued and named in slots. */
-  sh_lock(sh);
+  psh_lock(p);
   shtask *fail = NULL; /* apply tasks to fail, linked through next */
   for (int i = 0; i < sh->nslots; i++) {
     shslot *sl = &sh->slots[i];
@@ -1312,7 +1468,7 @@ static void rt_stop(mproc_pool *p, int err, const char *msg) {
 static void rt_cancel_pending(mproc_pool *p) {
   static const char msg[] = "cancelled before it started";
   shpool *sh = p->sh;
-  sh_lock(sh);
+  psh_lock(p);
   shtask *q = sh->qhead;
   sh->qhead = sh->qtail = NULL;
   shtask *fail = NULL;
@@ -1396,6 +1552,7 @@ static void *rt_main(void *arg) {
          * broken rather than stranded. */
         if ((left > 0 || !closed) &&
             (p->w[0].initfails >= POOL_RESPAWN_CAP ||
+             atomic_load(&p->exiting) ||
              worker_start(p, 0) != 0)) {
           pthread_mutex_lock(&p->mu);
           p->broken = 1;
@@ -1449,7 +1606,115 @@ static int pool_cv_wait(mproc_pool *p, const mproc__deadline *d) {
 
 /* ==================== the pool ==================== */
 
+/*
+ * Exit.  A program that exits with a live pool (returns from main, calls
+ * exit) must finish: the process module's exit handler sends SIGTERM to
+ * daemon children and joins them, and a result thread that took those
+ * deaths for crashes would fork replacements that nobody stops.  So the
+ * pool module keeps a registry of live pools and its own exit handler,
+ * registered after the process module's and so run before it: it cancels
+ * every pool of this process (nothing is replaced from then on), waits up
+ * to POOL_EXIT_WAIT_S for each result thread to stop its workers, and
+ * else (a callback still running, or exit called from one) SIGKILLs the
+ * workers and their process groups itself.
+ */
+#define POOL_EXIT_WAIT_S 2.0
+
+static pthread_mutex_t g_pools_mu = PTHREAD_MUTEX_INITIALIZER;
+static mproc_pool *g_pools;
+static pthread_once_t g_pools_once = PTHREAD_ONCE_INIT;
+
+static int pool_wait_rt(mproc_pool *p, double timeout);
+
+/* SIGKILL every worker of p and its process group (any thread). */
+static void pool_kill_groups(mproc_pool *p) {
+  for (int i = 0; i < p->nworkers; i++) {
+    pid_t pid = atomic_load(&p->wpid[i]);
+    if (pid > 0) {
+      (void)mproc__kill(pid, SIGKILL);
+      (void)mproc__pgrp_kill(pid, SIGKILL);
+    }
+  }
+}
+
+static void pools_at_exit(void) {
+  pthread_mutex_lock(&g_pools_mu);
+  for (mproc_pool *p = g_pools; p != NULL; p = p->reg_next) {
+    if (p->owner != getpid()) {
+      continue;
+    }
+    atomic_store(&p->exiting, 1);
+    atomic_store(&p->sh->stopping, 1);
+    seq_bump_wake(&p->sh->task_seq, INT32_MAX);
+    atomic_store(&p->cancel, 1);
+    seq_bump_wake(&p->sh->res_seq, 1);
+  }
+  for (mproc_pool *p = g_pools; p != NULL; p = p->reg_next) {
+    if (p->owner != getpid()) {
+      continue;
+    }
+    if (pthread_equal(pthread_self(), p->rt) ||
+        pool_wait_rt(p, POOL_EXIT_WAIT_S) != 0) {
+      MPROC__WARN("pool: at exit, its result thread did not stop the "
+                  "workers: killed");
+      pool_kill_groups(p);
+    }
+  }
+  pthread_mutex_unlock(&g_pools_mu);
+}
+
+/* A forked child owns none of its parent's pools (and must not wait for
+ * the registry's lock if another thread held it at the fork). */
+static void pools_atfork_child(void) {
+  pthread_mutex_init(&g_pools_mu, NULL);
+  g_pools = NULL;
+}
+
+/* The arena's stuck hook: a thread of this process waited over
+ * MPROC__ARENA_STUCK_NS for the allocator's lock held by `holder`.  If it
+ * is a worker of one of this process's pools, it is killed (see
+ * POOL_STUCK_NS).  A worker (a forked child: no pools) does nothing; the
+ * registry's lock is only tried, so a thread at exit holding it is not
+ * waited for. */
+static void pools_arena_stuck(pid_t holder) {
+  if (pthread_mutex_trylock(&g_pools_mu) != 0) {
+    return;
+  }
+  for (mproc_pool *p = g_pools; p != NULL; p = p->reg_next) {
+    if (p->owner == getpid()) {
+      pool_unstick(p, holder, "the arena's allocator lock");
+    }
+  }
+  pthread_mutex_unlock(&g_pools_mu);
+}
+
+static void pools_init_once(void) {
+  pthread_atfork(NULL, NULL, pools_atfork_child);
+  atexit(pools_at_exit);
+  mproc__arena_set_stuck_hook(pools_arena_stuck);
+}
+
+static void pools_add(mproc_pool *p) {
+  pthread_once(&g_pools_once, pools_init_once);
+  pthread_mutex_lock(&g_pools_mu);
+  p->reg_next = g_pools;
+  g_pools = p;
+  pthread_mutex_unlock(&g_pools_mu);
+}
+
+static void pools_remove(mproc_pool *p) {
+  pthread_mutex_lock(&g_pools_mu);
+  for (mproc_pool **pp = &g_pools; *pp != NULL; pp = &(*pp)->reg_next) {
+    if (*pp == p) {
+      *pp = p->reg_next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&g_pools_mu);
+}
+
 static void pool_release(mproc_pool *p) {
+  pools_remove(p);
   if (p->sh != NULL) {
     pthread_mutex_destroy(&p->sh->mu);
     mproc_shm_free(p->sh);
@@ -1458,6 +1723,8 @@ static void pool_release(mproc_pool *p) {
   pthread_cond_destroy(&p->cv);
   free(p->initarg);
   free(p->w);
+  free((void *)p->wpid);
+  free((void *)p->wstuck);
   free(p);
 }
 
@@ -1509,6 +1776,8 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv, NULL);
   p->w = calloc((size_t)n, sizeof *p->w);
+  p->wpid = calloc((size_t)n, sizeof *p->wpid);
+  p->wstuck = calloc((size_t)n, sizeof *p->wstuck);
   if (o.initarg_len > 0) {
     p->initarg = malloc(o.initarg_len);
     if (p->initarg != NULL) {
@@ -1517,7 +1786,8 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
   }
   void *shp = NULL;
   rc = mproc_shm_calloc(&shp, 1, sizeof(shpool) + (size_t)n * sizeof(shslot));
-  if (p->w == NULL || (o.initarg_len > 0 && p->initarg == NULL) || rc != 0) {
+  if (p->w == NULL || p->wpid == NULL || p->wstuck == NULL ||
+      (o.initarg_len > 0 && p->initarg == NULL) || rc != 0) {
     pool_release(p);
     return rc != 0 ? rc : MPROC_ENOMEM;
   }
@@ -1578,6 +1848,9 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
     return MPROC_EAGAIN;
   }
   p->rt_started = 1;
+  /* After the workers started, so after the process module registered
+   * its exit handler: this one runs first (see "Exit"). */
+  pools_add(p);
   *out = p;
   return 0;
 }
@@ -1592,7 +1865,7 @@ int mproc_pool_close(mproc_pool *p) {
   pthread_mutex_lock(&p->mu);
   p->closed = 1;
   pthread_mutex_unlock(&p->mu);
-  sh_lock(p->sh);
+  psh_lock(p);
   p->sh->closed = 1;
   sh_unlock(p->sh);
   seq_bump_wake(&p->sh->task_seq, INT32_MAX);
@@ -1718,7 +1991,7 @@ static int pool_submit(mproc_pool *p, shtask *const *tasks, size_t n,
   p->outstanding++;
   pthread_mutex_unlock(&p->mu);
   shpool *sh = p->sh;
-  sh_lock(sh);
+  psh_lock(p);
   for (size_t i = 0; i < n; i++) {
     shtask *st = tasks[i];
     st->next = NULL;
@@ -1849,7 +2122,7 @@ int mproc_async_wait(mproc_async *r, double timeout) {
   for (;;) {
     uint32_t seq = atomic_load(&sh->fg_seq);
     atomic_fetch_add(&sh->fg_waiters, 1);
-    collect(p, 0);
+    collect_until(p, 0, &d);
     if (atomic_load(&r->ready)) {
       atomic_fetch_sub(&sh->fg_waiters, 1);
       return 0;
@@ -2013,6 +2286,15 @@ static int map_start(mproc_pool *p, mproc_map_fn fn, void *ctx,
   }
   if (n > 0 && (in_size > SIZE_MAX / n || (out_size > 0 && out_size > SIZE_MAX / n))) {
     return MPROC_EOVERFLOW;
+  }
+  if (n > 0 && out != NULL && out_size > 0) {
+    /* In place is out == in record for record; any other overlap would
+     * have an item's result overwrite another item's input. */
+    uintptr_t a = (uintptr_t)in, b = (uintptr_t)out;
+    int overlap = a < b + n * out_size && b < a + n * in_size;
+    if (overlap && !(a == b && in_size == out_size)) {
+      return MPROC_EINVAL;
+    }
   }
   mproc_async *r = async_new(p, TK_JOB);
   if (r == NULL) {

@@ -37,6 +37,29 @@
  * parent decides: a Ctrl-C in the terminal ends the program, and the pool
  * is torn down by it), and leave with _exit.
  *
+ * Descendants.  Each worker leads a process group of its own (so a
+ * Ctrl-C to the terminal's foreground group does not reach it either).
+ * When a worker ends for any reason the pool sees (a death, a
+ * task_timeout kill, terminate, free, the program's exit), the pool
+ * SIGKILLs that group after reaping the worker: processes a task forked
+ * (and their children) end with it.  Limits: a descendant that leaves the
+ * group (setsid, setpgid) escapes; so does every descendant when the
+ * parent itself is SIGKILLed or calls _exit (the workers then die of
+ * their death signal, and nobody is left to kill their groups).
+ *
+ * A stuck worker.  A worker that holds the pool's lock, or the arena
+ * allocator's lock, for over 1 s (stopped by SIGSTOP or a debugger, or
+ * not run for that long) is SIGKILLed by the parent, and its state is
+ * repaired as for any death: its task fails with MPROC_EWORKERDIED, the
+ * message says why.  So no wait of the parent depends on a worker's
+ * progress: task_timeout is enforced, and get/join/terminate/free return.
+ * A get's own timeout holds also while the pool's lock is held; collecting
+ * a result may take up to that bound more when the arena's lock is held.
+ *
+ * At exit (return from main, exit()) with a live pool, the pool is
+ * cancelled before the process module joins its children: nothing is
+ * replaced, the workers are stopped, and exit finishes.
+ *
  * Errors are negative codes from mproc/errno.h.  Timeouts are double
  * seconds (mproc/common.h): MPROC_FOREVER waits, 0 polls.  A pool may be
  * used from several threads of the process that created it, not from its
@@ -92,12 +115,13 @@ MPROC_EXTERN int mproc_task_fail(mproc_task *t, const char *fmt, ...)
 
 /*
  * map's function: one fixed-size input record at in, one fixed-size
- * result record to fill at out (zeroed before the call); ctx is the
- * pointer given with the function (the same for every item, with the
- * rule of mproc_task_fn).  Returns 0, or nonzero to fail this item (map
- * then reports the first failing item's index and code, after every item
- * ran, as Python does).  For starmap, make the record a struct of the
- * arguments.
+ * result record to fill at out (zeroed before the call, except in an
+ * in-place map of arena memory, where out == in: see mproc_pool_map); ctx
+ * is the pointer given with the function (the same for every item, with
+ * the rule of mproc_task_fn).  Returns 0, or nonzero to fail this item
+ * (map then reports the first failing item's index and code, after every
+ * item ran, as Python does).  For starmap, make the record a struct of
+ * the arguments.
  */
 typedef int (*mproc_map_fn)(const void *in, void *out, void *ctx);
 
@@ -283,6 +307,11 @@ typedef struct mproc_map_error {
  * result record of an item that was lost (its worker died or was stopped
  * before finishing it) is zeros.  n == 0 returns 0 at once (MPROC_ECLOSED
  * on a closed pool).
+ * In place: out == in with out_size == in_size maps the records onto
+ * themselves.  fn is then called with its result record holding the
+ * input (in == out when the buffer is arena memory; otherwise out is a
+ * zeroed record and in a copy of the input), so it must write its whole
+ * result.  Any other overlap of in and out is MPROC_EINVAL.
  * mproc_pool_map_async - the same, returning an AsyncResult at once; out
  * must stay valid until it is ready (it is filled before).
  */

@@ -161,6 +161,18 @@ int mproc__pidfd_signal(int pidfd, int sig);
 /* kill(2).  Returns 0 or -errno. */
 int mproc__kill(pid_t pid, int sig);
 
+/* Make the calling process the leader of a new process group (its pgid
+ * becomes its pid).  Returns 0 or -errno. */
+int mproc__pgrp_new(void);
+/* Send sig to every process of process group pgid (kill(-pgid)).
+ * Returns 0 or -errno (-ESRCH: no process in that group). */
+int mproc__pgrp_kill(pid_t pgid, int sig);
+
+/* The thread id in a robust mutex's lock word: the thread that holds it
+ * (0 when free).  Read without locking, for a diagnosis or to end a
+ * holder that is stuck; the holder may release it at any moment. */
+pid_t mproc__rmutex_holder(const pthread_mutex_t *m);
+
 /*
  * Reap pid if it has ended.  nohang: do not wait.  Returns 1 and the
  * Python-style exit code in *code (status, or -signal) when reaped; 0 when

@@ -82,6 +82,15 @@ int mproc__pidfd_signal(int pidfd, int sig) {
 
 int mproc__kill(pid_t pid, int sig) { return kill(pid, sig) == 0 ? 0 : -errno; }
 
+int mproc__pgrp_new(void) { return setpgid(0, 0) == 0 ? 0 : -errno; }
+
+int mproc__pgrp_kill(pid_t pgid, int sig) {
+  if (pgid <= 1) {
+    return -EINVAL; /* never kill(0) (our own group) or kill(-1) (all) */
+  }
+  return kill(-pgid, sig) == 0 ? 0 : -errno;
+}
+
 int mproc__reap(pid_t pid, int nohang, int *code) {
   siginfo_t si;
   for (;;) {

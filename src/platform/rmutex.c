@@ -57,3 +57,16 @@ int mproc__rmutex_consistent(pthread_mutex_t *m) {
 int mproc__rmutex_unlock(pthread_mutex_t *m) {
   return -pthread_mutex_unlock(m);
 }
+
+pid_t mproc__rmutex_holder(const pthread_mutex_t *m) {
+  /* A robust mutex's lock word holds its owner's thread id (the kernel
+   * reads it there when the owner dies: FUTEX_OWNER_DIED), in glibc's
+   * __data.__lock and musl's second int. */
+#ifdef __GLIBC__
+  const int *word = &m->__data.__lock;
+#else
+  const int *word = (const int *)(const void *)m + 1;
+#endif
+  int v = __atomic_load_n(word, __ATOMIC_RELAXED);
+  return (pid_t)(v & 0x3fffffff); /* FUTEX_TID_MASK */
+}
