@@ -287,11 +287,17 @@ typedef struct mproc_barrier_opts {
   mproc_barrier_action_fn action; /* NULL: none; a plain function pointer,
                                      valid in every forked process */
   void *action_ctx;               /* passed to action */
-  double timeout;                 /* default for wait; 0 in a zeroed struct
-                                     means MPROC_FOREVER here */
+  double timeout;                 /* mproc_barrier_wait_default's timeout,
+                                     with the meaning of every timeout:
+                                     MPROC_FOREVER for none (also when opts
+                                     is NULL), 0 polls (Python's
+                                     Barrier(timeout=0)), NaN: MPROC_EINVAL.
+                                     A zeroed struct therefore polls: set
+                                     it */
 } mproc_barrier_opts;
 
-/* CONSTRUCTOR: mproc_barrier.  parties >= 1 (else MPROC_EINVAL). */
+/* CONSTRUCTOR: mproc_barrier.  parties >= 1 (else MPROC_EINVAL); a NaN
+ * opts->timeout is MPROC_EINVAL. */
 MPROC_EXTERN int mproc_barrier_new(mproc_barrier **out, int parties,
                                    const mproc_barrier_opts *opts);
 
@@ -305,12 +311,16 @@ MPROC_EXTERN int mproc_barrier_new(mproc_barrier **out, int parties,
  * abort follows before it wakes); MPROC_ETIMEDOUT for the party whose own
  * timeout expired (it breaks the barrier for the others), or for a wait
  * held up by the previous pass still draining (the barrier stays
- * intact); MPROC_EINVAL; MPROC_EAGAIN.  timeout: seconds, 0 polls;
- * MPROC_BARRIER_DEFAULT uses the barrier's default timeout (Python's
- * wait(None)); any other negative value waits forever.
+ * intact); MPROC_EINVAL (also for a NaN timeout); MPROC_EAGAIN.  timeout
+ * has the meaning of every timeout (mproc/common.h): < 0 (MPROC_FOREVER)
+ * waits without limit, 0 polls (arriving as the last party passes; any
+ * other arrival times out at once and breaks the barrier, as Python's
+ * wait(0)), > 0 waits that long.
+ * mproc_barrier_wait_default - the same with the timeout given at creation
+ * (opts->timeout): Python's wait() / wait(None).
  */
-#define MPROC_BARRIER_DEFAULT (-2.0)
 MPROC_EXTERN int mproc_barrier_wait(mproc_barrier *b, double timeout);
+MPROC_EXTERN int mproc_barrier_wait_default(mproc_barrier *b);
 /* abort: break it (waiters get MPROC_EBROKEN); reset: back to the initial
  * state (waiters get MPROC_EBROKEN). */
 MPROC_EXTERN int mproc_barrier_abort(mproc_barrier *b);

@@ -407,7 +407,9 @@ __attribute__((noinline)) static int acquire_checked(struct mproc_lock *l,
 int mproc_lock_acquire(mproc_lock *l, double timeout) {
   /* The uncontended path: checks, one CAS, no call. */
   uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
-  if (MPROC__LIKELY(tok != 0 && lock_valid(l))) {
+  /* A NaN timeout is refused even when the lock is free: the meaning of a
+   * timeout does not depend on the lock's state. */
+  if (MPROC__LIKELY(tok != 0 && lock_valid(l) && timeout == timeout)) {
     uint32_t v = 0;
     if (MPROC__LIKELY(__atomic_compare_exchange_n(
             &l->word, &v, tok, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))) {
@@ -418,9 +420,6 @@ int mproc_lock_acquire(mproc_lock *l, double timeout) {
         }
       }
       return 0;
-    }
-    if (MPROC__UNLIKELY(timeout != timeout)) {
-      return MPROC_EINVAL;
     }
     return acquire_after(l, tok, v, timeout, NULL);
   }
