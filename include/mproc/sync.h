@@ -121,11 +121,19 @@ MPROC_EXTERN int mproc_lock_release(mproc_lock *l);
 MPROC_EXTERN int mproc_lock_consistent(mproc_lock *l);
 
 /*
- * mproc_lock_is_locked - 1 if some process holds it, 0 if not (a snapshot).
- * mproc_lock_is_mine - 1 if this thread holds it (for an RLock, at any
- * depth; for a Lock, if this process's token is the holder).
+ * Who holds it; each a snapshot, 1 or 0, or MPROC_EINVAL (not a live
+ * lock).
+ * mproc_lock_is_locked - some thread of some process holds it.
+ * mproc_lock_held_by_process - a thread of the calling process holds it
+ * (the process's token is the holder): for a Lock as for an RLock.  A
+ * forked child never holds its parent's lock.
+ * mproc_lock_is_mine - an RLock only (Python's RLock._is_owned()): the
+ * calling thread holds it, at any depth.  A Lock has no owning thread (in
+ * Python neither: any thread may release it), so for a Lock it returns
+ * MPROC_ENOTSUP rather than an answer that would mean something else.
  */
 MPROC_EXTERN int mproc_lock_is_locked(const mproc_lock *l);
+MPROC_EXTERN int mproc_lock_held_by_process(const mproc_lock *l);
 MPROC_EXTERN int mproc_lock_is_mine(const mproc_lock *l);
 
 /* DESTRUCTOR: mproc_lock.  Returns 0, MPROC_EBUSY while held, or

@@ -528,9 +528,20 @@ int mproc_lock_is_locked(const mproc_lock *l) {
   return TOK(__atomic_load_n(&l->word, __ATOMIC_RELAXED)) != 0;
 }
 
+int mproc_lock_held_by_process(const mproc_lock *l) {
+  if (!mproc__lock_valid(l)) {
+    return MPROC_EINVAL;
+  }
+  uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
+  return tok != 0 && TOK(__atomic_load_n(&l->word, __ATOMIC_RELAXED)) == tok;
+}
+
 int mproc_lock_is_mine(const mproc_lock *l) {
   if (!mproc__lock_valid(l)) {
     return MPROC_EINVAL;
+  }
+  if (l->kind != SYNC_KIND_RLOCK) {
+    return MPROC_ENOTSUP; /* a Lock has no owning thread */
   }
   return mproc__lock_mine(l);
 }
