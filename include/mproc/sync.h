@@ -7,10 +7,10 @@
  * Every object lives in the shared arena (mproc/arena.h), so the pointer a
  * constructor returns is valid, unchanged, in every process of the program:
  * create it before starting the children that use it, or pass the pointer
- * in a task's argument bytes, or store it in another arena object.  Objects
- * are built on futex words in the arena (shared futex operations), not on
- * sem_t, and every one carries a magic word: a freed or foreign pointer is
- * MPROC_EINVAL, not a crash.
+ * as a target's or task's ctx or in its argument bytes, or store it in
+ * another arena object.  Objects are built on futex words in the arena
+ * (shared futex operations), not on sem_t, and every one carries a magic
+ * word: a freed or foreign pointer is MPROC_EINVAL, not a crash.
  *
  * Owners and death.  A process that uses a sync object is given a token in
  * a table in the arena (its pid, its start time and a generation), and a
