@@ -1246,10 +1246,13 @@ static int rt_should_replace(mproc_pool *p, int i) {
 static int rt_check_workers(mproc_pool *p) {
   shpool *sh = p->sh;
   uint64_t now = mproc__now_ns();
-  uint64_t limit = p->opts.task_timeout > 0
+  /* Above ~292 years the nanosecond count overflows: that is no limit. */
+  uint64_t limit = p->opts.task_timeout > 0 && p->opts.task_timeout < 9.0e9
                        ? (uint64_t)(p->opts.task_timeout * 1e9)
                        : 0;
-  uint64_t grace = (uint64_t)(p->opts.timeout_grace * 1e9);
+  uint64_t grace = p->opts.timeout_grace < 9.0e9
+                       ? (uint64_t)(p->opts.timeout_grace * 1e9)
+                       : UINT64_MAX / 2;
   int live = 0;
   for (int i = 0; i < p->nworkers; i++) {
     pool_worker *w = &p->w[i];
@@ -1749,8 +1752,8 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
   if (opts != NULL) {
     o = *opts;
   }
-  if (o.processes < 0 || o.maxtasksperchild < 0 || !(o.task_timeout >= 0) ||
-      !(o.timeout_grace >= 0) ||
+  if (o.processes < 0 || o.maxtasksperchild < 0 ||
+      o.task_timeout != o.task_timeout || !(o.timeout_grace >= 0) ||
       (o.on_death != MPROC_POOL_REPLACE && o.on_death != MPROC_POOL_BREAK) ||
       (o.initarg == NULL && o.initarg_len > 0)) {
     return MPROC_EINVAL;
@@ -2105,7 +2108,7 @@ int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, void *ctx,
 /* ==================== AsyncResult ==================== */
 
 int mproc_async_wait(mproc_async *r, double timeout) {
-  if (r == NULL) {
+  if (r == NULL || timeout != timeout) {
     return MPROC_EINVAL;
   }
   if (atomic_load(&r->ready)) {
@@ -2624,7 +2627,8 @@ static int imap_find(mproc_imap *it, size_t *item) {
 
 int mproc_imap_next(mproc_imap *it, void *out, size_t *index,
                     double timeout) {
-  if (it == NULL || (out == NULL && it->r->out_size > 0)) {
+  if (it == NULL || (out == NULL && it->r->out_size > 0) ||
+      timeout != timeout) {
     return MPROC_EINVAL;
   }
   mproc_async *r = it->r;

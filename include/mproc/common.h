@@ -12,8 +12,22 @@
  *                                 CLOCK_MONOTONIC from the call's start
  *                                 (a wall-clock step neither stretches nor
  *                                 cuts the wait, and EINTR does not restart
- *                                 the clock).
- * NaN is MPROC_EINVAL.
+ *                                 the clock); +inf waits without limit.
+ * NaN is MPROC_EINVAL, whatever the state of the object (a lock that is
+ * free, a result that is ready).  A wait that ends at its timeout returns
+ * MPROC_ETIMEDOUT, except where the answer is a count or a truth value
+ * (mproc_connection_poll and mproc_connection_wait return 0,
+ * mproc_cond_wait_for the predicate's 0) and where Python names the
+ * outcome (a queue's MPROC_EEMPTY and MPROC_EFULL, Python's Empty and
+ * Full).  No wait gives a timeout value a meaning of its own: a barrier's
+ * default timeout is used through its own call, mproc_barrier_wait_default.
+ *
+ * An options field that is a time limit rather than a wait (a pool's
+ * task_timeout, a listener's handshake_timeout) says what its 0 means: 0
+ * is the zeroed struct's value and so takes the documented default; < 0
+ * (MPROC_FOREVER) is no limit where a limit may be lifted; NaN is
+ * MPROC_EINVAL.  A field that is itself a wait's timeout (a barrier's
+ * default) has the meaning above, 0 included.
  */
 #ifndef MPROC_COMMON_H
 #define MPROC_COMMON_H

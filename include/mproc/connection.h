@@ -266,7 +266,9 @@ typedef struct mproc_listener_opts {
   const void *authkey;   /* NULL: no authentication; else authkey_len
                             bytes (an empty key is a key, as Python 3.13) */
   size_t authkey_len;
-  double handshake_timeout; /* seconds for a whole handshake; 0: 5 */
+  double handshake_timeout; /* seconds for a whole handshake, a limit: 0
+                               (the default): 5; < 0 (MPROC_FOREVER): no
+                               limit; NaN: MPROC_EINVAL */
   int strict_auth;       /* refuse legacy MD5 handshakes */
   int allow_other_users; /* Unix: accept peers of other uids, and a path in
                             a directory others can reach */
@@ -352,7 +354,10 @@ typedef struct mproc_client_opts {
   int family;           /* MPROC_AF_* */
   const void *authkey;  /* NULL: none */
   size_t authkey_len;
-  double timeout;       /* connect + handshake; 0: 5 s (+ connect) */
+  double timeout;       /* connect + handshake, a limit: 0 (the
+                           default): 5 s for the connect and 5 s for the
+                           handshake; < 0 (MPROC_FOREVER): no limit; NaN:
+                           MPROC_EINVAL */
   int strict_auth;      /* refuse a legacy MD5 challenge */
   size_t maxlength;     /* receive limit of the connection; 0:
                            MPROC_NET_MAXLENGTH */

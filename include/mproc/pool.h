@@ -140,14 +140,17 @@ typedef struct mproc_pool_opts {
   long maxtasksperchild;     /* a worker is replaced after this many tasks
                                 (0: never; < 0: MPROC_EINVAL); an apply
                                 task counts one, so does each map chunk */
-  double task_timeout;       /* seconds a task (a map chunk) may run (0:
-                                no limit); then its worker gets SIGTERM,
-                                and SIGKILL timeout_grace seconds later */
+  double task_timeout;       /* seconds a task (a map chunk) may run; 0
+                                (the default) or < 0 (MPROC_FOREVER): no
+                                limit; NaN: MPROC_EINVAL.  Past it, its
+                                worker gets SIGTERM, and SIGKILL
+                                timeout_grace seconds later */
   char *errbuf;              /* where mproc_pool_new puts an initializer's
                                 message (NULL: nowhere) */
   size_t errcap;
   double timeout_grace;      /* seconds from SIGTERM to SIGKILL for a task
-                                over task_timeout (0: 1 s; < 0: EINVAL) */
+                                over task_timeout; 0 (the default): 1 s;
+                                < 0 or NaN: MPROC_EINVAL */
   int on_death;              /* MPROC_POOL_REPLACE (0) or
                                 MPROC_POOL_BREAK, below */
 } mproc_pool_opts;

@@ -7,10 +7,10 @@
  * Every object lives in the shared arena (mproc/arena.h), so the pointer a
  * constructor returns is valid, unchanged, in every process of the program:
  * create it before starting the children that use it, or pass the pointer
- * in a task's argument bytes, or store it in another arena object.  Objects
- * are built on futex words in the arena (shared futex operations), not on
- * sem_t, and every one carries a magic word: a freed or foreign pointer is
- * MPROC_EINVAL, not a crash.
+ * as a target's or task's ctx or in its argument bytes, or store it in
+ * another arena object.  Objects are built on futex words in the arena
+ * (shared futex operations), not on sem_t, and every one carries a magic
+ * word: a freed or foreign pointer is MPROC_EINVAL, not a crash.
  *
  * Owners and death.  A process that uses a sync object is given a token in
  * a table in the arena (its pid, its start time and a generation), and a
@@ -121,11 +121,19 @@ MPROC_EXTERN int mproc_lock_release(mproc_lock *l);
 MPROC_EXTERN int mproc_lock_consistent(mproc_lock *l);
 
 /*
- * mproc_lock_is_locked - 1 if some process holds it, 0 if not (a snapshot).
- * mproc_lock_is_mine - 1 if this thread holds it (for an RLock, at any
- * depth; for a Lock, if this process's token is the holder).
+ * Who holds it; each a snapshot, 1 or 0, or MPROC_EINVAL (not a live
+ * lock).
+ * mproc_lock_is_locked - some thread of some process holds it.
+ * mproc_lock_held_by_process - a thread of the calling process holds it
+ * (the process's token is the holder): for a Lock as for an RLock.  A
+ * forked child never holds its parent's lock.
+ * mproc_lock_is_mine - an RLock only (Python's RLock._is_owned()): the
+ * calling thread holds it, at any depth.  A Lock has no owning thread (in
+ * Python neither: any thread may release it), so for a Lock it returns
+ * MPROC_ENOTSUP rather than an answer that would mean something else.
  */
 MPROC_EXTERN int mproc_lock_is_locked(const mproc_lock *l);
+MPROC_EXTERN int mproc_lock_held_by_process(const mproc_lock *l);
 MPROC_EXTERN int mproc_lock_is_mine(const mproc_lock *l);
 
 /* DESTRUCTOR: mproc_lock.  Returns 0, MPROC_EBUSY while held, or
@@ -287,11 +295,17 @@ typedef struct mproc_barrier_opts {
   mproc_barrier_action_fn action; /* NULL: none; a plain function pointer,
                                      valid in every forked process */
   void *action_ctx;               /* passed to action */
-  double timeout;                 /* default for wait; 0 in a zeroed struct
-                                     means MPROC_FOREVER here */
+  double timeout;                 /* mproc_barrier_wait_default's timeout,
+                                     with the meaning of every timeout:
+                                     MPROC_FOREVER for none (also when opts
+                                     is NULL), 0 polls (Python's
+                                     Barrier(timeout=0)), NaN: MPROC_EINVAL.
+                                     A zeroed struct therefore polls: set
+                                     it */
 } mproc_barrier_opts;
 
-/* CONSTRUCTOR: mproc_barrier.  parties >= 1 (else MPROC_EINVAL). */
+/* CONSTRUCTOR: mproc_barrier.  parties >= 1 (else MPROC_EINVAL); a NaN
+ * opts->timeout is MPROC_EINVAL. */
 MPROC_EXTERN int mproc_barrier_new(mproc_barrier **out, int parties,
                                    const mproc_barrier_opts *opts);
 
@@ -305,12 +319,16 @@ MPROC_EXTERN int mproc_barrier_new(mproc_barrier **out, int parties,
  * abort follows before it wakes); MPROC_ETIMEDOUT for the party whose own
  * timeout expired (it breaks the barrier for the others), or for a wait
  * held up by the previous pass still draining (the barrier stays
- * intact); MPROC_EINVAL; MPROC_EAGAIN.  timeout: seconds, 0 polls;
- * MPROC_BARRIER_DEFAULT uses the barrier's default timeout (Python's
- * wait(None)); any other negative value waits forever.
+ * intact); MPROC_EINVAL (also for a NaN timeout); MPROC_EAGAIN.  timeout
+ * has the meaning of every timeout (mproc/common.h): < 0 (MPROC_FOREVER)
+ * waits without limit, 0 polls (arriving as the last party passes; any
+ * other arrival times out at once and breaks the barrier, as Python's
+ * wait(0)), > 0 waits that long.
+ * mproc_barrier_wait_default - the same with the timeout given at creation
+ * (opts->timeout): Python's wait() / wait(None).
  */
-#define MPROC_BARRIER_DEFAULT (-2.0)
 MPROC_EXTERN int mproc_barrier_wait(mproc_barrier *b, double timeout);
+MPROC_EXTERN int mproc_barrier_wait_default(mproc_barrier *b);
 /* abort: break it (waiters get MPROC_EBROKEN); reset: back to the initial
  * state (waiters get MPROC_EBROKEN). */
 MPROC_EXTERN int mproc_barrier_abort(mproc_barrier *b);

@@ -47,7 +47,7 @@ struct mproc_barrier {
   int32_t state;   /* guarded by lock */
   int32_t count;   /* guarded by lock */
   uint32_t gen;    /* passes completed; guarded by lock */
-  double timeout;  /* the default; < 0 forever */
+  double timeout;  /* wait_default's; < 0 forever, 0 polls */
   mproc_barrier_action_fn action;
   void *action_ctx;
   uint64_t checked_ns;
@@ -81,9 +81,7 @@ int mproc_barrier_new(mproc_barrier **out, int parties,
   if (opts != NULL) {
     b->action = opts->action;
     b->action_ctx = opts->action_ctx;
-    if (opts->timeout > 0) {
-      b->timeout = opts->timeout;
-    }
+    b->timeout = opts->timeout;
   }
   mproc__lock_init(&b->lock, SYNC_KIND_LOCK);
   __atomic_store_n(&b->magic, BARRIER_MAGIC, __ATOMIC_RELEASE);
@@ -219,12 +217,16 @@ static int sleep_unlocked(struct mproc_barrier *b, const mproc__deadline *d,
   return r == MPROC_ETIMEDOUT ? MPROC_ETIMEDOUT : 0;
 }
 
+int mproc_barrier_wait_default(mproc_barrier *b) {
+  if (!bar_valid(b)) {
+    return MPROC_EINVAL;
+  }
+  return mproc_barrier_wait(b, b->timeout);
+}
+
 int mproc_barrier_wait(mproc_barrier *b, double timeout) {
   if (!bar_valid(b) || timeout != timeout) {
     return MPROC_EINVAL;
-  }
-  if (timeout == MPROC_BARRIER_DEFAULT) {
-    timeout = b->timeout;
   }
   mproc__deadline d;
   if (mproc__deadline_init(&d, timeout) != 0) {

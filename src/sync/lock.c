@@ -407,7 +407,9 @@ __attribute__((noinline)) static int acquire_checked(struct mproc_lock *l,
 int mproc_lock_acquire(mproc_lock *l, double timeout) {
   /* The uncontended path: checks, one CAS, no call. */
   uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
-  if (MPROC__LIKELY(tok != 0 && lock_valid(l))) {
+  /* A NaN timeout is refused even when the lock is free: the meaning of a
+   * timeout does not depend on the lock's state. */
+  if (MPROC__LIKELY(tok != 0 && lock_valid(l) && timeout == timeout)) {
     uint32_t v = 0;
     if (MPROC__LIKELY(__atomic_compare_exchange_n(
             &l->word, &v, tok, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))) {
@@ -418,9 +420,6 @@ int mproc_lock_acquire(mproc_lock *l, double timeout) {
         }
       }
       return 0;
-    }
-    if (MPROC__UNLIKELY(timeout != timeout)) {
-      return MPROC_EINVAL;
     }
     return acquire_after(l, tok, v, timeout, NULL);
   }
@@ -529,9 +528,20 @@ int mproc_lock_is_locked(const mproc_lock *l) {
   return TOK(__atomic_load_n(&l->word, __ATOMIC_RELAXED)) != 0;
 }
 
+int mproc_lock_held_by_process(const mproc_lock *l) {
+  if (!mproc__lock_valid(l)) {
+    return MPROC_EINVAL;
+  }
+  uint32_t tok = __atomic_load_n(&mproc__sync_self_token, __ATOMIC_RELAXED);
+  return tok != 0 && TOK(__atomic_load_n(&l->word, __ATOMIC_RELAXED)) == tok;
+}
+
 int mproc_lock_is_mine(const mproc_lock *l) {
   if (!mproc__lock_valid(l)) {
     return MPROC_EINVAL;
+  }
+  if (l->kind != SYNC_KIND_RLOCK) {
+    return MPROC_ENOTSUP; /* a Lock has no owning thread */
   }
   return mproc__lock_mine(l);
 }

@@ -119,7 +119,7 @@ static int t_check_lock(const void *arg, size_t len, void *ctx) {
   ASSERT_PTR_EQ(mproc_array_get_lock(la.a), la.expect);
   if (la.expect != NULL) {
     ASSERT_OK(mproc_lock_acquire(la.expect, 30));
-    ASSERT_EQ(mproc_lock_is_mine(la.expect), 1);
+    ASSERT_EQ(mproc_lock_held_by_process(la.expect), 1);
     if (la.recursive) {
       ASSERT_OK(mproc_array_set_i64(la.a, 0, 42));
     } else {

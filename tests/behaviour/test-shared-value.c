@@ -137,7 +137,7 @@ static int t_check_lock(const void *arg, size_t len, void *ctx) {
     return 0;
   }
   ASSERT_OK(mproc_lock_acquire(l, 30));
-  ASSERT_EQ(mproc_lock_is_mine(l), 1);
+  ASSERT_EQ(mproc_lock_held_by_process(l), 1);
   int64_t x;
   if (la.recursive) {
     /* Python's `with v.get_lock(): v.value += 1`. */

@@ -75,7 +75,7 @@ static int f_multipass(const void *arg, size_t len, void *ctx) {
   for (int i = 0; i < t->passes; i++) {
     ADD(r0);
     if (GET(r1) != i * N) return 2;
-    int r = mproc_barrier_wait(t->b, MPROC_BARRIER_DEFAULT);
+    int r = mproc_barrier_wait_default(t->b);
     if (r < 0 || r >= N) return 3;
     if (r == 0) ADD(zeros);
     ADD(r1);
@@ -125,7 +125,7 @@ static int f_wait_once(const void *arg, size_t len, void *ctx) {
 }
 
 TEST_IMPL(sync_barrier_action) {
-  mproc_barrier_opts o = {.action = action};
+  mproc_barrier_opts o = {.action = action, .timeout = MPROC_FOREVER};
   struct bt *t = bt_new(&o);
   ASSERT_EQ(run_parties(f_wait_once, t), 0);
   ASSERT_EQ(t->actions, 1);
@@ -256,7 +256,8 @@ static int f_timeout(const void *arg, size_t len, void *ctx) {
   if (i == N / 2) {
     test_sleep(0.5);
   }
-  int r = mproc_barrier_wait(t->b, t->passes ? MPROC_BARRIER_DEFAULT : 0.2);
+  int r = t->passes ? mproc_barrier_wait_default(t->b)
+                    : mproc_barrier_wait(t->b, 0.2);
   if (r == MPROC_ETIMEDOUT) {
     ADD(timeouts);
   } else if (r == MPROC_EBROKEN) {

@@ -20,10 +20,12 @@ TEST_IMPL(sync_lock_basic) {
   mproc_lock *l = NULL;
   ASSERT_OK(mproc_lock_new(&l));
   ASSERT_EQ(mproc_lock_is_locked(l), 0);
-  ASSERT_EQ(mproc_lock_is_mine(l), 0);
+  ASSERT_EQ(mproc_lock_held_by_process(l), 0);
   ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
   ASSERT_EQ(mproc_lock_is_locked(l), 1);
-  ASSERT_EQ(mproc_lock_is_mine(l), 1);
+  ASSERT_EQ(mproc_lock_held_by_process(l), 1);
+  /* A Lock has no owning thread: is_mine is an RLock's question. */
+  ASSERT_ERR(mproc_lock_is_mine(l), MPROC_ENOTSUP);
   /* Python: lock.acquire(False) is False while held. */
   ASSERT_ERR(mproc_lock_acquire(l, 0), MPROC_ETIMEDOUT);
   ASSERT_ERR(mproc_lock_free(l), MPROC_EBUSY);
@@ -70,7 +72,7 @@ TEST_IMPL(sync_lock_short_timeouts_while_held) {
     ASSERT_DBL_GE(el, timeouts[i]);
     ASSERT_DBL_LE(el, timeouts[i] + test_slack());
   }
-  ASSERT_EQ(mproc_lock_is_mine(l), 1);
+  ASSERT_EQ(mproc_lock_held_by_process(l), 1);
   ASSERT_OK(mproc_lock_release(l));
   /* Free again: a short timeout takes it at once. */
   ASSERT_OK(mproc_lock_acquire(l, 1e-6));
@@ -83,7 +85,7 @@ static int t_release(const void *arg, size_t len, void *ctx) {
   (void)ctx;
   (void)len;
   mproc_lock *l = *(mproc_lock *const *)arg;
-  if (mproc_lock_is_mine(l) != 0) {
+  if (mproc_lock_held_by_process(l) != 0) {
     return 2;
   }
   if (mproc_lock_acquire(l, 0) != MPROC_ETIMEDOUT) {
@@ -109,7 +111,7 @@ TEST_IMPL(sync_lock_release_by_other_process) {
   ASSERT_EQ(mproc_lock_is_locked(l), 0);
   ASSERT_EQ(test_run_proc(t_acquire, &l, sizeof l), 0);
   ASSERT_EQ(mproc_lock_is_locked(l), 1);
-  ASSERT_EQ(mproc_lock_is_mine(l), 0);
+  ASSERT_EQ(mproc_lock_held_by_process(l), 0);
   ASSERT_OK(mproc_lock_release(l));
   ASSERT_ERR(mproc_lock_release(l), MPROC_EUNLOCKED);
   ASSERT_OK(mproc_lock_free(l));
@@ -370,5 +372,68 @@ TEST_IMPL(sync_asym_lock_sleepers_woken) {
   ASSERT_EQ(mproc_lock_is_locked((mproc_lock *)(void *)h->lock), 0);
   ASSERT_OK(mproc__lock_retire_embedded(h->lock));
   ASSERT_OK(mproc_shm_free(h));
+  return 0;
+}
+
+/* ---- who holds it: one meaning per name ---- */
+
+struct owner_view {
+  mproc_lock *l;
+  int is_mine, by_process;
+};
+
+static void *th_owner_view(void *arg) {
+  struct owner_view *v = arg;
+  v->is_mine = mproc_lock_is_mine(v->l);
+  v->by_process = mproc_lock_held_by_process(v->l);
+  return NULL;
+}
+
+static int t_owner_view(const void *arg, size_t len, void *ctx) {
+  (void)arg, (void)len;
+  mproc_lock *l = ctx; /* arena memory: the same lock here */
+  int rlock = mproc_lock_is_mine(l) != MPROC_ENOTSUP;
+  if (mproc_lock_held_by_process(l) != 0) return 2;
+  if (rlock && mproc_lock_is_mine(l) != 0) return 3;
+  return 0;
+}
+
+/* is_mine is the calling thread's question, asked of an RLock only (a
+ * Lock has no owning thread: MPROC_ENOTSUP, never a per-process answer
+ * under the same name); held_by_process is the process's, for both. */
+static void check_owner_views(int rlock) {
+  mproc_lock *l = NULL;
+  ASSERT_OK(rlock ? mproc_rlock_new(&l) : mproc_lock_new(&l));
+  int want_mine_free = rlock ? 0 : MPROC_ENOTSUP;
+  int want_mine_held = rlock ? 1 : MPROC_ENOTSUP;
+  int want_mine_other = rlock ? 0 : MPROC_ENOTSUP;
+  ASSERT_EQ(mproc_lock_is_mine(l), want_mine_free);
+  ASSERT_EQ(mproc_lock_held_by_process(l), 0);
+  ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
+  ASSERT_EQ(mproc_lock_is_mine(l), want_mine_held);
+  ASSERT_EQ(mproc_lock_held_by_process(l), 1);
+  /* Another thread of this process. */
+  struct owner_view v = {l, -1000, -1000};
+  pthread_t th;
+  ASSERT_OK(pthread_create(&th, NULL, th_owner_view, &v));
+  ASSERT_OK(pthread_join(th, NULL));
+  ASSERT_EQ(v.is_mine, want_mine_other);
+  ASSERT_EQ(v.by_process, 1);
+  /* Another process. */
+  mproc_process *p;
+  ASSERT_OK(mproc_process_new(&p, t_owner_view, l, NULL, 0, NULL));
+  ASSERT_OK(mproc_process_start(p));
+  ASSERT_EQ(test_finish_proc(p), 0);
+  ASSERT_OK(mproc_lock_release(l));
+  ASSERT_EQ(mproc_lock_held_by_process(l), 0);
+  ASSERT_EQ(mproc_lock_is_mine(l), want_mine_free);
+  ASSERT_ERR(mproc_lock_is_mine(NULL), MPROC_EINVAL);
+  ASSERT_ERR(mproc_lock_held_by_process(NULL), MPROC_EINVAL);
+  ASSERT_OK(mproc_lock_free(l));
+}
+
+TEST_IMPL(sync_lock_is_mine_one_meaning) {
+  check_owner_views(0);
+  check_owner_views(1);
   return 0;
 }

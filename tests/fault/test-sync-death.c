@@ -574,7 +574,7 @@ static void hang_action(void *arg) {
 TEST_IMPL(sync_barrier_killed_in_action) {
   struct bd *s = NULL;
   ASSERT_OK(mproc_shm_calloc((void **)&s, 1, sizeof *s));
-  mproc_barrier_opts o = {.action = hang_action};
+  mproc_barrier_opts o = {.action = hang_action, .timeout = MPROC_FOREVER};
   o.action_ctx = s;
   ASSERT_OK(mproc_barrier_new(&s->b, 3, &o));
   mproc_process *p[2];

@@ -53,7 +53,7 @@ static int t_wait_lock(const void *arg, size_t len, void *ctx) {
   s->at = test_now();
   __atomic_store_n(&s->result, r, __ATOMIC_SEQ_CST);
   if (r == MPROC_EOWNERDEAD) {
-    if (mproc_lock_is_mine(s->lock) != 1 ||
+    if (mproc_lock_held_by_process(s->lock) != 1 ||
         mproc_lock_consistent(s->lock) != 0 ||
         mproc_lock_release(s->lock) != 0) {
       return 3;
@@ -141,7 +141,7 @@ static void holder_dies_alone(int rlock) {
   double t0 = test_now();
   ASSERT_ERR(mproc_lock_acquire(s->lock, 5), MPROC_EOWNERDEAD);
   ASSERT_DBL_LE(test_now() - t0, 0.05 * test_timeout_mult());
-  ASSERT_EQ(mproc_lock_is_mine(s->lock), 1);
+  ASSERT_EQ(mproc_lock_held_by_process(s->lock), 1);
   ASSERT_OK(mproc_lock_consistent(s->lock));
   ASSERT_ERR(mproc_lock_consistent(s->lock), MPROC_EPERM);
   /* Depth 1, whatever the dead holder's depth was. */
