@@ -35,6 +35,10 @@
  * (see src/platform/uring.c for why a thread is worth avoiding: any second
  * thread makes every later fork in the process slower).  Elsewhere a
  * reaper thread waits in epoll on the sentinels of the running children.
+ * A request only works while the thread that submitted it lives: the
+ * main thread may leave with pthread_exit while the process goes on, so a
+ * submitting thread's exit (a thread-specific value's destructor) hands
+ * its children that are still running to the reaper thread.
  * Reaping is by pid (waitid P_PID, never waitpid(-1)) and, in user space,
  * always under reg.mu, so a pid can never be recycled between a check and
  * a kill(2): only we reap our children.  join() does not wait for the
@@ -526,11 +530,72 @@ static void grow_slots(void) {
   }
 }
 
+/*
+ * The waitid requests a thread submitted stop working when that thread
+ * exits: the kernel runs their completion work in the submitting thread
+ * only, and a request whose thread is gone ends without reaping (or never
+ * ends).  The starter thread never exits, but the main thread can, with
+ * pthread_exit while the process goes on in other threads; its children
+ * would then stay zombies until some later mproc call drained the ring.
+ * So a thread that submitted a request carries a thread-specific value
+ * whose destructor (run by pthread_exit and by cancellation, not by
+ * exit()) hands every child still waiting on the ring to the reaper
+ * thread before the thread goes.  Arming costs one pthread_setspecific
+ * per thread, once; the destructor runs only when such a thread exits.
+ */
+static pthread_key_t ring_key;
+static int ring_key_ok;                    /* ring_key exists */
+static pthread_once_t ring_key_once = PTHREAD_ONCE_INIT;
+static __thread int ring_armed;            /* this thread set ring_key */
+
+static void ring_thread_exit(void *unused);
+
+static void ring_key_create(void) {
+  ring_key_ok = pthread_key_create(&ring_key, ring_thread_exit) == 0;
+}
+
+/* Make sure this thread's exit hands its requests over (reg.mu held). */
+static void arm_ring_thread(void) {
+  if (ring_armed) {
+    return;
+  }
+  pthread_once(&ring_key_once, ring_key_create);
+  if (ring_key_ok && pthread_setspecific(ring_key, &ring_armed) == 0) {
+    ring_armed = 1;
+  }
+}
+
+/*
+ * The destructor: this thread, which submitted waitid requests, is
+ * exiting.  Children whose request has completed are marked ended; every
+ * other child with a pending request is also watched by the reaper
+ * thread from now on.  Its request stays pending: should the kernel still
+ * complete it (reaping the child in this thread's last task work), the
+ * reaper's try_reap sees ECHILD with the slot set and takes the
+ * completion; otherwise the request ends cancelled, or never, and the
+ * reaper thread reaps the child by pid.  Either way one reaps it, once.
+ */
+static void ring_thread_exit(void *unused) {
+  (void)unused;
+  ring_armed = 0;
+  pthread_mutex_lock(&reg.mu);
+  drain_completions();
+  for (mproc_process *p = reg.head; p != NULL; p = p->next) {
+    if (p->state == ST_STARTED && p->slot != NULL &&
+        watch_with_thread(p) != 0) {
+      MPROC__WARN("cannot watch %s in the background", p->name);
+    }
+  }
+  pthread_mutex_unlock(&reg.mu);
+}
+
 /* Watch a just-started child in the background (reg.mu held).  Runs in
- * the thread that forked it, which lives as long as the process (the main
- * thread or the starter thread): io_uring completions run there. */
+ * the thread that forked it (the main thread or the starter thread):
+ * io_uring completions run there, and should that thread exit first,
+ * ring_thread_exit hands the child to the reaper thread. */
 static void watch_child(mproc_process *p) {
   if (reg.uring_state == 1) {
+    arm_ring_thread();
     if (reg.free_slots == NULL) {
       grow_slots();
     }

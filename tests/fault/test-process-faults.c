@@ -526,3 +526,122 @@ TEST_IMPL(process_child_has_own_reap_slots) {
   }
   return 0;
 }
+
+/* ---- no zombie when the starting thread is gone ---- */
+
+/*
+ * A child is reaped in the background although the thread that started it
+ * has exited and nothing calls mproc again.  The middle process (a plain
+ * fork) keeps one thread, "idle", that makes no mproc call and waits for
+ * the test's word to _exit; the child waits for its own word to end.  The
+ * test then watches the child's /proc entry: it must go (be reaped by the
+ * middle process), not stay a zombie.
+ */
+static int go_fd = -1;   /* read end: a byte ends the child */
+static int stop_fd = -1; /* read end: a byte ends the middle process */
+
+static int t_wait_for_go(const void *arg, size_t len, void *ctx) {
+  (void)arg;
+  (void)len;
+  (void)ctx;
+  char c;
+  return mproc__read_full(go_fd, &c, 1) == 1 ? 0 : 1;
+}
+
+static void start_waiting_child_or_exit(void) {
+  mproc_process *p = NULL;
+  if (mproc_process_new(&p, t_wait_for_go, NULL, NULL, 0, NULL) != 0 ||
+      mproc_process_start(p) != 0) {
+    _exit(3);
+  }
+  pid_t pid = mproc_process_pid(p);
+  if (write(report_fd, &pid, sizeof pid) != (ssize_t)sizeof pid) {
+    _exit(4);
+  }
+  /* The object is left as it is: no later mproc call of any kind. */
+}
+
+static void *idle_until_stop(void *arg) {
+  (void)arg;
+  char c;
+  /* _exit, not exit: mproc's exit handler would reap the child. */
+  _exit(mproc__read_full(stop_fd, &c, 1) == 1 ? 0 : 5);
+}
+
+static void *start_child_thread(void *arg) {
+  (void)arg;
+  start_waiting_child_or_exit();
+  return NULL;
+}
+
+/* The main thread starts the child, then leaves with pthread_exit while
+ * the idle thread keeps the process alive. */
+static void middle_main_thread_exits(void) {
+  pthread_t th;
+  if (pthread_create(&th, NULL, idle_until_stop, NULL) != 0) {
+    _exit(6);
+  }
+  start_waiting_child_or_exit();
+  pthread_exit(NULL);
+}
+
+/* A second thread starts the child and ends; the main thread idles. */
+static void middle_thread_exits(void) {
+  pthread_t th;
+  if (pthread_create(&th, NULL, start_child_thread, NULL) != 0 ||
+      pthread_join(th, NULL) != 0) {
+    _exit(6);
+  }
+  idle_until_stop(NULL);
+}
+
+static void no_zombie_after_starter_exit(void (*body)(void)) {
+  int go[2], stop[2];
+  ASSERT_OK(pipe(go));
+  ASSERT_OK(pipe(stop));
+  go_fd = go[0];
+  stop_fd = stop[0];
+  int rfd;
+  pid_t middle = fork_middle(body, &rfd);
+  close(go[0]);
+  close(stop[0]);
+  pid_t child = read_pid(rfd);
+  close(rfd);
+  double end = test_now() + 10 * test_timeout_mult();
+  if (body == middle_main_thread_exits) {
+    /* Wait for the main thread to be gone: a thread-group leader that
+     * exited before the other threads shows as a zombie. */
+    while (test_proc_stat(middle, NULL, NULL) != 'Z') {
+      ASSERT(test_now() < end);
+      test_sleep(0.002);
+    }
+  }
+  char b = 'g';
+  ASSERT_EQ(write(go[1], &b, 1), 1);
+  close(go[1]);
+  /* The child ends at once; until reaped it stays in /proc as a zombie
+   * whose parent is the middle process. */
+  pid_t ppid = 0;
+  char st;
+  while ((st = test_proc_stat(child, &ppid, NULL)) != 0 && ppid == middle) {
+    if (test_now() >= end) {
+      mproc_test_fail(__FILE__, __LINE__,
+                      "child %d still in state %c under %d, not reaped",
+                      (int)child, st, (int)middle);
+    }
+    test_sleep(0.002);
+  }
+  ASSERT_EQ(write(stop[1], &b, 1), 1);
+  close(stop[1]);
+  ASSERT_EQ(test_wait_pid(middle, 10), 0);
+}
+
+TEST_IMPL(process_no_zombie_after_main_thread_exit) {
+  no_zombie_after_starter_exit(middle_main_thread_exits);
+  return 0;
+}
+
+TEST_IMPL(process_no_zombie_after_starting_thread_exit) {
+  no_zombie_after_starter_exit(middle_thread_exits);
+  return 0;
+}
