@@ -473,7 +473,10 @@ TEST_IMPL(process_parent_process_join) {
   ASSERT_OK(pipe(fds));
   name_fd = fds[1];
   mproc_process *p = start_target(t_middle, NULL, 0, NULL);
-  test_sleep(0.3);
+  /* Terminate the middle process only once the grandchild saw it alive. */
+  char first[7] = {0};
+  ASSERT_EQ(mproc__read_full(fds[0], first, 6), 6);
+  ASSERT_STR_EQ(first, "alive\n");
   ASSERT_OK(mproc_process_terminate(p));
   ASSERT_EQ(join_code(p), -SIGTERM);
   close(fds[1]);
@@ -481,7 +484,7 @@ TEST_IMPL(process_parent_process_join) {
    * on its own once it saw its parent go. */
   char *out = read_all(fds[0]);
   close(fds[0]);
-  ASSERT_STR_EQ(out, "alive\nnot alive\n");
+  ASSERT_STR_EQ(out, "not alive\n");
   while (waitpid(-1, NULL, 0) > 0) {
   }
   ASSERT_OK(mproc_process_free(p));
@@ -542,7 +545,10 @@ TEST_IMPL(process_active_children) {
   mproc_process *a = start_target(t_sleep_arg, &t, sizeof t, NULL);
   mproc_process *b = start_target(t_sleep_arg, &quick, sizeof quick, NULL);
   mproc_process *c = start_target(t_sleep_arg, &t, sizeof t, NULL);
-  test_sleep(0.3); /* b has ended by now */
+  /* Wait for b's end (its sentinel turns readable), not for time. */
+  struct pollfd pfd = {.fd = mproc_process_sentinel(b), .events = POLLIN};
+  ASSERT_GE(pfd.fd, 0);
+  ASSERT_EQ(poll(&pfd, 1, (int)(30000 * test_timeout_mult())), 1);
   mproc_process *out[1];
   /* Finished children are reaped and not listed; cap limits what is
    * written, not the count. */
@@ -656,10 +662,14 @@ static void on_usr1(int sig) {
 
 static pthread_t main_thread;
 
-/* The signal goes to the joining thread itself, so its poll sees EINTR. */
+/* When the signal was sent (test_now), for the deadline check. */
+static double usr1_sent_at;
+
+/* The signal goes to the joining thread itself, so its poll sees EINTR.
+ * arg: seconds to wait first (a double). */
 static void *send_usr1_later(void *arg) {
-  (void)arg;
-  test_sleep(0.2);
+  test_sleep(*(const double *)arg);
+  usr1_sent_at = test_now(); /* read after pthread_join */
   pthread_kill(main_thread, SIGUSR1);
   return NULL;
 }
@@ -671,23 +681,28 @@ TEST_IMPL(process_join_survives_eintr) {
   double t = 0.6;
   mproc_process *p = start_target(t_sleep_arg, &t, sizeof t, NULL);
   pthread_t th;
-  ASSERT_EQ(pthread_create(&th, NULL, send_usr1_later, NULL), 0);
+  double delay = 0.2;
+  ASSERT_EQ(pthread_create(&th, NULL, send_usr1_later, &delay), 0);
   double t0 = test_now();
   ASSERT_EQ(join_code(p), 0);
   ASSERT_DBL_GE(test_now() - t0, 0.5);
   pthread_join(th, NULL);
   ASSERT_EQ(got_usr1, 1);
   ASSERT_OK(mproc_process_free(p));
-  /* A timed join interrupted by a signal keeps its deadline. */
+  /* A timed join interrupted by a signal keeps its deadline: it ends
+   * before a full timeout counted from the signal could have passed
+   * (the signal comes late in the timeout, so a busy machine's wake-up
+   * delays stay far from that bound). */
   t = 30;
   p = start_target(t_sleep_arg, &t, sizeof t, NULL);
-  ASSERT_EQ(pthread_create(&th, NULL, send_usr1_later, NULL), 0);
+  delay = 0.8;
+  ASSERT_EQ(pthread_create(&th, NULL, send_usr1_later, &delay), 0);
   t0 = test_now();
-  ASSERT_ERR(mproc_process_join(p, 0.5), MPROC_ETIMEDOUT);
-  double el = test_now() - t0;
-  ASSERT_DBL_GE(el, 0.5);
-  ASSERT_DBL_LE(el, 0.65);
+  ASSERT_ERR(mproc_process_join(p, 1.0), MPROC_ETIMEDOUT);
+  double t1 = test_now();
+  ASSERT_DBL_GE(t1 - t0, 1.0);
   pthread_join(th, NULL);
+  ASSERT_DBL_LE(t1, usr1_sent_at + 1.0);
   ASSERT_OK(mproc_process_kill(p));
   ASSERT_EQ(join_code(p), -SIGKILL);
   ASSERT_OK(mproc_process_free(p));
@@ -801,7 +816,16 @@ TEST_IMPL(process_many_unjoined_overflow) {
     int rc = i % 200;
     ps[i] = start_target(t_return_arg, &rc, sizeof rc, NULL);
   }
-  test_sleep(0.5);
+  /* Wait until every child is gone from /proc, reaped in the background
+   * (so their completions pile up unread), before any join. */
+  double end = test_now() + 30 * test_timeout_mult();
+  for (int i = 0; i < N; i++) {
+    pid_t pid = mproc_process_pid(ps[i]);
+    while (test_proc_stat(pid, NULL, NULL) != 0) {
+      ASSERT(test_now() < end);
+      test_sleep(0.002);
+    }
+  }
   for (int i = 0; i < N; i++) {
     ASSERT_EQ(join_code(ps[i]), i % 200);
     ASSERT_OK(mproc_process_free(ps[i]));

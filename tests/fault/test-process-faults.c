@@ -51,6 +51,9 @@ static void on_term(int sig) {
   _exit(0);
 }
 
+/* Write end of a pipe on which the daemon says its handler is in place. */
+static int ready_fd = -1;
+
 static int t_daemon_reports_term(const void *arg, size_t len, void *ctx) {
   (void)ctx;
   (void)arg;
@@ -58,6 +61,8 @@ static int t_daemon_reports_term(const void *arg, size_t len, void *ctx) {
   struct sigaction sa = {.sa_handler = on_term};
   sigaction(SIGTERM, &sa, NULL);
   report_pid();
+  char r = 'R';
+  ASSERT_EQ(write(ready_fd, &r, 1), 1);
   for (;;) {
     test_sleep(60);
   }
@@ -81,18 +86,27 @@ static int t_parent_returns(const void *arg, size_t len, void *ctx) {
   (void)ctx;
   (void)arg;
   (void)len;
+  int ready[2];
+  if (pipe(ready) != 0) {
+    return 3;
+  }
+  ready_fd = ready[1];
   mproc_process_opts d = {.daemon = 1};
   mproc_process *a = NULL, *b = NULL;
   if (mproc_process_new(&a, t_daemon_reports_term, NULL, NULL, 0, &d) != 0 ||
       mproc_process_start(a) != 0) {
     return 1;
   }
+  close(ready[1]);
   if (mproc_process_new(&b, t_slow_nondaemon, NULL, NULL, 0, NULL) != 0 ||
       mproc_process_start(b) != 0) {
     return 2;
   }
-  test_sleep(0.1); /* let the daemon install its handler */
-  return 0;
+  /* Return only once the daemon's SIGTERM handler is in place. */
+  char r;
+  int ok = mproc__read_full(ready[0], &r, 1) == 1;
+  close(ready[0]);
+  return ok ? 0 : 4;
 }
 
 static void check_exit_handling(pid_t middle_or_zero, mproc_process *mp,
