@@ -7,6 +7,9 @@
 #                         kernel-feature fallbacks forced (no io_uring, no
 #                         pidfd); then the same suite built with ASan+UBSan
 #                         in $(ASAN_BUILD)
+#   make check-repeat     make check $(CHECK_REPEAT) times in a row, stopping
+#                         at the first failure (the flakiness check:
+#                         make check-repeat CTEST_JOBS=8)
 #   make demo             install-deps, build, run the demo
 #   make fuzz             build the fuzz targets with clang (libFuzzer) in
 #                         $(FUZZ_BUILD) and run each for $(FUZZ_SECONDS) s
@@ -24,6 +27,7 @@
 #   PREFIX                install prefix (/usr/local)
 #   JOBS                  parallel compile jobs (all CPUs)
 #   CTEST_JOBS            tests run at once (2)
+#   CHECK_REPEAT          rounds of make check-repeat (5)
 #   CMAKE_ARGS            extra arguments for both configure steps
 #   CMAKE, CTEST          the tools
 
@@ -35,6 +39,7 @@ BUILD_TYPE ?= RelWithDebInfo
 PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_JOBS ?= 2
+CHECK_REPEAT ?= 5
 CMAKE      ?= cmake
 CTEST      ?= ctest
 CMAKE_ARGS ?=
@@ -48,8 +53,8 @@ CTEST_FLAGS = --output-on-failure --no-tests=error -j$(CTEST_JOBS)
 # Recipes run in sh with -e: the first failing command fails the target.
 .SHELLFLAGS := -ec
 
-.PHONY: all build deps test test-fallbacks asan test-asan fuzz check demo bench \
-        install clean help
+.PHONY: all build deps test test-fallbacks asan test-asan fuzz check \
+        check-repeat demo bench install clean help
 
 all: build
 
@@ -105,6 +110,18 @@ check: deps
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory fuzz
 	@echo "make check: all tests passed, with the fallbacks, under ASan+UBSan, and the fuzz targets ran clean"
+
+# A test that passes once may still fail under load: make check again and
+# again (CTEST_JOBS=8 on a small machine crowds it), until the first
+# failure.  Command-line variables (CTEST_JOBS) reach every round.
+check-repeat:
+	i=1; while [ $$i -le $(CHECK_REPEAT) ]; do \
+	  echo "make check-repeat: round $$i of $(CHECK_REPEAT)"; \
+	  $(MAKE) --no-print-directory check || \
+	    { echo "make check-repeat: round $$i failed"; exit 1; }; \
+	  i=$$((i + 1)); \
+	done; \
+	echo "make check-repeat: $(CHECK_REPEAT) rounds of make check passed"
 
 demo: deps
 	$(MAKE) --no-print-directory build
