@@ -118,7 +118,12 @@ int test_wait_pid(pid_t pid, double timeout);
 int test_fd_count(void);
 /* MPROC_TEST_TIMEOUT_MULTIPLIER, at least 1 (slow builds stretch bounds). */
 double test_timeout_mult(void);
-/* Upper slack for timing assertions: 50 ms times test_timeout_mult(). */
+/* How busy the machine is now: runnable tasks (or the 1-minute load
+ * average, the larger) per CPU, clamped to 1..20. */
+double test_busy_factor(void);
+/* Upper slack for timing assertions: 50 ms times test_timeout_mult() times
+ * test_busy_factor(), so 50 ms on a quiet machine and up to 1 s (more in
+ * slow builds) on a crowded one.  Call it after the wait it bounds. */
 double test_slack(void);
 /* Flush stdout and stderr, then fork, asserting it worked; fork's result. */
 pid_t test_fork(void);
