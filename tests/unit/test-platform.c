@@ -71,7 +71,10 @@ TEST_IMPL(platform_futex_eintr_keeps_deadline) {
   double el = test_now() - t0;
   struct itimerval off = {{0, 0}, {0, 0}};
   setitimer(ITIMER_REAL, &off, NULL);
-  ASSERT_GE(hits, 3);
+  /* The timer fires at 50 ms, well inside the 0.3 s wait, so at least
+   * one signal interrupted it; how many more depends on how often this
+   * process ran (pending SIGALRMs merge on a busy machine). */
+  ASSERT_GE(hits, 1);
   ASSERT_DBL_GE(el, 0.3);
   ASSERT_DBL_LE(el, 0.3 + test_slack());
   return 0;
