@@ -387,14 +387,30 @@ static int t_sleep_then(const void *arg, size_t len, void *ctx) {
   return (int)((const double *)arg)[1];
 }
 
+/* arg: {fd, code}: read a byte from fd, then return code. */
+static int t_read_then(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
+  (void)len;
+  const int *a = arg;
+  char c;
+  return mproc__read_full(a[0], &c, 1) == 1 ? a[1] : 99;
+}
+
 static int no_pidfd_case(void) {
-  double a[2] = {0.2, 9};
+  /* The child ends only when told, so it is still running at the short
+   * join however late this process gets the CPU. */
+  int go[2];
+  if (pipe(go) != 0) return 25;
+  int a[2] = {go[0], 9};
   mproc_process *p = NULL;
-  if (mproc_process_new(&p, t_sleep_then, NULL, a, sizeof a,
+  if (mproc_process_new(&p, t_read_then, NULL, a, sizeof a,
                         NULL) != 0) return 10;
   if (mproc_process_start(p) != 0) return 11;
+  close(go[0]);
   if (mproc_process_is_alive(p) != 1) return 12;
   if (mproc_process_join(p, 0.05) != MPROC_ETIMEDOUT) return 13;
+  if (write(go[1], "g", 1) != 1) return 26;
+  close(go[1]);
   int code = -1;
   if (mproc_process_join(p, 10) != 0) return 14;
   if (mproc_process_exitcode(p, &code) != 0 || code != 9) return 15;
