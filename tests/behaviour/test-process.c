@@ -38,6 +38,22 @@ static int t_sleep_arg(const void *arg, size_t len, void *ctx) {
   return 0;
 }
 
+/* arg: an fd; read a byte from it (the test's word to end), return 0. */
+static int t_wait_word(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
+  (void)len;
+  int fd;
+  memcpy(&fd, arg, sizeof fd);
+  char c;
+  return mproc__read_full(fd, &c, 1) == 1 ? 0 : 1;
+}
+
+/* Tell a t_wait_word child to end: write the byte, close the pipe. */
+static void send_word(int *go) {
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  close(go[1]);
+}
+
 static int t_raise_arg(const void *arg, size_t len, void *ctx) {
   (void)ctx;
   (void)len;
@@ -136,8 +152,12 @@ TEST_IMPL(process_args_copied) {
 
 TEST_IMPL(process_lifecycle) {
   mproc_process *p = NULL;
-  double t = 0.2;
-  ASSERT_OK(mproc_process_new(&p, t_sleep_arg, NULL, &t, sizeof t, NULL));
+  /* The child runs until told, so the checks on a running child hold
+   * however late this process gets the CPU. */
+  int go[2];
+  ASSERT_OK(pipe(go));
+  ASSERT_OK(mproc_process_new(&p, t_wait_word, NULL, &go[0], sizeof go[0],
+                              NULL));
   int code;
   ASSERT_EQ(mproc_process_pid(p), 0);
   ASSERT_EQ(mproc_process_is_alive(p), 0);
@@ -157,6 +177,8 @@ TEST_IMPL(process_lifecycle) {
   ASSERT_PTR_EQ(kids[0], p);
   ASSERT_ERR(mproc_process_start(p), MPROC_ESTARTED);
 
+  close(go[0]);
+  send_word(go);
   ASSERT_EQ(join_code(p), 0);
   ASSERT_EQ(mproc_process_is_alive(p), 0);
   ASSERT_EQ(mproc_active_children(kids, 4), 0);
@@ -494,17 +516,21 @@ TEST_IMPL(process_parent_process_join) {
 /* ---- sentinel ---- */
 
 TEST_IMPL(process_sentinel) {
-  double t = 0.3;
+  int go[2];
+  ASSERT_OK(pipe(go));
   mproc_process *p = NULL;
-  ASSERT_OK(mproc_process_new(&p, t_sleep_arg, NULL, &t, sizeof t, NULL));
+  ASSERT_OK(mproc_process_new(&p, t_wait_word, NULL, &go[0], sizeof go[0],
+                              NULL));
   ASSERT_ERR(mproc_process_sentinel(p), MPROC_ENOTSTARTED);
   ASSERT_OK(mproc_process_start(p));
   int fd = mproc_process_sentinel(p);
   ASSERT_GE(fd, 3);
   struct pollfd pfd = {.fd = fd, .events = POLLIN};
-  ASSERT_EQ(poll(&pfd, 1, 0), 0);
+  ASSERT_EQ(poll(&pfd, 1, 0), 0); /* running until told */
+  close(go[0]);
   double t0 = test_now();
-  ASSERT_EQ(poll(&pfd, 1, 5000), 1);
+  send_word(go);
+  ASSERT_EQ(poll(&pfd, 1, (int)(5000 * test_timeout_mult())), 1);
   ASSERT_DBL_LE(test_now() - t0, 1.0 + test_slack());
   ASSERT_EQ(join_code(p), 0);
   ASSERT_OK(mproc_process_free(p));
@@ -686,11 +712,11 @@ TEST_IMPL(process_join_survives_eintr) {
   sigaction(SIGUSR1, &sa, NULL);
   main_thread = pthread_self();
   double t = 0.6;
+  double t0 = test_now(); /* before the start: the child sleeps 0.6 s after */
   mproc_process *p = start_target(t_sleep_arg, &t, sizeof t, NULL);
   pthread_t th;
   double delay = 0.2;
   ASSERT_EQ(pthread_create(&th, NULL, send_usr1_later, &delay), 0);
-  double t0 = test_now();
   ASSERT_EQ(join_code(p), 0);
   ASSERT_DBL_GE(test_now() - t0, 0.5);
   pthread_join(th, NULL);
