@@ -9,6 +9,8 @@
 #include "task.h"
 
 #include <math.h>
+#include <sched.h>
+#include <sys/syscall.h>
 
 static mproc_queue *new_queue(long maxsize, size_t capacity) {
   mproc_queue *q = NULL;
@@ -444,22 +446,42 @@ TEST_IMPL(queue_bad_input) {
 /* Free refuses while a live process or thread waits in the queue (it
  * holds the get lock), and works once nobody does, messages queued or
  * not. */
+/* A getter that waits for one message, with its thread id published so
+ * the test can see it asleep. */
+typedef struct getter {
+  mproc_queue *q;
+  _Atomic pid_t tid;
+  _Atomic int done;
+} getter;
+
 static void *th_get_wait(void *arg) {
+  getter *g = arg;
+  g->tid = (pid_t)syscall(SYS_gettid);
   void *m = NULL;
   size_t len = 0;
-  int r = mproc_queue_get(arg, &m, &len, 0.3);
-  return r == MPROC_EEMPTY ? NULL : (void *)1;
+  int r = mproc_queue_get(g->q, &m, &len, 60);
+  free(m);
+  g->done = 1;
+  return r == 0 ? NULL : (void *)1;
 }
 
 TEST_IMPL(queue_free_busy) {
-  mproc_queue *q = new_queue(0, 0);
+  getter g = {new_queue(0, 0), 0, 0};
   pthread_t th;
-  ASSERT_OK(pthread_create(&th, NULL, th_get_wait, q));
-  test_sleep(0.1);
-  ASSERT_ERR(mproc_queue_free(q), MPROC_EBUSY);
+  ASSERT_OK(pthread_create(&th, NULL, th_get_wait, &g));
+  /* The event: the getter sleeps in the kernel, inside its get. */
+  for (;;) {
+    ASSERT_EQ(g.done, 0);
+    pid_t tid = g.tid;
+    if (tid != 0 && test_proc_stat(tid, NULL, NULL) == 'S') {
+      break;
+    }
+    sched_yield();
+  }
+  ASSERT_ERR(mproc_queue_free(g.q), MPROC_EBUSY);
+  put_u32(g.q, 1, 0);
   test_join_threads_ok(&th, 1);
-  put_u32(q, 1, 0);
-  ASSERT_OK(mproc_queue_free(q));
+  ASSERT_OK(mproc_queue_free(g.q));
   return 0;
 }
 
