@@ -1053,7 +1053,13 @@ static void imap_release_arrays(mproc_async *r) {
   if (!r->out_in_place) {
     mproc_shm_free(r->aout);
   }
-  mproc_shm_free(r->ustate);
+  /* mproc_pool_map draws its bar from the unit states while the map
+   * runs (r->progress): it frees them itself once the map is over, so the
+   * pointer it reads stays valid however early the map completes. */
+  if (!r->progress || r->is_imap) {
+    mproc_shm_free(r->ustate);
+    r->ustate = NULL;
+  }
   mproc_shm_free(r->icodes);
   mproc_shm_free(r->dead_from);
   mproc_shm_free(r->uerr);
@@ -1063,7 +1069,6 @@ static void imap_release_arrays(mproc_async *r) {
     mproc_shm_free(r->ain);
   }
   r->aout = NULL;
-  r->ustate = NULL;
   r->icodes = NULL;
   r->dead_from = NULL;
   r->uerr = NULL;
@@ -2412,6 +2417,7 @@ static int map_start(mproc_pool *p, mproc_map_fn fn, void *ctx,
     if (!r->in_owned) {
       r->ain = NULL;
     }
+    r->progress = 0; /* nobody draws: free the unit states too */
     imap_release_arrays(r);
     free(r);
     return rc;
@@ -2430,17 +2436,19 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, void *ctx, const void *in,
     o.progress = opts->progress;
   }
   mproc_async *r;
-  int rc = mproc_pool_map_async(p, fn, ctx, in, n, in_size, out, out_size, &o,
-                                &r);
+  int rc = map_start(p, fn, ctx, in, n, in_size, out, out_size, &o, 0, &r);
   if (rc != 0) {
     return rc;
   }
-  if (r->progress && r->ustate != NULL && isatty(STDERR_FILENO)) {
+  /* With progress on, the unit states stay until freed below (see
+   * imap_release_arrays), even if the map is over already. */
+  unsigned char *ustate = r->progress ? r->ustate : NULL;
+  if (ustate != NULL && isatty(STDERR_FILENO)) {
     uint64_t t0 = mproc__now_ns();
     while (mproc_async_wait(r, 0.2) != 0) {
       size_t units = 0;
       for (size_t u = 0; u < r->nunits; u++) {
-        units += __atomic_load_n(&r->ustate[u], __ATOMIC_RELAXED) != 0;
+        units += __atomic_load_n(&ustate[u], __ATOMIC_RELAXED) != 0;
       }
       size_t done = units * r->unit < n ? units * r->unit : n;
       progress_draw(done, n, t0, 0);
@@ -2455,6 +2463,7 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, void *ctx, const void *in,
       memset(err, 0, sizeof *err);
     }
   }
+  mproc_shm_free(ustate);
   mproc_async_free(r);
   return rc;
 }
@@ -2512,6 +2521,15 @@ int mproc_pool_map_async(mproc_pool *p, mproc_map_fn fn, void *ctx,
                          const void *in, size_t n, size_t in_size, void *out,
                          size_t out_size, const mproc_map_opts *opts,
                          mproc_async **rout) {
+  /* The bar is mproc_pool_map's alone (nobody waits here to draw it),
+   * and r->progress tells the completion that a drawer frees the unit
+   * states: clear it. */
+  mproc_map_opts o;
+  if (opts != NULL) {
+    o = *opts;
+    o.progress = 0;
+    opts = &o;
+  }
   return map_start(p, fn, ctx, in, n, in_size, out, out_size, opts, 0, rout);
 }
 
