@@ -57,7 +57,8 @@ compile() { # src obj
 objs=""
 pids=""
 n=0
-for src in "$root"/src/*.c "$root"/src/platform/*.c "$root"/src/sync/*.c; do
+for src in "$root"/src/*.c "$root"/src/platform/*.c "$root"/src/sync/*.c \
+           "$root"/src/pool/*.c; do
   [ -f "$src" ] || continue
   rel=${src#"$root"/src/}
   obj="$out/obj/$(printf '%s' "$rel" | tr / _).o"

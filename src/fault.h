@@ -109,7 +109,8 @@
      "wait: slot and count written, internal lock held")                      \
   XX(SYNC_BARRIER_SLEEPING, "sync.barrier_sleeping",                          \
      "wait: internal lock released, about to sleep")                          \
-  /* pool.c: a worker's task and result hand-offs */                          \
+  /* src/pool/ (worker.c, job.c, lock.c): a worker's task and result          \
+     hand-offs */                                                             \
   XX(POOL_TASK_NAMED, "pool.task_named",                                      \
      "take: slot names the queue's head, head not moved (lock held)")         \
   XX(POOL_TASK_TAKEN, "pool.task_taken",                                      \

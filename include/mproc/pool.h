@@ -3,9 +3,9 @@
  * map, map_async, imap, imap_unordered, close, terminate, join; a worker
  * that dies fails its own task instead of hanging the pool.
  *
- * The API contract of issue 5, implemented by src/pool.c (its DESIGN
- * comment says how); docs/pool.md is the guide, with Python's Pool side
- * by side.
+ * The API contract of issue 5, implemented in src/pool/ (the DESIGN
+ * comment of src/pool/pool-internal.h says how); docs/pool.md is the
+ * guide, with Python's Pool side by side.
  *
  * DESIGN
  * Workers are forked from the program when the pool is created (and again
