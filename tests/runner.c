@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -160,6 +161,24 @@ int test_wait_pid(pid_t pid, double timeout) {
       return INT32_MIN;
     }
     test_sleep(0.002);
+  }
+}
+
+int test_read_int(int fd, int *v, double timeout) {
+  struct pollfd p = {fd, POLLIN, 0};
+  double end = test_now() + timeout;
+  for (;;) {
+    int ms = (int)((end - test_now()) * 1000);
+    if (ms < 0) {
+      return 0;
+    }
+    int r = poll(&p, 1, ms);
+    if (r > 0) {
+      return read(fd, v, sizeof *v) == (ssize_t)sizeof *v;
+    }
+    if (r == 0 || errno != EINTR) {
+      return 0;
+    }
   }
 }
 

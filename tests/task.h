@@ -114,6 +114,9 @@ char test_proc_stat(pid_t pid, pid_t *ppid, unsigned *flags);
  * the test process, which is a subreaper) to end; reaps it.  Returns its
  * Python-style exit code (status or -signal), or INT32_MIN on timeout. */
 int test_wait_pid(pid_t pid, double timeout);
+/* Read one int from fd within timeout seconds (a child's report through a
+ * pipe).  Returns 1, or 0 on end of file, an error or the timeout. */
+int test_read_int(int fd, int *v, double timeout);
 /* The number of fds open in this process. */
 int test_fd_count(void);
 /* MPROC_TEST_TIMEOUT_MULTIPLIER, at least 1 (slow builds stretch bounds). */

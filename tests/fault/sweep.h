@@ -26,4 +26,15 @@ void sweep_register_covered(const char *const *names, int n,
                            __FILE__);                                         \
   }
 
+/*
+ * Stopping a child at a point: in the child, set sweep_target to the
+ * point, sweep_report to a pipe's write end, and mproc__fault_hook to
+ * sweep_stop_at_point.  On reaching the point the child writes its number
+ * to sweep_report (the parent reads it with test_read_int) and pauses
+ * there, in the middle of the mutation, until the parent SIGKILLs it.
+ */
+extern int sweep_target;
+extern int sweep_report;
+void sweep_stop_at_point(int point, void *ctx);
+
 #endif /* MPROC_TEST_SWEEP_H */

@@ -36,29 +36,6 @@ static mproc_arena_stats stats(void) {
   return s;
 }
 
-/* Read one int from fd within timeout seconds.  Returns 1, or 0 on EOF or
- * timeout. */
-static int read_int(int fd, int *v, double timeout) {
-  struct pollfd p = {fd, POLLIN, 0};
-  double end = test_now() + timeout;
-  for (;;) {
-    int ms = (int)((end - test_now()) * 1000);
-    if (ms < 0) {
-      return 0;
-    }
-    int r = poll(&p, 1, ms);
-    if (r > 0) {
-      return read(fd, v, sizeof *v) == (ssize_t)sizeof *v;
-    }
-    if (r == 0) {
-      return 0;
-    }
-    if (errno != EINTR) {
-      return 0;
-    }
-  }
-}
-
 /* Wait until pid sleeps (state S: blocked, here on the lock's futex). */
 static void wait_sleeping(pid_t pid) {
   double end = test_now() + 10;
@@ -80,19 +57,6 @@ static void wait_sleeping(pid_t pid) {
 }
 
 /* ---- the lock holder, stopped at a fault point ---- */
-
-static int g_target;   /* the point to stop at */
-static int g_report;   /* where to say so */
-
-static void stop_at_point(int point, void *ctx) {
-  (void)ctx;
-  if (point == g_target) {
-    (void)!write(g_report, &point, sizeof point);
-    for (;;) {
-      pause(); /* holding the lock, until SIGKILL */
-    }
-  }
-}
 
 /*
  * A workload that passes every fault point whatever state the heap is in:
@@ -135,9 +99,9 @@ static void workload(void) {
 static pid_t start_holder(int point, int report_fd) {
   pid_t pid = test_fork();
   if (pid == 0) {
-    g_target = point;
-    g_report = report_fd;
-    mproc__fault_hook = stop_at_point;
+    sweep_target = point;
+    sweep_report = report_fd;
+    mproc__fault_hook = sweep_stop_at_point;
     workload();
     _exit(3); /* never stopped at the point */
   }
@@ -197,7 +161,7 @@ TEST_IMPL(arena_fault_kill_at_every_point) {
     size_t rec0 = stats().recoveries;
     pid_t holder = start_holder(point, fds[1]);
     int got = 0;
-    if (!read_int(fds[0], &got, 30)) {
+    if (!test_read_int(fds[0], &got, 30)) {
       kill(holder, SIGKILL);
       int code = test_wait_pid(holder, 30);
       fprintf(stderr, "# point %d: not reached (holder exit %d)\n", point,
@@ -208,7 +172,7 @@ TEST_IMPL(arena_fault_kill_at_every_point) {
 
     /* A second process blocks on the lock before the holder dies. */
     pid_t waiter = start_waiter(fds[1]);
-    ASSERT(read_int(fds[0], &got, 30));
+    ASSERT(test_read_int(fds[0], &got, 30));
     ASSERT_EQ(got, 1);
     wait_sleeping(waiter);
     test_sleep(0.01);
@@ -270,7 +234,7 @@ TEST_IMPL(arena_fault_thread_waiter) {
   size_t rec0 = stats().recoveries;
   pid_t holder = start_holder(3 /* FP_SPLIT_COMMITTED */, fds[1]);
   int got = 0;
-  ASSERT(read_int(fds[0], &got, 30));
+  ASSERT(test_read_int(fds[0], &got, 30));
   ASSERT_EQ(got, 3);
   void *p = NULL;
   pthread_t t;

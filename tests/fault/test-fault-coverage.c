@@ -1,6 +1,7 @@
 /*
  * tests/fault/test-fault-coverage.c - every named fault point of
- * src/fault.h is swept by some test (see sweep.h).
+ * src/fault.h is swept by some test (see sweep.h); and the hook the sweeps
+ * stop a child with.
  */
 #include "task.h"
 
@@ -8,6 +9,19 @@
 #include "sweep.h"
 
 #define SWEEP_MAX_ENTRIES 256
+
+int sweep_target;
+int sweep_report;
+
+void sweep_stop_at_point(int point, void *ctx) {
+  (void)ctx;
+  if (point == sweep_target) {
+    (void)!write(sweep_report, &point, sizeof point);
+    for (;;) {
+      pause(); /* in the middle of the mutation, until SIGKILL */
+    }
+  }
+}
 
 static struct {
   const char *name;

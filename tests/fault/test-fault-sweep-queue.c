@@ -32,38 +32,6 @@ SWEEP_COVERS("queue.")
 
 /* ---- the child stopped at a point ---- */
 
-static int g_target; /* the point to stop at */
-static int g_report; /* where to say so */
-
-static void stop_at_point(int point, void *ctx) {
-  (void)ctx;
-  if (point == g_target) {
-    (void)!write(g_report, &point, sizeof point);
-    for (;;) {
-      pause(); /* until SIGKILL */
-    }
-  }
-}
-
-/* Read one int from fd within timeout seconds: 1, or 0 on EOF/timeout. */
-static int read_int(int fd, int *v, double timeout) {
-  struct pollfd p = {fd, POLLIN, 0};
-  double end = test_now() + timeout;
-  for (;;) {
-    int ms = (int)((end - test_now()) * 1000);
-    if (ms < 0) {
-      return 0;
-    }
-    int r = poll(&p, 1, ms);
-    if (r > 0) {
-      return read(fd, v, sizeof *v) == (ssize_t)sizeof *v;
-    }
-    if (r == 0 || errno != EINTR) {
-      return 0;
-    }
-  }
-}
-
 /* Fork a child that runs fn(q, arg) with the hook armed at the point
  * named name; return once it is stopped there (its pid). */
 static pid_t run_to_point(const char *name, void (*fn)(mproc_queue *, int),
@@ -75,15 +43,15 @@ static pid_t run_to_point(const char *name, void (*fn)(mproc_queue *, int),
   pid_t pid = test_fork();
   if (pid == 0) {
     close(fds[0]);
-    g_target = point;
-    g_report = fds[1];
-    mproc__fault_hook = stop_at_point;
+    sweep_target = point;
+    sweep_report = fds[1];
+    mproc__fault_hook = sweep_stop_at_point;
     fn(q, arg);
     _exit(3); /* never reached the point */
   }
   close(fds[1]);
   int got = 0;
-  if (!read_int(fds[0], &got, 30 * test_timeout_mult())) {
+  if (!test_read_int(fds[0], &got, 30 * test_timeout_mult())) {
     fprintf(stderr, "# %s: the child never reached the point\n", name);
     (void)kill(pid, SIGKILL);
     (void)test_wait_pid(pid, 10);

@@ -38,41 +38,10 @@ SWEEP_COVERS("sync.", "owner.")
 
 /* ---- the child stopped at a point ---- */
 
-static int g_target;
-static int g_report;
-
-static void stop_at_point(int point, void *ctx) {
-  (void)ctx;
-  if (point == g_target) {
-    (void)!write(g_report, &point, sizeof point);
-    for (;;) {
-      pause(); /* until SIGKILL */
-    }
-  }
-}
-
-static int read_int(int fd, int *v, double timeout) {
-  struct pollfd p = {fd, POLLIN, 0};
-  double end = test_now() + timeout;
-  for (;;) {
-    int ms = (int)((end - test_now()) * 1000);
-    if (ms < 0) {
-      return 0;
-    }
-    int r = poll(&p, 1, ms);
-    if (r > 0) {
-      return read(fd, v, sizeof *v) == (ssize_t)sizeof *v;
-    }
-    if (r == 0 || errno != EINTR) {
-      return 0;
-    }
-  }
-}
-
 typedef void (*child_fn)(void *arg);
 
 /* Fork a child that runs fn(arg) with the hook armed at the point named
- * name (NULL: no hook; fn itself reports through g_report by calling
+ * name (NULL: no hook; fn itself reports through sweep_report by calling
  * report()); return once it reported (its pid). */
 static pid_t run_to_point(const char *name, child_fn fn, void *arg) {
   int point = name != NULL ? mproc__fault_lookup(name) : -1;
@@ -82,17 +51,17 @@ static pid_t run_to_point(const char *name, child_fn fn, void *arg) {
   pid_t pid = test_fork();
   if (pid == 0) {
     close(fds[0]);
-    g_target = point;
-    g_report = fds[1];
+    sweep_target = point;
+    sweep_report = fds[1];
     if (name != NULL) {
-      mproc__fault_hook = stop_at_point;
+      mproc__fault_hook = sweep_stop_at_point;
     }
     fn(arg);
     _exit(3); /* never reached the point */
   }
   close(fds[1]);
   int got = 0;
-  if (!read_int(fds[0], &got, 30 * test_timeout_mult())) {
+  if (!test_read_int(fds[0], &got, 30 * test_timeout_mult())) {
     fprintf(stderr, "# %s: the child never reached the point\n",
             name != NULL ? name : "(report)");
     (void)kill(pid, SIGKILL);
@@ -107,7 +76,7 @@ static pid_t run_to_point(const char *name, child_fn fn, void *arg) {
 /* For a child run without a hook: "I am there", then wait to be killed. */
 static void report_and_pause(void) {
   int v = -1;
-  (void)!write(g_report, &v, sizeof v);
+  (void)!write(sweep_report, &v, sizeof v);
   for (;;) {
     pause();
   }
@@ -425,9 +394,9 @@ TEST_IMPL(fault_sweep_sync_cond) {
       pid = test_fork();
       if (pid == 0) {
         close(fds[0]);
-        g_target = point;
-        g_report = fds[1];
-        mproc__fault_hook = stop_at_point;
+        sweep_target = point;
+        sweep_report = fds[1];
+        mproc__fault_hook = sweep_stop_at_point;
         mproc_lock *l = mproc_cond_lock(w->c);
         if (mproc_lock_acquire(l, 10) != 0) {
           _exit(2);
@@ -446,7 +415,7 @@ TEST_IMPL(fault_sweep_sync_cond) {
       ASSERT_OK(mproc_cond_notify(w->c, 1));
       ASSERT_OK(mproc_lock_release(mproc_cond_lock(w->c)));
       int got = 0;
-      ASSERT(read_int(fds[0], &got, 10 * test_timeout_mult()));
+      ASSERT(test_read_int(fds[0], &got, 10 * test_timeout_mult()));
       ASSERT_EQ(got, point);
       close(fds[0]);
     } else {
