@@ -373,30 +373,39 @@ void mproc__arena_set_stuck_hook(void (*fn)(pid_t holder)) {
  * wait longer than MPROC__ARENA_STUCK_NS calls it with the holder's
  * thread id every 20 ms until the lock comes free: a holder that is
  * stopped would otherwise block this process for as long as it stays
- * stopped. */
-static int arena_lock_wait(arena_hdr *h) {
+ * stopped.  d: give up with -ETIMEDOUT when it passes (NULL: never). */
+static int arena_lock_wait(arena_hdr *h, const mproc__deadline *d) {
   void (*hook)(pid_t) = atomic_load(&g_stuck_hook);
-  if (hook == NULL) {
+  if (hook == NULL && (d == NULL || d->forever)) {
     return mproc__rmutex_lock(&h->lock, NULL);
   }
   uint64_t t0 = mproc__now_ns();
   for (;;) {
-    mproc__deadline d;
-    mproc__deadline_init(&d, 0.02);
-    int r = mproc__rmutex_lock(&h->lock, &d);
+    mproc__deadline slice;
+    mproc__deadline_init(&slice, 0.02);
+    if (d != NULL && !d->forever && d->at_ns < slice.at_ns) {
+      slice = *d;
+    }
+    int r = mproc__rmutex_lock(&h->lock, &slice);
     if (r != -ETIMEDOUT) {
       return r;
     }
-    if (mproc__now_ns() - t0 >= MPROC__ARENA_STUCK_NS) {
+    if (d != NULL && !d->forever && mproc__deadline_left_ns(d) == 0) {
+      return -ETIMEDOUT;
+    }
+    if (hook != NULL && mproc__now_ns() - t0 >= MPROC__ARENA_STUCK_NS) {
       hook(mproc__rmutex_holder(&h->lock));
     }
   }
 }
 
-static int arena_lock(arena_hdr *h, char *base) {
-  int r = arena_lock_wait(h);
+static int arena_lock(arena_hdr *h, char *base, const mproc__deadline *d) {
+  int r = arena_lock_wait(h, d);
   if (MPROC__LIKELY(r == 0)) {
     return 0;
+  }
+  if (r == -ETIMEDOUT) {
+    return MPROC_ETIMEDOUT;
   }
   if (r == -EOWNERDEAD) {
     r = recover(h, base);
@@ -691,7 +700,7 @@ int mproc_shm_alloc(void **out, size_t size) {
     bsize = BLK_MIN;
   }
   char *base = (char *)h;
-  r = arena_lock(h, base);
+  r = arena_lock(h, base, NULL);
   if (r != 0) {
     return r;
   }
@@ -745,7 +754,9 @@ static uint64_t live_block_locked(const arena_hdr *h, char *base,
   return b;
 }
 
-int mproc_shm_free(void *ptr) {
+int mproc_shm_free(void *ptr) { return mproc__shm_free_until(ptr, NULL); }
+
+int mproc__shm_free_until(void *ptr, const mproc__deadline *d) {
   if (ptr == NULL) {
     return 0;
   }
@@ -755,7 +766,7 @@ int mproc_shm_free(void *ptr) {
     return MPROC_EINVAL;
   }
   arena_hdr *h = (arena_hdr *)(void *)base;
-  int r = arena_lock(h, base);
+  int r = arena_lock(h, base, d);
   if (r != 0) {
     return r;
   }
@@ -826,7 +837,7 @@ size_t mproc_shm_usable_size(const void *ptr) {
     return 0;
   }
   arena_hdr *h = (arena_hdr *)(void *)base;
-  if (arena_lock(h, base) != 0) {
+  if (arena_lock(h, base, NULL) != 0) {
     return 0;
   }
   uint64_t b = live_block_locked(h, base, ptr);
@@ -850,7 +861,7 @@ int mproc_arena_get_stats(mproc_arena_stats *out) {
   if (r != 0) {
     return r;
   }
-  r = arena_lock(h, (char *)h);
+  r = arena_lock(h, (char *)h, NULL);
   if (r != 0) {
     return r;
   }
@@ -901,7 +912,7 @@ int mproc__arena_check(void) {
     return 0;
   }
   arena_hdr *h = (arena_hdr *)(void *)base;
-  int r = arena_lock(h, base);
+  int r = arena_lock(h, base, NULL);
   if (r != 0) {
     return r;
   }

@@ -96,6 +96,15 @@ int mproc__arena_check(void);
 #define MPROC__ARENA_STUCK_NS 1000000000ull
 void mproc__arena_set_stuck_hook(void (*fn)(pid_t holder));
 
+/*
+ * mproc_shm_free, giving up on the allocator's lock when d passes (NULL:
+ * wait as mproc_shm_free does): MPROC_ETIMEDOUT, and the block is still
+ * the caller's.  For a thread that frees on behalf of a caller with a
+ * timeout (a pool's waiter collecting results) and can hand the block to
+ * someone without one.
+ */
+int mproc__shm_free_until(void *ptr, const mproc__deadline *d);
+
 /* Fault injection for tests: src/fault.h (the ARENA_* points). */
 
 /* ---- sync (src/sync/) ---- */

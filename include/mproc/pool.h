@@ -53,8 +53,10 @@
  * repaired as for any death: its task fails with MPROC_EWORKERDIED, the
  * message says why.  So no wait of the parent depends on a worker's
  * progress: task_timeout is enforced, and get/join/terminate/free return.
- * A get's own timeout holds also while the pool's lock is held; collecting
- * a result may take up to that bound more when the arena's lock is held.
+ * A get's own timeout holds while either lock is held: a thread in get
+ * that collects results does not wait over 10 ms (or its timeout) for the
+ * arena's lock to free their blocks, but leaves those frees to the
+ * result thread, so a result in hand is returned at once.
  *
  * At exit (return from main, exit()) with a live pool, the pool is
  * cancelled before the process module joins its children: nothing is

@@ -214,7 +214,7 @@ static int map_start(mproc_pool *p, mproc_map_fn fn, void *ctx,
       r->ain = NULL;
     }
     r->progress = 0; /* nobody draws: free the unit states too */
-    mproc__pool_imap_release_arrays(r);
+    mproc__pool_imap_release_arrays(r, NULL);
     free(r);
     return rc;
   }
@@ -526,7 +526,7 @@ int mproc_imap_free(mproc_imap *it) {
     pthread_mutex_unlock(&p->mu);
   }
   if (mine) {
-    mproc__pool_imap_release_arrays(r);
+    mproc__pool_imap_release_arrays(r, NULL);
   }
   mproc__pool_async_unref(r);
   free(it->seen);

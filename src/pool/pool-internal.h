@@ -79,6 +79,11 @@
 #define POOL_TERM_GRACE_NS 200000000ull
 #define POOL_SPIN_NS 50000ull          /* an idle worker's watch: 50 us */
 #define POOL_WAIT_SPIN_NS 20000ull     /* a result waiter's watch: 20 us */
+/* How long a waiting thread that collects results waits for the arena's
+ * lock to free their blocks, before it leaves them to the result thread:
+ * the lock is held for microseconds unless its holder is descheduled or
+ * stopped, and a result in hand is not held back for a free. */
+#define POOL_WAITER_FREE_S 0.01
 #define POOL_TIMEOUT_GRACE 1.0          /* default opts.timeout_grace */
 #define POOL_RESPAWN_FIRST_NS 100000000ull /* respawn backoff: 0.1 s, */
 #define POOL_RESPAWN_MAX_NS 3200000000ull  /* doubling up to 3.2 s, */
@@ -272,6 +277,9 @@ struct mproc_pool {
   _Atomic int cancel_pending; /* mproc_pool_cancel_pending was called */
   shtask *handoff;          /* done tasks with callbacks that a waiting
                                thread collected, for the result thread */
+  void *deferred;           /* arena blocks a waiting thread could not free
+                               by its deadline, for the result thread; each
+                               block's first word links the list */
   int rt_done;
   size_t outstanding;       /* submitted, not completed */
   mproc_pool_stats stats;
@@ -374,7 +382,22 @@ void mproc__pool_async_unref(mproc_async *r);
  * reference. */
 void mproc__pool_async_finish(mproc_pool *p, mproc_async *r);
 /* Free an imap's (or a map's) arena arrays. */
-void mproc__pool_imap_release_arrays(mproc_async *r);
+void mproc__pool_imap_release_arrays(mproc_async *r,
+                                     const mproc__deadline *d);
+/*
+ * Free an arena block for a thread whose caller's deadline is d (NULL or
+ * forever: wait for the allocator's lock as mproc_shm_free does).  A free
+ * that cannot get the lock by d (a worker stopped while holding it) is
+ * not waited for: the block goes to p->deferred, and the result thread,
+ * which has no caller's deadline, frees it (mproc__pool_free_deferred).
+ * A death of this process in between leaks the block with the arena.
+ */
+void mproc__pool_shm_free(mproc_pool *p, void *ptr, const mproc__deadline *d);
+
+/* Free the deferred blocks, waiting for the lock as long as it takes
+ * (the result thread, and pool release). */
+void mproc__pool_free_deferred(mproc_pool *p);
+
 /* Take the done list and complete its tasks (on the result thread:
  * on_rt; elsewhere those with callbacks are handed over).  d: how long
  * to wait for the lock (NULL: no bound).  Returns how many. */

@@ -162,6 +162,9 @@ static void pools_remove(mproc_pool *p) {
 
 static void pool_release(mproc_pool *p) {
   pools_remove(p);
+  /* Blocks a waiting thread left for the result thread after its last
+   * collection (the lock's holder is gone: the workers are reaped). */
+  mproc__pool_free_deferred(p);
   if (p->sh != NULL) {
     pthread_mutex_destroy(&p->sh->mu);
     mproc_shm_free(p->sh);

@@ -113,26 +113,64 @@ void mproc__pool_async_finish(mproc_pool *p, mproc_async *r) {
   mproc__pool_async_unref(r);
 }
 
+void mproc__pool_shm_free(mproc_pool *p, void *ptr,
+                          const mproc__deadline *d) {
+  if (ptr == NULL) {
+    return;
+  }
+  if (d == NULL || d->forever) {
+    mproc_shm_free(ptr);
+    return;
+  }
+  if (mproc__shm_free_until(ptr, d) != MPROC_ETIMEDOUT) {
+    return;
+  }
+  pthread_mutex_lock(&p->mu);
+  int first = p->deferred == NULL;
+  memcpy(ptr, &p->deferred, sizeof p->deferred);
+  p->deferred = ptr;
+  pthread_mutex_unlock(&p->mu);
+  if (first) {
+    seq_bump_wake(&p->sh->res_seq, 1);
+  }
+}
+
+void mproc__pool_free_deferred(mproc_pool *p) {
+  pthread_mutex_lock(&p->mu);
+  void *b = p->deferred;
+  p->deferred = NULL;
+  pthread_mutex_unlock(&p->mu);
+  while (b != NULL) {
+    void *next;
+    memcpy(&next, b, sizeof next);
+    mproc_shm_free(b);
+    b = next;
+  }
+}
+
 /* Free an imap's arrays (the last of the iterator and the result
- * thread to be done with them). */
-void mproc__pool_imap_release_arrays(mproc_async *r) {
+ * thread to be done with them); d as for mproc__pool_shm_free (a waiting
+ * thread's deadline; NULL where r->pool may be gone). */
+void mproc__pool_imap_release_arrays(mproc_async *r,
+                                     const mproc__deadline *d) {
+  mproc_pool *p = r->pool;
   if (!r->out_in_place) {
-    mproc_shm_free(r->aout);
+    mproc__pool_shm_free(p, r->aout, d);
   }
   /* mproc_pool_map draws its bar from the unit states while the map
    * runs (r->progress): it frees them itself once the map is over, so the
    * pointer it reads stays valid however early the map completes. */
   if (!r->progress || r->is_imap) {
-    mproc_shm_free(r->ustate);
+    mproc__pool_shm_free(p, r->ustate, d);
     r->ustate = NULL;
   }
-  mproc_shm_free(r->icodes);
-  mproc_shm_free(r->dead_from);
-  mproc_shm_free(r->uerr);
-  mproc_shm_free(r->order);
-  mproc_shm_free(r->ish);
+  mproc__pool_shm_free(p, r->icodes, d);
+  mproc__pool_shm_free(p, r->dead_from, d);
+  mproc__pool_shm_free(p, r->uerr, d);
+  mproc__pool_shm_free(p, r->order, d);
+  mproc__pool_shm_free(p, r->ish, d);
   if (r->in_owned) {
-    mproc_shm_free(r->ain);
+    mproc__pool_shm_free(p, r->ain, d);
   }
   r->aout = NULL;
   r->icodes = NULL;
@@ -143,8 +181,11 @@ void mproc__pool_imap_release_arrays(mproc_async *r) {
   r->ain = NULL;
 }
 
-/* Complete one done task: copy its outcome into its owner, free it. */
-static void task_complete(mproc_pool *p, shtask *st) {
+/* Complete one done task: copy its outcome into its owner, free it.
+ * d: the deadline of the waiting thread completing it (NULL: the result
+ * thread); a free that would outlast it is left to the result thread. */
+static void task_complete(mproc_pool *p, shtask *st,
+                          const mproc__deadline *d) {
   mproc_async *r = st->owner;
   if (st->kind == TK_APPLY) {
     pthread_mutex_lock(&p->mu);
@@ -165,9 +206,9 @@ static void task_complete(mproc_pool *p, shtask *st) {
         r->len = st->res_len;
       }
     }
-    mproc_shm_free(st->res);
-    mproc_shm_free(st->arg);
-    mproc_shm_free(st);
+    mproc__pool_shm_free(p, st->res, d);
+    mproc__pool_shm_free(p, st->arg, d);
+    mproc__pool_shm_free(p, st, d);
     mproc__pool_async_finish(p, r);
     return;
   }
@@ -200,7 +241,7 @@ static void task_complete(mproc_pool *p, shtask *st) {
     atomic_store(&st->ish->finished, 1);
   }
   mproc__pool_job_notify(st);
-  mproc_shm_free(st);
+  mproc__pool_shm_free(p, st, d);
   if (r->is_imap) {
     /* The iterator reads the arena arrays; whoever is last frees them. */
     pthread_mutex_lock(&p->mu);
@@ -208,7 +249,7 @@ static void task_complete(mproc_pool *p, shtask *st) {
     r->all_done = 1;
     pthread_mutex_unlock(&p->mu);
     if (abandoned) {
-      mproc__pool_imap_release_arrays(r);
+      mproc__pool_imap_release_arrays(r, d);
     }
     mproc__pool_async_finish(p, r);
     return;
@@ -216,7 +257,7 @@ static void task_complete(mproc_pool *p, shtask *st) {
   if (r->n * r->out_size > 0 && !r->out_in_place) {
     memcpy(r->out, r->aout, r->n * r->out_size);
   }
-  mproc__pool_imap_release_arrays(r);
+  mproc__pool_imap_release_arrays(r, d);
   mproc__pool_async_finish(p, r);
 }
 
@@ -232,7 +273,7 @@ static void task_fail(mproc_pool *p, shtask *st, int err, int sig,
     st->res = NULL;
     st->res_len = 0;
   }
-  task_complete(p, st);
+  task_complete(p, st, NULL);
 }
 
 /* ==================== the result thread ==================== */
@@ -249,6 +290,7 @@ int mproc__pool_collect_until(mproc_pool *p, int on_rt,
   shpool *sh = p->sh;
   shtask *st = NULL;
   if (on_rt) {
+    mproc__pool_free_deferred(p);
     pthread_mutex_lock(&p->mu);
     st = p->handoff;
     p->handoff = NULL;
@@ -257,7 +299,7 @@ int mproc__pool_collect_until(mproc_pool *p, int on_rt,
   int n = 0;
   while (st != NULL) {
     shtask *next = st->next;
-    task_complete(p, st);
+    task_complete(p, st, NULL);
     st = next;
     n++;
   }
@@ -267,6 +309,16 @@ int mproc__pool_collect_until(mproc_pool *p, int on_rt,
   st = sh->dhead;
   sh->dhead = sh->dtail = NULL;
   sh_unlock(sh);
+  /* A waiting thread frees the blocks of what it completes only while
+   * the arena's lock comes within POOL_WAITER_FREE_S (and its caller's
+   * deadline); the rest go to the result thread. */
+  mproc__deadline fd;
+  if (!on_rt) {
+    mproc__deadline_init(&fd, POOL_WAITER_FREE_S);
+    if (d != NULL && !d->forever && d->at_ns < fd.at_ns) {
+      fd = *d;
+    }
+  }
   int handed = 0;
   while (st != NULL) {
     shtask *next = st->next;
@@ -278,7 +330,7 @@ int mproc__pool_collect_until(mproc_pool *p, int on_rt,
       pthread_mutex_unlock(&p->mu);
       handed = 1;
     } else {
-      task_complete(p, st);
+      task_complete(p, st, on_rt ? NULL : &fd);
     }
     st = next;
     n++;

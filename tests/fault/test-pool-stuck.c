@@ -9,7 +9,11 @@
  *     queued work runs, and free returns;
  *   - a task that allocates from the arena in a loop, stopped from
  *     outside (often inside the allocator's lock): other work completes
- *     and free returns.
+ *     and free returns;
+ *   - stopped inside the allocator's lock (aimed) while results wait to
+ *     be collected: a get returns them in time, with its timeout or
+ *     without one, while the worker still holds the lock (the blocks
+ *     they leave go to the result thread), and nothing leaks.
  * A watchdog thread continues the stopped worker after 15 s, so that a
  * pool that waits for it fails the timing checks instead of hanging.
  */
@@ -24,6 +28,7 @@
 typedef struct stuck_board {
   pid_t parent;
   _Atomic int armed;
+  _Atomic pid_t in_arena; /* the worker that stopped in the arena's lock */
   _Atomic pid_t stopped;  /* the worker that stopped itself */
   _Atomic pid_t looper;   /* the worker allocating in a loop */
 } stuck_board;
@@ -40,6 +45,47 @@ static void stop_hook(int point, void *ctx) {
     atomic_store(&SK->stopped, getpid());
     raise(SIGSTOP); /* holding the pool lock */
   }
+}
+
+/* In a worker that armed itself (free_in_lock_task), stop inside the
+ * allocator's lock: after a free marked its block, before it merged. */
+static int g_arena_armed;
+
+static void arena_stop_hook(int point, void *ctx) {
+  (void)ctx;
+  if (g_arena_armed && point == mproc__fault_lookup("arena.free_marked")) {
+    g_arena_armed = 0;
+    atomic_store(&SK->in_arena, getpid());
+    raise(SIGSTOP); /* holding the arena's lock */
+  }
+}
+
+static int free_in_lock_task(mproc_task *t, const void *arg, size_t len,
+                             void *ctx) {
+  (void)t, (void)arg, (void)len, (void)ctx;
+  void *b;
+  if (mproc_shm_alloc(&b, 64) != 0) {
+    return 1;
+  }
+  g_arena_armed = 1;
+  mproc_shm_free(b);
+  return 0;
+}
+
+/* A callback that keeps the result thread until the test lets it go, so
+ * that only a waiting caller collects results meanwhile. */
+typedef struct gate {
+  int entered[2];
+  int release[2];
+} gate;
+
+static void gate_cb(mproc_async *r, void *ctx) {
+  (void)r;
+  gate *g = ctx;
+  int one = 1;
+  char c;
+  ASSERT_EQ(write(g->entered[1], &one, sizeof one), (ssize_t)sizeof one);
+  ASSERT_EQ(read(g->release[0], &c, 1), 1);
 }
 
 static int sleep_task(mproc_task *t, const void *arg, size_t len,
@@ -217,6 +263,77 @@ TEST_IMPL(pool_worker_stopped_allocating) {
   atomic_store(&wd.done, 1);
   ASSERT_EQ(pthread_join(wd.th, NULL), 0);
   ASSERT_OK(mproc__arena_check());
+  mproc_shm_free(SK);
+  SK = NULL;
+  return 0;
+}
+
+TEST_IMPL(pool_get_while_worker_stopped_in_arena_lock) {
+  ASSERT_OK(mproc_shm_calloc((void **)&SK, 1, sizeof *SK));
+  SK->parent = getpid();
+  mproc_arena_stats st0, st1;
+  ASSERT_OK(mproc_arena_get_stats(&st0));
+  mproc__fault_hook = arena_stop_hook;
+  watchdog wd;
+  memset(&wd, 0, sizeof wd);
+  ASSERT_EQ(pthread_create(&wd.th, NULL, watchdog_main, &wd), 0);
+  gate g;
+  ASSERT_EQ(pipe(g.entered), 0);
+  ASSERT_EQ(pipe(g.release), 0);
+  mproc_pool_opts o;
+  memset(&o, 0, sizeof o);
+  o.processes = 1;
+  mproc_pool *p;
+  ASSERT_OK(mproc_pool_new(&p, &o));
+  /* The result thread is held in a callback; then the one worker
+   * finishes two tasks (their results wait in the done list) and stops
+   * inside the arena's lock in a third. */
+  int x = 3, y = 4, z = 5;
+  mproc_async *held, *a, *b, *stop;
+  mproc_apply_opts ao = {gate_cb, NULL, &g};
+  ASSERT_OK(mproc_pool_apply_async(p, sqr_task, NULL, &x, sizeof x, &ao,
+                                   &held));
+  int v;
+  ASSERT_EQ(test_read_int(g.entered[0], &v, 10 * test_timeout_mult()), 1);
+  ASSERT_OK(mproc_pool_apply_async(p, sqr_task, NULL, &y, sizeof y, NULL, &a));
+  ASSERT_OK(mproc_pool_apply_async(p, sqr_task, NULL, &z, sizeof z, NULL, &b));
+  ASSERT_OK(mproc_pool_apply_async(p, free_in_lock_task, NULL, NULL, 0, NULL,
+                                   &stop));
+  pid_t stopped = wait_stopped(&SK->in_arena);
+  atomic_store(&wd.pid, stopped);
+  /* With a timeout, and without one: the results come back while the
+   * worker still holds the lock (only its death or SIGCONT frees it). */
+  double t0 = test_now();
+  ASSERT_OK(mproc_async_get(a, 0.3));
+  ASSERT_DBL_LE(test_now() - t0, 0.3 + test_slack());
+  ASSERT_EQ(*(const int *)mproc_async_data(a, NULL), 16);
+  ASSERT_OK(mproc_async_get(b, MPROC_FOREVER));
+  ASSERT_EQ(*(const int *)mproc_async_data(b, NULL), 25);
+  ASSERT(test_pid_running(stopped));
+  ASSERT_EQ(test_proc_stat(stopped, NULL, NULL), 'T');
+  /* Let the result thread go: it frees what the caller left, the stopped
+   * worker is killed as stuck, and its task reports the death. */
+  char c = 1;
+  ASSERT_EQ(write(g.release[1], &c, 1), 1);
+  ASSERT_ERR(mproc_async_get(stop, 10 * test_timeout_mult()),
+             MPROC_EWORKERDIED);
+  ASSERT_OK(mproc_async_get(held, 10 * test_timeout_mult()));
+  wait_gone(stopped);
+  mproc_async_free(held);
+  mproc_async_free(a);
+  mproc_async_free(b);
+  mproc_async_free(stop);
+  ASSERT_OK(mproc_pool_free(p));
+  atomic_store(&wd.done, 1);
+  ASSERT_EQ(pthread_join(wd.th, NULL), 0);
+  mproc__fault_hook = NULL;
+  ASSERT_OK(mproc__arena_check());
+  ASSERT_OK(mproc_arena_get_stats(&st1));
+  ASSERT_EQ(st1.in_use, st0.in_use);
+  for (int i = 0; i < 2; i++) {
+    close(g.entered[i]);
+    close(g.release[i]);
+  }
   mproc_shm_free(SK);
   SK = NULL;
   return 0;
