@@ -13,6 +13,8 @@
  *                       warn)
  *   mproc/arena.h       the shared arena, memory every process sees at the
  *                       same address: mproc_shm_alloc/calloc/free
+ *   mproc/context.h     start methods (fork, spawn, forkserver) and
+ *                       contexts: set_start_method, get_context
  *   mproc/process.h     Process: start, join, terminate, exitcode, names,
  *                       daemons; active_children, cpu_count
  *   mproc/sync.h        Lock, RLock, Semaphore, BoundedSemaphore, Event,
@@ -33,6 +35,7 @@
 #include "mproc/version.h"
 #include "mproc/log.h"
 #include "mproc/arena.h"
+#include "mproc/context.h"
 #include "mproc/process.h"
 #include "mproc/sync.h"
 #include "mproc/shared.h"

@@ -37,7 +37,7 @@ void mproc__log_init(void);
 #define MPROC__INFO(...) MPROC__LOG(MPROC_LOG_INFO, __VA_ARGS__)
 #define MPROC__WARN(...) MPROC__LOG(MPROC_LOG_WARN, __VA_ARGS__)
 
-/* ---- process.c ---- */
+/* ---- process/process.c ---- */
 
 /* This process's name ("MainProcess" in the main process). */
 const char *mproc__current_name(void);
@@ -57,6 +57,33 @@ int mproc__process_free_slots(void);
  * returns how many there are.
  */
 int mproc__internal_fds(int *out, int max);
+
+/* ---- process/context.c ---- */
+
+/* Start methods, as numbers (0 is "the default"). */
+#define MPROC__START_FORK 1
+#define MPROC__START_SPAWN 2
+#define MPROC__START_FORKSERVER 3
+
+/* Longest path mproc execs or loads, NUL included. */
+#define MPROC__PATH_MAX 4096
+
+/* "fork"/"spawn"/"forkserver" -> MPROC__START_*; MPROC_EINVAL. */
+int mproc__start_method_parse(const char *name);
+/* MPROC__START_* -> its name; NULL for anything else. */
+const char *mproc__start_method_name(int method);
+/* The method c starts with (NULL or the default context: the default,
+ * fixed by this call if unset); MPROC_EINVAL when MPROC_START_METHOD
+ * holds an unknown name. */
+int mproc__start_method(const mproc_context *c);
+/* A spawned child takes its parent's default. */
+void mproc__start_method_inherit(int method);
+/* The program spawn execs (mproc_set_executable, else /proc/self/exe),
+ * copied to buf.  0 or MPROC_ENAMETOOLONG. */
+int mproc__executable(char *buf, size_t cap);
+/* The forkserver preload list as NUL-terminated paths back to back in
+ * buf; *len bytes.  0 or MPROC_ENAMETOOLONG when cap is short. */
+int mproc__forkserver_preload(char *buf, size_t cap, size_t *len);
 
 /* ---- arena.c ---- */
 

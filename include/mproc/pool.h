@@ -71,6 +71,7 @@
 #define MPROC_POOL_H
 
 #include "mproc/common.h"
+#include "mproc/context.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -155,6 +156,10 @@ typedef struct mproc_pool_opts {
                                 < 0 or NaN: MPROC_EINVAL */
   int on_death;              /* MPROC_POOL_REPLACE (0) or
                                 MPROC_POOL_BREAK, below */
+  const mproc_context *context; /* how workers (replacements too) are
+                                   started (mproc/context.h); NULL: the
+                                   default context, resolved at
+                                   mproc_pool_new */
 } mproc_pool_opts;
 
 /*

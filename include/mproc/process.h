@@ -67,6 +67,7 @@
 #define MPROC_PROCESS_H
 
 #include "mproc/common.h"
+#include "mproc/context.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -96,6 +97,8 @@ typedef int (*mproc_target_fn)(const void *arg, size_t len, void *ctx);
 typedef struct mproc_process_opts {
   const char *name;  /* NULL: "Process-N" as Python names it; copied */
   int daemon;        /* nonzero: a daemon child (see above) */
+  const mproc_context *context; /* the start method (mproc/context.h);
+                                   NULL: the default context */
 } mproc_process_opts;
 
 /*

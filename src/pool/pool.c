@@ -211,6 +211,18 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
   if (o.errbuf != NULL && o.errcap > 0) {
     o.errbuf[0] = '\0';
   }
+  /* The default context is resolved now: replacements start the way the
+   * first workers did, whatever the default becomes later. */
+  int method = mproc__start_method(o.context);
+  if (method < 0) {
+    return method;
+  }
+  if (method != MPROC__START_FORK) {
+    return MPROC_ENOSYS;
+  }
+  mproc_context *mctx = NULL;
+  (void)mproc_get_context(&mctx, mproc__start_method_name(method));
+  o.context = mctx;
   int n = o.processes > 0 ? o.processes : mproc_cpu_count();
   int rc = mproc__arena_ensure();
   if (rc != 0) {

@@ -39,7 +39,7 @@ int mproc__pool_worker_start(mproc_pool *p, int i) {
   atomic_store(&s->state, SLOT_STARTING);
   char name[48];
   snprintf(name, sizeof name, "PoolWorker-%d", i + 1);
-  mproc_process_opts po = {name, 1};
+  mproc_process_opts po = {name, 1, p->opts.context};
   mproc_process *proc;
   int rc = mproc_process_new(&proc, mproc__pool_worker_main, NULL, arg,
                              sizeof arg, &po);

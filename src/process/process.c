@@ -68,7 +68,7 @@
  * flushing its own stdio, so buffers and atexit handlers it inherited from
  * the parent are not run twice (stdio was flushed before fork).
  */
-#include "internal.h"
+#include "../internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -109,6 +109,8 @@ struct mproc_process {
   pid_t pid;               /* 0 before start; kept after the end */
   pid_t owner;             /* pid of the creating process */
   uint64_t id;             /* epoll key, unique in this process */
+  const mproc_context *context; /* start method; NULL: the default */
+  int method;              /* MPROC__START_*, resolved at start */
   mproc_target_fn target;  /* the child's entry point */
   void *ctx;               /* target's ctx, passed as is */
   void *arg;               /* the copied argument bytes (malloc) */
@@ -929,6 +931,7 @@ int mproc_process_new(mproc_process **out, mproc_target_fn target,
   p->ctx = ctx;
   p->len = len;
   p->daemon = (opts != NULL && opts->daemon) ? 1 : 0;
+  p->context = opts != NULL ? opts->context : NULL;
 
   pthread_mutex_lock(&reg.mu);
   unsigned n = ++reg.counter;
@@ -954,6 +957,13 @@ int mproc_process_start(mproc_process *p) {
     return r;
   }
   pthread_once(&atfork_once, install_atfork);
+  int method = mproc__start_method(p->context);
+  if (method < 0) {
+    return method;
+  }
+  if (method != MPROC__START_FORK) {
+    return MPROC_ENOSYS;
+  }
 
   pthread_mutex_lock(&reg.mu);
   if (p->closed) {
@@ -970,6 +980,7 @@ int mproc_process_start(mproc_process *p) {
     return r;
   }
   p->state = ST_STARTING;
+  p->method = method;
   if (reg.pidfd_ok < 0) {
     int fd = mproc__pidfd_open(self_pid());
     reg.pidfd_ok = fd >= 0;
