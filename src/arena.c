@@ -579,6 +579,59 @@ int mproc_arena_init(const mproc_arena_opts *opts) {
   return r;
 }
 
+int mproc__arena_where(uint64_t *base, uint64_t *size) {
+  char *b = __atomic_load_n(&g_base, __ATOMIC_ACQUIRE);
+  if (b == NULL) {
+    return MPROC_ENOENT;
+  }
+  *base = (uint64_t)(uintptr_t)b;
+  *size = g_size;
+  return 0;
+}
+
+int mproc__arena_contains(const void *ptr) {
+  char *b = __atomic_load_n(&g_base, __ATOMIC_ACQUIRE);
+  return b != NULL && (const char *)ptr >= b && (const char *)ptr < b + g_size;
+}
+
+/*
+ * A spawned process maps its parent's arena: the same memfd (inherited),
+ * at the same address, with MAP_FIXED_NOREPLACE so that nothing of this
+ * process is ever replaced.  The header must say it is an arena of this
+ * version at exactly that address and size; anything else is refused
+ * (another program's memfd, a build with another layout).
+ */
+int mproc__arena_attach(int fd, uint64_t base, uint64_t size) {
+  pthread_mutex_lock(&g_init_lock);
+  int r = 0;
+  if (g_base != NULL) {
+    r = MPROC_EALREADY;
+  } else if (base == 0 || size < sizeof(arena_hdr) ||
+             size > ARENA_MAX_SIZE) {
+    r = MPROC_EINVAL;
+  } else {
+    void *p = NULL;
+    r = mproc__map_shared(fd, (size_t)size, (void *)(uintptr_t)base, 1, &p);
+    if (r != 0) {
+      r = MPROC_EARENAMAP;
+    } else {
+      const arena_hdr *h = p;
+      if (h->magic != ARENA_MAGIC || h->version != ARENA_VERSION ||
+          h->hdr_size != sizeof *h || h->base != base || h->size != size) {
+        mproc__unmap(p, (size_t)size);
+        r = MPROC_EARENAMAP;
+      } else {
+        (void)mproc__fd_set_cloexec(fd, 1);
+        g_size = (size_t)size;
+        __atomic_store_n(&g_fd, fd, __ATOMIC_RELAXED);
+        __atomic_store_n(&g_base, (char *)p, __ATOMIC_RELEASE);
+      }
+    }
+  }
+  pthread_mutex_unlock(&g_init_lock);
+  return r;
+}
+
 int mproc__arena_fd(void) { return __atomic_load_n(&g_fd, __ATOMIC_RELAXED); }
 
 /* The arena, created if needed.  Returns 0 and *hp, or an error. */

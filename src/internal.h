@@ -94,6 +94,17 @@ int mproc__arena_ensure(void);
 /* The arena's memfd, or -1 if there is no arena. */
 int mproc__arena_fd(void);
 
+/* Where the arena is mapped: 0, or MPROC_ENOENT before it exists. */
+int mproc__arena_where(uint64_t *base, uint64_t *size);
+
+/* 1 if ptr lies in the arena. */
+int mproc__arena_contains(const void *ptr);
+
+/* Map the parent's arena (memfd fd) at base in a spawned process.
+ * 0; MPROC_EARENAMAP when that address is taken or the memfd is not an
+ * arena of this layout there; MPROC_EALREADY if this process has one. */
+int mproc__arena_attach(int fd, uint64_t base, uint64_t size);
+
 /*
  * Program-wide slots in the arena header, zero when the arena is made, for
  * objects a module needs every process to find (the sync module's table

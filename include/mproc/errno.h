@@ -94,7 +94,13 @@ extern "C" {
   XX(EUNLOCKED, MPROC__ERRBASE - 18,                                          \
      "semaphore or lock released too many times")                            \
   XX(ETASKDONE, MPROC__ERRBASE - 19, "task_done() called too many times")  \
-  XX(ESTALLED, MPROC__ERRBASE - 20, "peer stalled the handshake")
+  XX(ESTALLED, MPROC__ERRBASE - 20, "peer stalled the handshake")         \
+  XX(EBUILD, MPROC__ERRBASE - 21, "the other process runs a different build") \
+  XX(ENOFUNC, MPROC__ERRBASE - 22, "function not found in the other process") \
+  XX(EARENAMAP, MPROC__ERRBASE - 23,                                          \
+     "cannot map the shared arena at its address")                          \
+  XX(ELOST, MPROC__ERRBASE - 24, "exit status lost with the forkserver")      \
+  XX(ESPAWN, MPROC__ERRBASE - 25, "spawned process failed to start")
 
 /* MPROC_EPERM, MPROC_ETIMEDOUT, MPROC_EOF, ... */
 typedef enum mproc_errno {

@@ -361,4 +361,32 @@ int mproc__proc_alive(pid_t pid, uint64_t start_ticks);
 #include "sock.h"
 #include "net.h"
 
-#endif /* MPROC_PLATFORM_H */
+#endif /* MPROC_PLATFORM_H *//* ---- spawn.c: program images and fd passing ---- */
+
+/* Start path as a new program (posix_spawn): keep[0..nkeep) stay open at
+ * their numbers in it (their FD_CLOEXEC cleared there only; -1 entries
+ * are skipped), stdin_fd (>= 0) becomes its fd 0, mask (non-NULL) its
+ * signal mask.  0 and *pid, or -errno (the exec's own failure too). */
+int mproc__spawn_image(pid_t *pid, const char *path, char *const argv[],
+                       char *const envp[], const int *keep, int nkeep,
+                       int stdin_fd, const sigset_t *mask);
+
+/* A close-on-exec AF_UNIX SOCK_SEQPACKET pair (sock.h has the stream
+ * one). */
+int mproc__socketpair_seq(int fds[2]);
+/* Ask for the sender's credentials on every message received on fd. */
+int mproc__sock_passcred(int fd);
+
+#define MPROC__MAX_PASS_FDS 8
+/* One message with nfds fds attached (SCM_RIGHTS); never SIGPIPE.
+ * Returns bytes sent or -errno. */
+ssize_t mproc__send_fds(int sock, const void *buf, size_t len,
+                        const int *fds, int nfds);
+/* One message: up to *nfds fds received into fds (close-on-exec; extra
+ * ones are closed), *nfds set to how many; *uid the sender's uid when
+ * SO_PASSCRED is on ((uid_t)-1 when none came).  Bytes read (0 at EOF) or
+ * -errno; -EPROTO when the control data was cut (no fd is kept then). */
+ssize_t mproc__recv_fds(int sock, void *buf, size_t len, int *fds,
+                        int *nfds, uid_t *uid);
+
+
