@@ -58,7 +58,7 @@ objs=""
 pids=""
 n=0
 for src in "$root"/src/*.c "$root"/src/platform/*.c "$root"/src/sync/*.c \
-           "$root"/src/pool/*.c; do
+           "$root"/src/pool/*.c "$root"/src/process/*.c; do
   [ -f "$src" ] || continue
   rel=${src#"$root"/src/}
   obj="$out/obj/$(printf '%s' "$rel" | tr / _).o"
@@ -78,7 +78,7 @@ for p in $pids; do wait "$p" || { echo "fuzz/run.sh: compile failed" >&2; exit 2
 for t in frame handshake; do
   # shellcheck disable=SC2086
   "$cc" $cflags -fsanitize=fuzzer "$here/fuzz-$t.c" $objs \
-    -o "$out/fuzz-$t" -lcrypto -lpthread -lm ||
+    -o "$out/fuzz-$t" -lcrypto -lpthread -lm -ldl ||
     { echo "fuzz/run.sh: link of fuzz-$t failed" >&2; exit 2; }
 done
 
