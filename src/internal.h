@@ -85,6 +85,100 @@ int mproc__executable(char *buf, size_t cap);
  * buf; *len bytes.  0 or MPROC_ENAMETOOLONG when cap is short. */
 int mproc__forkserver_preload(char *buf, size_t cap, size_t *len);
 
+/* ---- process/funcref.c: functions across exec ---- */
+
+typedef struct mproc__funcmap mproc__funcmap;
+int mproc__objtab_build(void **out, size_t *len);
+uint64_t mproc__objtab_generation(void);
+int mproc__objtab_contains(const void *addr);
+int mproc__funcmap_new(mproc__funcmap **out, const void *tab, size_t len);
+int mproc__funcmap_update(mproc__funcmap *m, const void *tab, size_t len);
+int mproc__funcmap_resolve(mproc__funcmap *m, uint64_t peer_addr,
+                           void **local);
+const char *mproc__funcmap_error(const mproc__funcmap *m);
+void mproc__funcmap_free(mproc__funcmap *m);
+
+/* ---- process/spawn.c: the spawn method and the child bootstrap ---- */
+
+/* What a child started by spawn or the forkserver is told. */
+typedef struct mproc__boot_info {
+  uint64_t target;         /* the target's address here */
+  void *ctx;               /* arena memory, static data, or NULL */
+  const void *arg;         /* argument bytes */
+  size_t len;
+  const char *name, *ident, *parent_name;
+  int daemon;
+  int method;              /* this process's default start method */
+  pid_t parent_pid;        /* this process */
+  const int *pass_fds;     /* fds the child keeps (at these numbers) */
+  int npass;
+  int wfd;                 /* a sentinel pipe's write end it keeps, -1 */
+} mproc__boot_info;
+
+/* The bootstrap record for a child (malloc'd).  arena_fd_in_child: the
+ * memfd's number there, -1 when the child inherits the mapping (the
+ * forkserver's children).  MPROC_EINVAL for a ctx that is neither arena
+ * memory nor static data; MPROC_ENOFUNC for a target in no loaded
+ * object; MPROC_ENOMEM. */
+int mproc__boot_record(const mproc__boot_info *bi, int arena_fd_in_child,
+                       void **out, size_t *len);
+/* Send the record on sock and read the child's reply: 0 once it is about
+ * to run the target; its error code (msg: its reason); MPROC_ESPAWN when
+ * it ended without replying. */
+int mproc__boot_handshake(int sock, const void *rec, size_t len, char *msg,
+                          size_t cap);
+/* Exec the program for a spawned child: boot_fd, the arena's memfd and
+ * keep_wfd (-1: none) and pass_fds[0..npass) stay open in it, devnull becomes its stdin, mask
+ * its signal mask.  0 and *pid, or a negative code. */
+int mproc__spawn_exec(const char *exe, int boot_fd, int keep_wfd,
+                      const int *pass_fds, int npass, int devnull,
+                      const sigset_t *mask, pid_t *pid);
+/* The child's side: read the record from sock, set up (mapping the arena
+ * when attach), reply, run the target, exit.  real_ppid: the process
+ * whose death a daemon child dies with: the server for the forkserver, 0
+ * for the record's parent (spawn). */
+__attribute__((noreturn)) void mproc__boot_child(int sock, int attach,
+                                                 pid_t real_ppid);
+/* The parent's loaded objects as resolved here (NULL in a forked child:
+ * the parent's addresses are valid as they are). */
+mproc__funcmap *mproc__parent_funcmap(void);
+void mproc__spawn_atfork_child(void);
+
+/* ---- process/process.c: for the child bootstrap ---- */
+
+/* Take the identity of a started child (before its target runs). */
+void mproc__process_become(const char *name, const char *ident, int daemon,
+                           pid_t parent_pid, const char *parent_name,
+                           pid_t real_ppid);
+
+/* A process object mproc uses itself (the forkserver): no Process-N
+ * number, never listed by mproc_active_children, always spawned. */
+typedef struct mproc__process_opts_internal {
+  const char *name;
+  int daemon;
+  const int *pass_fds;
+  size_t npass_fds;
+} mproc__process_opts_internal;
+int mproc__process_new_internal(mproc_process **out, mproc_target_fn target,
+                                const void *arg, size_t len,
+                                const mproc__process_opts_internal *o);
+
+/* ---- process/forkserver.c ---- */
+
+/* Ask the forkserver (started now if needed, restarted once if it died)
+ * for a child that boots from boot_fd with the signal mask mask.  0 with
+ * its pid, a pidfd and the status socket; or a negative code. */
+int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
+                           const sigset_t *mask, pid_t *pid, int *pidfd,
+                           int *status_fd);
+/* The server's pid, 0 when none runs.  For tests. */
+pid_t mproc__forkserver_pid(void);
+void mproc__forkserver_atfork_child(void);
+/* Run the target as a started child does, then leave with its code. */
+__attribute__((noreturn)) void mproc__process_run(mproc_target_fn fn,
+                                                  const void *arg,
+                                                  size_t len, void *ctx);
+
 /* ---- arena.c ---- */
 
 /* Create the arena if it does not exist yet (called before the first fork

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -206,4 +207,35 @@ int mproc__fd_set_cloexec(int fd, int on) {
   }
   flags = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
   return fcntl(fd, F_SETFD, flags) == 0 ? 0 : -errno;
+}
+
+int mproc__close_inherited_except(const int *keep, int n) {
+  DIR *d = opendir("/proc/self/fd");
+  if (d == NULL) {
+    return -errno;
+  }
+  int dfd = dirfd(d);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char *end;
+    long fd = strtol(e->d_name, &end, 10);
+    if (*end != '\0' || end == e->d_name || fd <= 2 || fd == dfd) {
+      continue;
+    }
+    int kept = 0;
+    for (int i = 0; i < n && !kept; i++) {
+      kept = keep[i] == fd;
+    }
+    int fl = kept ? 0 : fcntl((int)fd, F_GETFD);
+    if (!kept && fl >= 0 && !(fl & FD_CLOEXEC)) {
+      close((int)fd);
+    }
+  }
+  closedir(d);
+  return 0;
+}
+
+int mproc__fd_dup_above(int fd, int min) {
+  int r = fcntl(fd, F_DUPFD_CLOEXEC, min);
+  return r < 0 ? -errno : r;
 }

@@ -136,6 +136,14 @@ void mproc__eventfd_drain(int fd);
 /* Number of open fds of this process (for leak checks and logs). */
 int mproc__fd_count(void);
 
+/* In a new program image: close every fd above 2 that came through the
+ * exec (those without close-on-exec; one with it was opened since, by a
+ * constructor) except keep[0..n).  0 or -errno. */
+int mproc__close_inherited_except(const int *keep, int n);
+
+/* A close-on-exec duplicate of fd numbered min or above, or -errno. */
+int mproc__fd_dup_above(int fd, int min);
+
 /* ==================== proc.c: processes and signals ==================== */
 
 /* getpid/gettid without caching surprises. */
@@ -361,7 +369,7 @@ int mproc__proc_alive(pid_t pid, uint64_t start_ticks);
 #include "sock.h"
 #include "net.h"
 
-#endif /* MPROC_PLATFORM_H *//* ---- spawn.c: program images and fd passing ---- */
+/* ==================== spawn.c: program images and fd passing ====== */
 
 /* Start path as a new program (posix_spawn): keep[0..nkeep) stay open at
  * their numbers in it (their FD_CLOEXEC cleared there only; -1 entries
@@ -377,7 +385,7 @@ int mproc__socketpair_seq(int fds[2]);
 /* Ask for the sender's credentials on every message received on fd. */
 int mproc__sock_passcred(int fd);
 
-#define MPROC__MAX_PASS_FDS 8
+#define MPROC__MAX_PASS_FDS 24
 /* One message with nfds fds attached (SCM_RIGHTS); never SIGPIPE.
  * Returns bytes sent or -errno. */
 ssize_t mproc__send_fds(int sock, const void *buf, size_t len,
@@ -389,4 +397,31 @@ ssize_t mproc__send_fds(int sock, const void *buf, size_t len,
 ssize_t mproc__recv_fds(int sock, void *buf, size_t len, int *fds,
                         int *nfds, uid_t *uid);
 
+/* ==================== dl.c: loaded objects ==================== */
 
+/* One object loaded in this process (the main program, a shared library,
+ * the vDSO).  lo..hi spans its PT_LOAD segments at their run-time
+ * addresses; bias is what was added to its link-time addresses. */
+typedef struct mproc__dlobj {
+  uintptr_t bias;
+  uintptr_t lo, hi;
+  const char *path;         /* "" for the main program (see is_main) */
+  int is_main;
+  int is_vdso;              /* the kernel's; never a target */
+  uint8_t build_id[40];     /* NT_GNU_BUILD_ID, build_id_len bytes */
+  size_t build_id_len;
+} mproc__dlobj;
+
+/* Call fn for every loaded object with a PT_LOAD segment, in the loader's
+ * order (main program first); stop at fn's first nonzero return and
+ * return it.  0 when all were visited. */
+int mproc__dl_each(int (*fn)(const mproc__dlobj *o, void *ctx), void *ctx);
+/* A number that changes whenever an object is loaded or unloaded. */
+uint64_t mproc__dl_generation(void);
+/* Load path now (RTLD_NOW | RTLD_LOCAL), for good: never unloaded.  0, or
+ * MPROC_ENOFUNC with the loader's reason copied to err. */
+int mproc__dl_open(const char *path, char *err, size_t errlen);
+/* The running program's file (readlink /proc/self/exe).  0 or -errno. */
+int mproc__self_exe(char *buf, size_t cap);
+
+#endif /* MPROC_PLATFORM_H */
