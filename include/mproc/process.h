@@ -99,7 +99,16 @@ typedef struct mproc_process_opts {
   int daemon;        /* nonzero: a daemon child (see above) */
   const mproc_context *context; /* the start method (mproc/context.h);
                                    NULL: the default context */
+  const int *pass_fds;  /* spawn and forkserver: fds the child keeps, at
+                           the same numbers (Python's pass_fds); every
+                           other fd above 2 is closed in it.  Under fork
+                           the child inherits every fd anyway.  At most
+                           MPROC_PASS_FDS_MAX; copied at new */
+  size_t npass_fds;
 } mproc_process_opts;
+
+/* The most fds one process object passes to a spawned child. */
+#define MPROC_PASS_FDS_MAX 16
 
 /*
  * mproc_process_new - make a process object (not started yet).

@@ -111,6 +111,17 @@ struct mproc_process {
   uint64_t id;             /* epoll key, unique in this process */
   const mproc_context *context; /* start method; NULL: the default */
   int method;              /* MPROC__START_*, resolved at start */
+  int boot_fd;             /* spawn: the child's end of the bootstrap
+                              socket, during start only */
+  const char *exe;         /* spawn: the program to exec, during start */
+  int pass_fds[MPROC_PASS_FDS_MAX]; /* kept by a spawned child */
+  int npass;
+  int hidden;              /* internal: not listed, not numbered */
+  int via_server;          /* started by the forkserver: not our child;
+                              sentinel is its pidfd, the exit code comes
+                              on status_fd */
+  int status_fd;           /* forkserver: the status socket, -1 */
+  int lost;                /* forkserver: ended, its code was lost */
   mproc_target_fn target;  /* the child's entry point */
   void *ctx;               /* target's ctx, passed as is */
   void *arg;               /* the copied argument bytes (malloc) */
@@ -172,6 +183,9 @@ static struct {
   int daemon;                    /* this process is a daemon child */
   int is_child;                  /* started by mproc */
   pid_t parent_pid;              /* 0 in the main process */
+  pid_t real_ppid;               /* getppid() while the parent lives: the
+                                    parent, or the forkserver (which dies
+                                    with it) */
   char parent_name[MPROC_NAME_MAX + 1];
 } self HOT = {.name = "MainProcess"};
 
@@ -251,6 +265,8 @@ static void atfork_child(void) {
    * (and no code page to fault in) in every new child. */
   reg.mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
   starter_reset_in_child();
+  mproc__spawn_atfork_child();
+  mproc__forkserver_atfork_child();
 }
 
 static void install_atfork(void) {
@@ -348,6 +364,33 @@ static void drain_completions(void) {
 }
 
 /*
+ * try_reap for a forkserver child (reg.mu held): it has ended when its
+ * pidfd is readable, and its code is what the server wrote on the status
+ * socket (EOF there: the server died, the code is lost).  The server
+ * writes the code right after the child ends; block waits for it (only
+ * once the caller saw the pidfd readable, and, in join, only after
+ * waiting for the status socket within its deadline).
+ */
+static int server_child_reap(mproc_process *p, int block) {
+  if (!block && mproc__wait_readable(p->sentinel, &(mproc__deadline){0}) <= 0) {
+    return 0;
+  }
+  if (!block &&
+      mproc__wait_readable(p->status_fd, &(mproc__deadline){0}) <= 0) {
+    return 0; /* ended a moment ago; the server has not said how yet */
+  }
+  int32_t c = 0;
+  ssize_t n = mproc__read_full(p->status_fd, &c, sizeof c);
+  p->lost = n != (ssize_t)sizeof c;
+  if (p->lost) {
+    MPROC__WARN("%s (pid %d): the forkserver died; its exit code is lost",
+                p->name, (int)p->pid);
+  }
+  mark_ended(p, p->lost ? 255 : c);
+  return 1;
+}
+
+/*
  * Reap p if it has ended (reg.mu held).  block: wait for the exit (only
  * used once the sentinel said the child is exiting).  Returns 1 if p is
  * now ST_ENDED.
@@ -355,6 +398,9 @@ static void drain_completions(void) {
 static int try_reap(mproc_process *p, int block) {
   if (p->state != ST_STARTED) {
     return p->state == ST_ENDED;
+  }
+  if (p->via_server) {
+    return server_child_reap(p, block);
   }
   drain_completions();
   if (p->state != ST_STARTED) {
@@ -768,6 +814,9 @@ static void exit_cleanup(void) {
     p->waiters++;
     pthread_mutex_unlock(&reg.mu);
     (void)mproc__wait_readable(fd, NULL);
+    if (p->via_server) {
+      (void)mproc__wait_readable(p->status_fd, NULL);
+    }
     pthread_mutex_lock(&reg.mu);
     p->waiters--;
     try_reap(p, 1);
@@ -775,18 +824,43 @@ static void exit_cleanup(void) {
   pthread_mutex_unlock(&reg.mu);
 }
 
+void mproc__process_become(const char *name, const char *ident, int daemon,
+                           pid_t parent_pid, const char *parent_name,
+                           pid_t real_ppid) {
+  copy_name(self.parent_name, parent_name);
+  copy_name(self.name, name);
+  size_t n = 0;
+  while (n + 1 < sizeof self.ident && ident[n] != '\0') {
+    self.ident[n] = ident[n];
+    n++;
+  }
+  self.ident[n] = '\0';
+  self.daemon = daemon;
+  self.is_child = 1;
+  self.parent_pid = parent_pid;
+  self.real_ppid = real_ppid;
+  parent_obj.pid = parent_pid;
+  copy_name(parent_obj.name, self.parent_name);
+}
+
+__attribute__((noreturn)) void mproc__process_run(mproc_target_fn fn,
+                                                  const void *arg,
+                                                  size_t len, void *ctx) {
+  MPROC__INFO("child process calling target (pid %d)", (int)self_pid());
+  int rc = fn(arg, len, ctx);
+  exit_cleanup();
+  mproc__shm_exit_cleanup();
+  MPROC__INFO("process exiting with exitcode %d", rc & 0xff);
+  fflush(NULL);
+  mproc__exit_now(rc & 0xff);
+}
+
 __attribute__((noreturn)) static void child_main(mproc_process *p,
                                                  const sigset_t *mask,
                                                  pid_t parent_pid, int wfd) {
   /* Identity first, so log lines from here on name the child. */
-  copy_name(self.parent_name, self.name);
-  copy_name(self.name, p->name);
-  memcpy(self.ident, p->ident, sizeof self.ident);
-  self.daemon = p->daemon;
-  self.is_child = 1;
-  self.parent_pid = parent_pid;
-  parent_obj.pid = parent_pid;
-  copy_name(parent_obj.name, self.parent_name);
+  mproc__process_become(p->name, p->ident, p->daemon, parent_pid, self.name,
+                        parent_pid);
 
   if (p->daemon &&
       mproc__set_parent_death_signal(SIGKILL, parent_pid) == -ESRCH) {
@@ -821,14 +895,7 @@ __attribute__((noreturn)) static void child_main(mproc_process *p,
   if (__fpending(stderr) > 0) {
     __fpurge(stderr);
   }
-
-  MPROC__INFO("child process calling target (pid %d)", (int)self_pid());
-  int rc = p->target(p->arg, p->len, p->ctx);
-  exit_cleanup();
-  mproc__shm_exit_cleanup();
-  MPROC__INFO("process exiting with exitcode %d", rc & 0xff);
-  fflush(NULL);
-  mproc__exit_now(rc & 0xff);
+  mproc__process_run(p->target, p->arg, p->len, p->ctx);
 }
 
 /*
@@ -848,13 +915,28 @@ static int fork_child(mproc_process *p, const sigset_t *mask, const int *pfd,
   }
   /* Signals stay blocked from fork until the child has set itself up, so
    * no handler runs in the child between fork and that point. */
-  sigset_t old;
-  mproc__signals_block_all(&old);
-  pid_t pid = mproc__fork();
-  if (pid == 0) {
-    child_main(p, mask != NULL ? mask : &old, parent, pfd[1]);
+  pid_t pid;
+  if (p->method == MPROC__START_SPAWN) {
+    /* No signal games: posix_spawn sets the new image's mask itself. */
+    sigset_t cur;
+    if (mask == NULL) {
+      pthread_sigmask(SIG_SETMASK, NULL, &cur);
+      mask = &cur;
+    }
+    int r = mproc__spawn_exec(p->exe, p->boot_fd, pfd[1], p->pass_fds,
+                              p->npass, reg.devnull, mask, &pid);
+    if (r != 0) {
+      pid = r;
+    }
+  } else {
+    sigset_t old;
+    mproc__signals_block_all(&old);
+    pid = mproc__fork();
+    if (pid == 0) {
+      child_main(p, mask != NULL ? mask : &old, parent, pfd[1]);
+    }
+    mproc__signals_restore(&old);
   }
-  mproc__signals_restore(&old);
   if (pfd[1] >= 0) {
     keep_wfd = -1;
   }
@@ -866,7 +948,9 @@ static int fork_child(mproc_process *p, const sigset_t *mask, const int *pfd,
   }
   int r = 0;
   if (pid < 0) {
-    r = (pid == -EAGAIN || pid == -ENOMEM) ? MPROC_EAGAIN : (int)pid;
+    r = (pid == -EAGAIN || (pid == -ENOMEM && p->method != MPROC__START_SPAWN))
+            ? MPROC_EAGAIN
+            : (int)pid;
   } else if (pfd[0] >= 0) {
     p->sentinel = pfd[0];
     p->sentinel_is_pipe = 1;
@@ -900,15 +984,35 @@ static int fork_child(mproc_process *p, const sigset_t *mask, const int *pfd,
 
 /* ==================== public API ==================== */
 
+static int process_new(mproc_process **out, mproc_target_fn target,
+                       void *ctx, const void *arg, size_t len,
+                       const mproc_process_opts *opts, int numbered);
+
 int mproc_process_new(mproc_process **out, mproc_target_fn target,
                       void *ctx, const void *arg, size_t len,
                       const mproc_process_opts *opts) {
+  return process_new(out, target, ctx, arg, len, opts, 1);
+}
+
+static int process_new(mproc_process **out, mproc_target_fn target,
+                       void *ctx, const void *arg, size_t len,
+                       const mproc_process_opts *opts, int numbered) {
   if (out == NULL) {
     return MPROC_EINVAL;
   }
   *out = NULL;
   if (target == NULL || (arg == NULL && len > 0)) {
     return MPROC_EINVAL;
+  }
+  if (opts != NULL && opts->npass_fds > 0) {
+    if (opts->pass_fds == NULL || opts->npass_fds > MPROC_PASS_FDS_MAX) {
+      return MPROC_EINVAL;
+    }
+    for (size_t i = 0; i < opts->npass_fds; i++) {
+      if (opts->pass_fds[i] < 0) {
+        return MPROC_EINVAL;
+      }
+    }
   }
   mproc_process *p = calloc(1, sizeof *p);
   if (p == NULL) {
@@ -926,15 +1030,23 @@ int mproc_process_new(mproc_process **out, mproc_target_fn target,
   p->kind = KIND_CHILD;
   p->state = ST_INITIAL;
   p->sentinel = -1;
+  p->boot_fd = -1;
+  p->status_fd = -1;
   p->owner = self_pid();
   p->target = target;
   p->ctx = ctx;
   p->len = len;
   p->daemon = (opts != NULL && opts->daemon) ? 1 : 0;
   p->context = opts != NULL ? opts->context : NULL;
+  if (opts != NULL && opts->npass_fds > 0) {
+    for (size_t i = 0; i < opts->npass_fds; i++) {
+      p->pass_fds[i] = opts->pass_fds[i];
+    }
+    p->npass = (int)opts->npass_fds;
+  }
 
   pthread_mutex_lock(&reg.mu);
-  unsigned n = ++reg.counter;
+  unsigned n = numbered ? ++reg.counter : 0;
   p->id = ++reg.next_id;
   pthread_mutex_unlock(&reg.mu);
   if (self.ident[0] != '\0') {
@@ -951,6 +1063,168 @@ int mproc_process_new(mproc_process **out, mproc_target_fn target,
   return 0;
 }
 
+/* ==================== spawn ==================== */
+
+/* What a spawn start holds between its steps. */
+typedef struct spawn_prep {
+  int boot[2];              /* bootstrap socket: ours, the child's */
+  size_t pend;              /* boot[1]'s slot in reg.pending */
+  void *rec;                /* the bootstrap record */
+  size_t len;
+  char exe[MPROC__PATH_MAX];
+} spawn_prep;
+
+/* Build p's bootstrap record and its socket.  The child's end is parked
+ * in reg.pending like a sentinel pipe's write end, so a concurrent fork
+ * in another thread does not keep it open (its EOF is how a child that
+ * dies before replying is noticed).  0, or an error with nothing left. */
+static int spawn_prepare(mproc_process *p, spawn_prep *sp, int arena_fd,
+                         int wfd) {
+  int r = mproc__executable(sp->exe, sizeof sp->exe);
+  if (r != 0) {
+    return r;
+  }
+  const char *dm = mproc_get_start_method(1);
+  mproc__boot_info bi = {.target = (uint64_t)(uintptr_t)p->target,
+                         .ctx = p->ctx,
+                         .arg = p->arg,
+                         .len = p->len,
+                         .name = p->name,
+                         .ident = p->ident,
+                         .parent_name = self.name,
+                         .daemon = p->daemon,
+                         .method = dm != NULL ? mproc__start_method_parse(dm)
+                                              : 0,
+                         .parent_pid = self_pid(),
+                         .pass_fds = p->pass_fds,
+                         .npass = p->npass,
+                         .wfd = wfd};
+  r = mproc__boot_record(&bi, arena_fd, &sp->rec, &sp->len);
+  if (r != 0) {
+    return r;
+  }
+  pthread_mutex_lock(&reg.mu);
+  for (sp->pend = 0; sp->pend < MPROC__ARRAY_SIZE(reg.pending); sp->pend++) {
+    if (reg.pending[sp->pend] < 0) {
+      break;
+    }
+  }
+  r = sp->pend == MPROC__ARRAY_SIZE(reg.pending) ? MPROC_EAGAIN
+                                                 : mproc__socketpair(sp->boot);
+  if (r == 0) {
+    reg.pending[sp->pend] = sp->boot[1];
+    p->boot_fd = sp->boot[1];
+    p->exe = sp->exe;
+  }
+  pthread_mutex_unlock(&reg.mu);
+  if (r != 0) {
+    free(sp->rec);
+    sp->rec = NULL;
+  }
+  return r;
+}
+
+/*
+ * After the exec (r: its result): close the child's end, then tell the
+ * child what to run and wait for its reply.  A child that refuses (or
+ * dies first) is killed if need be and reaped, and p is unstarted again:
+ * the start fails with the child's reason, and no process is left.
+ */
+static int spawn_finish(mproc_process *p, spawn_prep *sp, int r) {
+  pthread_mutex_lock(&reg.mu);
+  if (sp->boot[1] >= 0) {
+    reg.pending[sp->pend] = -1;
+    mproc__close(sp->boot[1]);
+  }
+  p->boot_fd = -1;
+  p->exe = NULL;
+  pthread_mutex_unlock(&reg.mu);
+  if (r == 0) {
+    char msg[256];
+    r = mproc__boot_handshake(sp->boot[0], sp->rec, sp->len, msg,
+                              sizeof msg);
+    if (r != 0) {
+      MPROC__WARN("%s (pid %d) did not start: %s%s%s", p->name, (int)p->pid,
+                  mproc_strerror(r), msg[0] ? ": " : "", msg);
+      (void)mproc_process_kill(p);
+      (void)mproc_process_join(p, MPROC_FOREVER);
+      pthread_mutex_lock(&reg.mu);
+      list_remove(p);
+      mproc__close(p->sentinel);
+      p->sentinel = -1;
+      mproc__close(p->status_fd);
+      p->status_fd = -1;
+      p->via_server = 0;
+      p->lost = 0;
+      p->state = ST_INITIAL;
+      p->pid = 0;
+      pthread_mutex_unlock(&reg.mu);
+    }
+  }
+  mproc__close(sp->boot[0]);
+  free(sp->rec);
+  return r;
+}
+
+/*
+ * Start p through the forkserver (p is ST_STARTING).  The server forks
+ * the child and hands back its pidfd and status socket; then the same
+ * bootstrap as spawn runs over p's socket.  Needs pidfds (Linux 5.3): the
+ * child is not ours to wait for.
+ */
+static int start_via_server(mproc_process *p) {
+  spawn_prep sp = {.boot = {-1, -1}};
+  int r = reg.pidfd_ok ? mproc__arena_ensure() : MPROC_ENOSYS;
+  if (r == 0) {
+    r = spawn_prepare(p, &sp, -1, -1);
+  }
+  pid_t pid = 0;
+  int pidfd = -1, stfd = -1;
+  if (r == 0) {
+    fflush(NULL);
+    sigset_t mask;
+    pthread_sigmask(SIG_SETMASK, NULL, &mask);
+    r = mproc__forkserver_fork(sp.boot[1], p->pass_fds, p->npass, &mask, &pid,
+                               &pidfd, &stfd);
+  }
+  pthread_mutex_lock(&reg.mu);
+  if (r == 0) {
+    p->pid = pid;
+    p->sentinel = pidfd;
+    p->status_fd = stfd;
+    p->via_server = 1;
+    p->state = ST_STARTED;
+    list_insert(p);
+  } else {
+    p->state = ST_INITIAL;
+  }
+  pthread_mutex_unlock(&reg.mu);
+  r = spawn_finish(p, &sp, r);
+  if (r != 0) {
+    MPROC__WARN("cannot start %s: %s", p->name, mproc_strerror(r));
+    return r;
+  }
+  MPROC__INFO("started %s, pid %d, by the forkserver%s", p->name, (int)p->pid,
+              p->daemon ? " (daemon)" : "");
+  return 0;
+}
+
+int mproc__process_new_internal(mproc_process **out, mproc_target_fn target,
+                                const void *arg, size_t len,
+                                const mproc__process_opts_internal *o) {
+  static mproc_context *spawn_ctx;
+  if (spawn_ctx == NULL) {
+    (void)mproc_get_context(&spawn_ctx, "spawn");
+  }
+  mproc_process_opts po = {o->name, o->daemon, spawn_ctx, o->pass_fds,
+                           o->npass_fds};
+  int r = process_new(out, target, NULL, arg, len, &po, 0);
+  if (r == 0) {
+    (*out)->hidden = 1;
+  }
+  return r;
+}
+
 int mproc_process_start(mproc_process *p) {
   int r = check_child_op(p);
   if (r != 0) {
@@ -961,10 +1235,6 @@ int mproc_process_start(mproc_process *p) {
   if (method < 0) {
     return method;
   }
-  if (method != MPROC__START_FORK) {
-    return MPROC_ENOSYS;
-  }
-
   pthread_mutex_lock(&reg.mu);
   if (p->closed) {
     r = MPROC_ECLOSED;
@@ -996,6 +1266,10 @@ int mproc_process_start(mproc_process *p) {
       return r;
     }
   }
+  if (method == MPROC__START_FORKSERVER) {
+    pthread_mutex_unlock(&reg.mu);
+    return start_via_server(p);
+  }
   /* Without pidfd, the sentinel is a pipe whose write end the child
    * keeps.  It is created under the lock and parked in reg.pending, so a
    * concurrent fork's child closes it instead of holding it open. */
@@ -1020,6 +1294,10 @@ int mproc_process_start(mproc_process *p) {
 
   /* The arena must exist before the first child, so that it is shared. */
   r = mproc__arena_ensure();
+  spawn_prep sp = {.boot = {-1, -1}};
+  if (r == 0 && method == MPROC__START_SPAWN) {
+    r = spawn_prepare(p, &sp, mproc__arena_fd(), pfd[1]);
+  }
   if (r == 0) {
     fflush(NULL);
     p->purge_stdin = __fbufsize(stdin) > 0 || feof(stdin) || ferror(stdin);
@@ -1033,6 +1311,9 @@ int mproc_process_start(mproc_process *p) {
     }
   } else {
     undo_start(p, pfd, slot);
+  }
+  if (method == MPROC__START_SPAWN) {
+    r = spawn_finish(p, &sp, r);
   }
   if (r != 0) {
     MPROC__WARN("cannot start %s: %s", p->name, mproc_strerror(r));
@@ -1051,13 +1332,13 @@ static int join_parent(double timeout) {
   }
   int fd = mproc__pidfd_open(parent_obj.pid);
   if (fd >= 0) {
-    int r = mproc__getppid() == parent_obj.pid ? mproc__wait_readable(fd, &d)
+    int r = mproc__getppid() == self.real_ppid ? mproc__wait_readable(fd, &d)
                                                : 1;
     mproc__close(fd);
     return r > 0 ? 0 : r == 0 ? MPROC_ETIMEDOUT : r;
   }
   /* No pidfd: we were reparented when the parent died. */
-  while (mproc__getppid() == parent_obj.pid) {
+  while (mproc__getppid() == self.real_ppid) {
     if (mproc__deadline_left_ns(&d) == 0) {
       return MPROC_ETIMEDOUT;
     }
@@ -1095,6 +1376,10 @@ int mproc_process_join(mproc_process *p, double timeout) {
     p->waiters++;
     pthread_mutex_unlock(&reg.mu);
     int w = mproc__wait_readable(fd, &d);
+    if (w > 0 && p->via_server) {
+      /* Ended; the server writes its code right after reaping it. */
+      w = mproc__wait_readable(p->status_fd, &d);
+    }
     pthread_mutex_lock(&reg.mu);
     p->waiters--;
     if (w > 0) {
@@ -1118,7 +1403,7 @@ int mproc_process_is_alive(mproc_process *p) {
     return 1;
   }
   if (p->kind == KIND_PARENT) {
-    return self.is_child && mproc__getppid() == parent_obj.pid;
+    return self.is_child && mproc__getppid() == self.real_ppid;
   }
   if (p->owner != self_pid()) {
     return MPROC_EFORKED;
@@ -1152,7 +1437,7 @@ int mproc_process_exitcode(mproc_process *p, int *code) {
     r = MPROC_ENOTSTARTED;
   } else if (try_reap(p, 0)) {
     *code = p->exitcode;
-    r = 0;
+    r = p->lost ? MPROC_ELOST : 0;
   } else {
     r = MPROC_ERUNNING;
   }
@@ -1256,6 +1541,8 @@ int mproc_process_close(mproc_process *p) {
     }
     mproc__close(p->sentinel);
     p->sentinel = -1;
+    mproc__close(p->status_fd);
+    p->status_fd = -1;
     p->closed = 1;
   }
   pthread_mutex_unlock(&reg.mu);
@@ -1290,7 +1577,8 @@ int mproc_active_children(mproc_process **out, size_t cap) {
   int n = 0;
   pthread_mutex_lock(&reg.mu);
   for (mproc_process *p = reg.head; p != NULL; p = p->next) {
-    if (p->owner == me && p->state == ST_STARTED && !try_reap(p, 0)) {
+    if (p->owner == me && !p->hidden && p->state == ST_STARTED &&
+        !try_reap(p, 0)) {
       if ((size_t)n < cap) {
         out[n] = p;
       }

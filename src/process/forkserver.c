@@ -1,0 +1,400 @@
+/*
+ * forkserver.c - the forkserver start method: a server process that forks
+ * each new child on request.
+ *
+ * DESIGN
+ *
+ * The server.  A process of the program started by spawn (so it has one
+ * thread and none of the caller's locks, whenever it is started; Python
+ * starts its forkserver the same way, with a fresh interpreter) that runs
+ * mproc__forkserver_main and nothing else.  It is a daemon child of the
+ * process that started it: it dies with it (its death signal), and is
+ * sent SIGTERM at that process's normal exit, after which nothing can ask
+ * it for more.  It loads the preload list (mproc_set_forkserver_preload)
+ * first, so that children find those libraries loaded.
+ *
+ * The control socket.  A SOCK_SEQPACKET socket pair made before the
+ * server's exec; the server keeps one end (named in its argument bytes),
+ * the parent the other.  No file name, no port: only a process holding
+ * that fd can speak to the server.  The server still checks the sender's
+ * uid on every request (SO_PASSCRED; the kernel fills it in) and refuses
+ * any other, should the fd ever reach another user's process.
+ *
+ * A request is one message: a fixed record (the requester's signal mask)
+ * and one fd, the child's end of its bootstrap socket (spawn.c).  The
+ * server forks; the child closes what is the server's, restores SIGINT and
+ * the mask, and runs the spawn bootstrap on that socket (the arena is
+ * already mapped: inherited from the server).  The server replies with the
+ * child's pid and two fds: a pidfd of the child (signals without a
+ * recycled-pid race; readable when the child ends, whatever becomes of the
+ * server) and a status socket on which it writes the child's exit code
+ * once it has reaped it (Python relays the status the same way).
+ * Requests from the parent's threads are serialized by one mutex around
+ * request and reply.
+ *
+ * The server killed.  Children keep running (non-daemon ones; daemon
+ * children die with the server, as they do with their parent under fork).
+ * Their pidfds still say when they end; their status sockets see EOF, so
+ * their exit code is lost: mproc_process_exitcode returns MPROC_ELOST.
+ * The next start sees the dead server (a failed send, or EOF for the
+ * reply), reaps it, starts a new one and asks again, once.
+ */
+#include "../internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct fs_req {
+  uint32_t magic;
+  uint32_t npass;                      /* fds after the bootstrap socket */
+  int32_t target[MPROC_PASS_FDS_MAX];  /* their numbers in the child */
+  sigset_t mask;
+} fs_req;
+
+typedef struct fs_rep {
+  int32_t code; /* 0, or why no child was made */
+  int32_t pid;
+} fs_rep;
+
+#define FS_MAGIC 0x52534b46u /* "FKSR" */
+
+/* ==================== the server ==================== */
+
+typedef struct fs_child {
+  pid_t pid;
+  int pidfd;
+  int status; /* the server's end of the child's status socket */
+} fs_child;
+
+static fs_child *kids;
+static size_t nkids, capkids;
+
+/* In a new child: drop everything that is the server's. */
+static void close_server_fds(int ctl, int ep) {
+  mproc__close(ctl);
+  mproc__close(ep);
+  for (size_t i = 0; i < nkids; i++) {
+    mproc__close(kids[i].pidfd);
+    mproc__close(kids[i].status);
+  }
+}
+
+/*
+ * In a new child: put the passed fds at the numbers the parent asked for.
+ * Every received fd first moves above all those numbers, so that no dup2
+ * closes one still to be placed.  *boot follows its fd.
+ */
+static void place_fds(const fs_req *req, int *fd, int nfd) {
+  int top = 3;
+  for (uint32_t i = 0; i < req->npass; i++) {
+    if (req->target[i] >= top) {
+      top = req->target[i] + 1;
+    }
+  }
+  for (int i = 0; i < nfd; i++) {
+    int h = mproc__fd_dup_above(fd[i], top);
+    mproc__close(fd[i]);
+    fd[i] = h;
+  }
+  for (uint32_t i = 0; i < req->npass && (int)i + 1 < nfd; i++) {
+    (void)mproc__dup2(fd[i + 1], req->target[i]);
+    mproc__close(fd[i + 1]);
+  }
+}
+
+static void serve_one(int ctl, int ep) {
+  fs_req req;
+  int fd[1 + MPROC_PASS_FDS_MAX];
+  int nfd = 1 + MPROC_PASS_FDS_MAX;
+  uid_t uid;
+  ssize_t n = mproc__recv_fds(ctl, &req, sizeof req, fd, &nfd, &uid);
+  if (n == 0) {
+    /* The parent closed its end, or died: nothing more can come. */
+    mproc__exit_now(0);
+  }
+  if (n < 0) {
+    if (n == -EAGAIN || n == -EINTR) {
+      return;
+    }
+    mproc__exit_now(0);
+  }
+  fs_rep rep = {0, 0};
+  if (uid != getuid()) {
+    MPROC__WARN("forkserver: refused a request from uid %d",
+                (int)(uid == (uid_t)-1 ? -1 : (int)uid));
+    rep.code = MPROC_EPERM;
+  } else if (n != (ssize_t)sizeof req || req.magic != FS_MAGIC ||
+             req.npass > MPROC_PASS_FDS_MAX || nfd != 1 + (int)req.npass) {
+    rep.code = MPROC_EPROTO;
+  }
+  int st[2] = {-1, -1};
+  if (rep.code == 0 && nkids == capkids) {
+    size_t c = capkids ? capkids * 2 : 16;
+    fs_child *k = realloc(kids, c * sizeof *k);
+    if (k == NULL) {
+      rep.code = MPROC_ENOMEM;
+    } else {
+      kids = k;
+      capkids = c;
+    }
+  }
+  if (rep.code == 0) {
+    rep.code = mproc__socketpair(st);
+  }
+  pid_t pid = -1;
+  if (rep.code == 0) {
+    pid = mproc__fork();
+    if (pid == 0) {
+      close_server_fds(ctl, ep);
+      mproc__close(st[0]);
+      mproc__close(st[1]);
+      signal(SIGINT, SIG_DFL);
+      place_fds(&req, fd, nfd);
+      mproc__signals_restore(&req.mask);
+      mproc__boot_child(fd[0], 0, getppid());
+    }
+    if (pid < 0) {
+      rep.code = (int32_t)pid;
+    }
+  }
+  int pidfd = -1;
+  if (rep.code == 0) {
+    pidfd = mproc__pidfd_open(pid);
+    if (pidfd < 0) {
+      int code;
+      (void)mproc__kill(pid, SIGKILL);
+      (void)mproc__reap(pid, 0, &code);
+      rep.code = pidfd == -ENOSYS ? MPROC_ENOSYS : pidfd;
+    }
+  }
+  for (int i = 0; i < nfd; i++) {
+    mproc__close(fd[i]);
+  }
+  if (rep.code != 0) {
+    mproc__close(st[0]);
+    mproc__close(st[1]);
+    (void)mproc__send_fds(ctl, &rep, sizeof rep, NULL, 0);
+    return;
+  }
+  rep.pid = (int32_t)pid;
+  int give[2] = {pidfd, st[1]};
+  (void)mproc__send_fds(ctl, &rep, sizeof rep, give, 2);
+  mproc__close(st[1]);
+  kids[nkids].pid = pid;
+  kids[nkids].pidfd = pidfd;
+  kids[nkids].status = st[0];
+  (void)mproc__epoll_add(ep, pidfd, (uint64_t)pid);
+  nkids++;
+}
+
+/* A child's pidfd is readable: reap it, relay its code, forget it. */
+static void child_ended(int ep, pid_t pid) {
+  for (size_t i = 0; i < nkids; i++) {
+    if (kids[i].pid != pid) {
+      continue;
+    }
+    int code = 0;
+    if (mproc__reap(pid, 1, &code) == 0) {
+      return; /* not yet (cannot happen for a readable pidfd) */
+    }
+    int32_t c = code;
+    (void)mproc__write_full(kids[i].status, &c, sizeof c);
+    (void)mproc__epoll_del(ep, kids[i].pidfd);
+    mproc__close(kids[i].pidfd);
+    mproc__close(kids[i].status);
+    kids[i] = kids[--nkids];
+    return;
+  }
+}
+
+/* The server's target: arg holds the control socket's fd number, then
+ * the preload paths, each NUL-terminated. */
+static int forkserver_main(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
+  int ctl;
+  if (len < sizeof ctl) {
+    return 2;
+  }
+  memcpy(&ctl, arg, sizeof ctl);
+  (void)mproc__fd_set_cloexec(ctl, 1);
+  (void)mproc__sock_passcred(ctl);
+  signal(SIGINT, SIG_IGN); /* a Ctrl-C is for the program, not for us */
+  const char *p = (const char *)arg + sizeof ctl;
+  const char *end = (const char *)arg + len;
+  while (p < end) {
+    size_t l = strnlen(p, (size_t)(end - p));
+    if (l > 0 && l < (size_t)(end - p)) {
+      char err[256];
+      if (mproc__dl_open(p, err, sizeof err) != 0) {
+        MPROC__WARN("forkserver: cannot preload %s: %s", p, err);
+      }
+    }
+    p += l + 1;
+  }
+  int ep = mproc__epoll_create();
+  if (ep < 0 || mproc__epoll_add(ep, ctl, 0) != 0) {
+    return 2;
+  }
+  uint64_t keys[16];
+  for (;;) {
+    int n = mproc__epoll_wait(ep, keys, 16, -1);
+    for (int i = 0; i < n; i++) {
+      if (keys[i] == 0) {
+        serve_one(ctl, ep);
+      } else {
+        child_ended(ep, (pid_t)keys[i]);
+      }
+    }
+  }
+}
+
+/* ==================== the parent's side ==================== */
+
+static struct {
+  pthread_mutex_t mu;
+  int ctl;               /* our end of the control socket, -1 */
+  mproc_process *proc;   /* the server, or NULL */
+} fs = {.mu = PTHREAD_MUTEX_INITIALIZER, .ctl = -1};
+
+void mproc__forkserver_atfork_child(void) {
+  /* A forked child has no server of its own: the fds go, the server
+   * object belonged to the parent (its registry entry is gone too). */
+  fs.mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+  mproc__close(fs.ctl);
+  fs.ctl = -1;
+  fs.proc = NULL;
+}
+
+/* Stop and reap a server that is dead or unusable (fs.mu held). */
+static void server_drop(void) {
+  mproc__close(fs.ctl);
+  fs.ctl = -1;
+  if (fs.proc != NULL) {
+    (void)mproc_process_kill(fs.proc);
+    (void)mproc_process_join(fs.proc, MPROC_FOREVER);
+    (void)mproc_process_free(fs.proc);
+    fs.proc = NULL;
+  }
+}
+
+/* Start the server (fs.mu held, none running). */
+static int server_start(void) {
+  int sv[2];
+  int r = mproc__socketpair_seq(sv);
+  if (r != 0) {
+    return r;
+  }
+  char buf[sizeof(int) + 8192];
+  size_t plen = 0;
+  memcpy(buf, &sv[1], sizeof(int));
+  r = mproc__forkserver_preload(buf + sizeof(int), sizeof buf - sizeof(int),
+                                &plen);
+  mproc__process_opts_internal io = {.name = "ForkServer",
+                                     .daemon = 1,
+                                     .pass_fds = &sv[1],
+                                     .npass_fds = 1};
+  mproc_process *p = NULL;
+  if (r == 0) {
+    r = mproc__process_new_internal(&p, forkserver_main, buf,
+                                    sizeof(int) + plen, &io);
+  }
+  if (r == 0) {
+    r = mproc_process_start(p);
+  }
+  mproc__close(sv[1]);
+  if (r != 0) {
+    mproc_process_free(p);
+    mproc__close(sv[0]);
+    return r;
+  }
+  fs.ctl = sv[0];
+  fs.proc = p;
+  MPROC__INFO("forkserver started, pid %d", (int)mproc_process_pid(p));
+  return 0;
+}
+
+int mproc_forkserver_start(void) {
+  pthread_mutex_lock(&fs.mu);
+  int r = 0;
+  if (fs.proc != NULL && mproc_process_is_alive(fs.proc) != 1) {
+    server_drop();
+  }
+  if (fs.proc == NULL) {
+    r = server_start();
+  }
+  pthread_mutex_unlock(&fs.mu);
+  return r;
+}
+
+int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
+                           const sigset_t *mask, pid_t *pid, int *pidfd,
+                           int *status_fd) {
+  fs_req req;
+  memset(&req, 0, sizeof req);
+  req.magic = FS_MAGIC;
+  req.mask = *mask;
+  int give[1 + MPROC_PASS_FDS_MAX] = {boot_fd};
+  if (npass < 0 || npass > MPROC_PASS_FDS_MAX) {
+    return MPROC_EINVAL;
+  }
+  req.npass = (uint32_t)npass;
+  for (int i = 0; i < npass; i++) {
+    req.target[i] = pass_fds[i];
+    give[1 + i] = pass_fds[i];
+  }
+  pthread_mutex_lock(&fs.mu);
+  int r = MPROC_ESPAWN;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (fs.proc != NULL && attempt > 0) {
+      MPROC__WARN("forkserver (pid %d) is gone; starting a new one",
+                  (int)mproc_process_pid(fs.proc));
+      server_drop();
+    }
+    if (fs.proc == NULL) {
+      r = server_start();
+      if (r != 0) {
+        break;
+      }
+    }
+    ssize_t n = mproc__send_fds(fs.ctl, &req, sizeof req, give, 1 + npass);
+    if (n != (ssize_t)sizeof req) {
+      r = MPROC_ESPAWN;
+      continue; /* EPIPE, ECONNRESET: the server died */
+    }
+    fs_rep rep;
+    int fds[2] = {-1, -1};
+    int nfd = 2;
+    n = mproc__recv_fds(fs.ctl, &rep, sizeof rep, fds, &nfd, NULL);
+    if (n != (ssize_t)sizeof rep) {
+      for (int i = 0; i < nfd; i++) {
+        mproc__close(fds[i]);
+      }
+      r = MPROC_ESPAWN;
+      continue; /* EOF: it died before or while it answered */
+    }
+    if (rep.code != 0 || nfd != 2) {
+      for (int i = 0; i < nfd; i++) {
+        mproc__close(fds[i]);
+      }
+      r = rep.code != 0 ? rep.code : MPROC_EPROTO;
+      break;
+    }
+    *pid = (pid_t)rep.pid;
+    *pidfd = mproc__fd_above_stdio(fds[0]);
+    *status_fd = mproc__fd_above_stdio(fds[1]);
+    r = 0;
+    break;
+  }
+  pthread_mutex_unlock(&fs.mu);
+  return r;
+}
+
+pid_t mproc__forkserver_pid(void) {
+  pthread_mutex_lock(&fs.mu);
+  pid_t pid = fs.proc != NULL ? mproc_process_pid(fs.proc) : 0;
+  pthread_mutex_unlock(&fs.mu);
+  return pid;
+}
