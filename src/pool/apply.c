@@ -74,6 +74,10 @@ int mproc_pool_apply_async(mproc_pool *p, mproc_task_fn fn, void *ctx,
   if (p->owner != getpid()) {
     return MPROC_EFORKED;
   }
+  int prc = mproc__pool_check_portable(p, (const void *)fn, ctx);
+  if (prc != 0) {
+    return prc;
+  }
   mproc_async *r = mproc__pool_async_new(p, TK_APPLY);
   if (r == NULL) {
     return MPROC_ENOMEM;

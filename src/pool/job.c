@@ -189,6 +189,16 @@ long mproc__pool_worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
   long claims = 0;
   const size_t unit = st->unit;
   const size_t n = st->n;
+  /* The function and ctx as this process's (spawned workers translate
+   * the owner's addresses).  Should that fail, every item this worker
+   * claims fails with the reason's code instead of running. */
+  void *fnp = NULL, *ctx = NULL;
+  char why[POOL_MSG_MAX];
+  int lr = mproc__pool_local(sh, (const void *)st->mfn, &fnp, why);
+  if (lr == 0) {
+    lr = mproc__pool_local(sh, st->ctx, &ctx, why);
+  }
+  mproc_map_fn mfn = (mproc_map_fn)fnp;
   for (;;) {
     if ((budget > 0 && claims >= budget) ||
         atomic_load_explicit(&sh->stopping, memory_order_relaxed)) {
@@ -222,7 +232,7 @@ long mproc__pool_worker_job(shpool *sh, shslot *me, shtask *st, long budget) {
         /* In place (out == in), the record is the input: not cleared. */
         memset(out, 0, st->out_size);
       }
-      int rc = st->mfn(st->in + i * st->in_size, out, st->ctx);
+      int rc = lr != 0 ? lr : mfn(st->in + i * st->in_size, out, ctx);
       if (st->icodes != NULL) {
         st->icodes[i] = rc;
       }

@@ -88,6 +88,10 @@ static int map_start(mproc_pool *p, mproc_map_fn fn, void *ctx,
   if (p->owner != getpid()) {
     return MPROC_EFORKED;
   }
+  int prc = mproc__pool_check_portable(p, (const void *)fn, ctx);
+  if (prc != 0) {
+    return prc;
+  }
   if (n > 0 && (in_size > SIZE_MAX / n || (out_size > 0 && out_size > SIZE_MAX / n))) {
     return MPROC_EOVERFLOW;
   }

@@ -11,10 +11,23 @@
  * was queued or the pool closed; res_seq: a task finished or a worker
  * reported its initializer), and one slot per worker naming the task or
  * the map job and claim that worker runs.  Every task is an arena block
- * (struct shtask) holding the function pointer (workers are forked, so
- * addresses agree), the argument (copied into the arena) or the map it
- * covers, and the outcome.  All list links are plain arena pointers,
- * valid in every process.
+ * (struct shtask) holding the function pointer (the owner's address),
+ * the argument (copied into the arena) or the map it covers, and the
+ * outcome.  All list links are plain arena pointers, valid in every
+ * process.
+ *
+ * Start methods.  Workers are started by the pool's start method, fixed
+ * at mproc_pool_new.  Forked workers share the owner's addresses, so a
+ * task's function and ctx are used as they are.  Spawned and forkserver
+ * workers run another image of the program: a worker turns each function
+ * address (and a ctx that is static data) into its own through the
+ * owner's table of loaded objects (process/funcref.c), the one its
+ * bootstrap brought, or, for a library the owner loaded later, the table
+ * the owner publishes in shpool.objtab when a submission finds that its
+ * objects changed.  So such a pool checks at submission that fn lies in a
+ * loaded object and that ctx is NULL, arena memory or static data
+ * (MPROC_EINVAL otherwise: nothing copies heap memory to a worker).  The
+ * worker's arguments (pool_wargs) hold only arena and such addresses.
  *
  * apply.  A worker takes the mutex, pops the oldest pending task and
  * names it in its slot in the same critical section; after running it,
@@ -186,9 +199,34 @@ typedef struct shpool {
    * instead of two). */
   _Atomic uint32_t fg_seq;
   _Atomic int fg_waiters;
+  /* Under spawn and forkserver: the owner's table of loaded objects, as
+   * of its last submission that found it changed (a library dlopen'ed
+   * since the workers started), for workers to translate addresses with
+   * (see "Start methods" above).  NULL until the first change. */
+  _Atomic(struct pool_objtab *) objtab;
   int nslots;
   shslot slots[];
 } shpool;
+
+/* An object table published in the arena; older ones stay linked (a
+ * worker may still be reading one) until the pool is freed. */
+typedef struct pool_objtab {
+  struct pool_objtab *older;
+  size_t len;
+  unsigned char bytes[];
+} pool_objtab;
+
+/* What a worker process is started with (its argument bytes): only arena
+ * addresses and the owner's addresses of functions and static data, so
+ * that a spawned worker, which has none of the owner's heap, can use it. */
+typedef struct pool_wargs {
+  shpool *sh;
+  int slot;
+  long maxtasksperchild;
+  mproc_task_fn initializer;
+  void *initctx;
+  size_t initarg_len; /* the initializer's bytes follow */
+} pool_wargs;
 
 struct mproc_task {
   shtask *st;     /* NULL for the initializer */
@@ -264,6 +302,9 @@ struct mproc_pool {
   int nworkers;
   mproc_pool_opts opts;
   void *initarg;            /* malloc'd copy */
+  int portable;             /* workers are spawned or forkserver children:
+                               fn and ctx must be portable (check_portable) */
+  uint64_t objtab_gen;      /* objects' generation at the last publication */
   pool_worker *w;
   pthread_t rt;
   int rt_started;
@@ -349,6 +390,19 @@ static inline void results_wake(shpool *sh) {
 /* The worker process's main (an mproc_process target): arg holds the
  * pool and the slot number. */
 int mproc__pool_worker_main(const void *arg, size_t len, void *ctx);
+
+/* Whether fn and ctx can reach a spawned worker: fn in a loaded object,
+ * ctx NULL, arena memory or static data.  0 or MPROC_EINVAL. */
+int mproc__pool_portable(const void *fn, const void *ctx);
+/* The submission check of a pool whose workers are not forked (0 for a
+ * forked pool): mproc__pool_portable, and the object table published
+ * again when objects were loaded since.  0 or a negative code. */
+int mproc__pool_check_portable(mproc_pool *p, const void *fn,
+                               const void *ctx);
+/* In a worker: the owner's address addr as this process's (as is in a
+ * forked worker, for arena memory and NULL).  0, or MPROC_ENOFUNC /
+ * MPROC_EBUILD with the reason in msg (POOL_MSG_MAX bytes). */
+int mproc__pool_local(shpool *sh, const void *addr, void **out, char *msg);
 
 /* ==================== job.c: map jobs ==================== */
 

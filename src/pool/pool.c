@@ -160,12 +160,69 @@ static void pools_remove(mproc_pool *p) {
   pthread_mutex_unlock(&g_pools_mu);
 }
 
+int mproc__pool_portable(const void *fn, const void *ctx) {
+  if (!mproc__objtab_contains(fn)) {
+    return MPROC_EINVAL;
+  }
+  if (ctx != NULL && !mproc__arena_contains(ctx) &&
+      !mproc__objtab_contains(ctx)) {
+    MPROC__WARN("pool: under spawn and forkserver, a task's ctx must be "
+                "NULL, arena memory or static data");
+    return MPROC_EINVAL;
+  }
+  return 0;
+}
+
+int mproc__pool_check_portable(mproc_pool *p, const void *fn,
+                               const void *ctx) {
+  if (!p->portable) {
+    return 0;
+  }
+  int r = mproc__pool_portable(fn, ctx);
+  if (r != 0) {
+    return r;
+  }
+  /* A library loaded since the workers started (or since the last
+   * publication): publish the current table for them.  The generation is
+   * read without a lock; two threads publishing at once only publish the
+   * same table twice. */
+  uint64_t gen = mproc__objtab_generation();
+  if (__atomic_load_n(&p->objtab_gen, __ATOMIC_RELAXED) == gen) {
+    return 0;
+  }
+  void *tab = NULL;
+  size_t len = 0;
+  r = mproc__objtab_build(&tab, &len);
+  void *blk = NULL;
+  if (r == 0) {
+    r = mproc_shm_alloc(&blk, sizeof(pool_objtab) + len);
+  }
+  if (r == 0) {
+    pool_objtab *t = blk;
+    t->len = len;
+    memcpy(t->bytes, tab, len);
+    pthread_mutex_lock(&p->mu);
+    t->older = atomic_load(&p->sh->objtab);
+    atomic_store(&p->sh->objtab, t);
+    __atomic_store_n(&p->objtab_gen, gen, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&p->mu);
+  }
+  free(tab);
+  return r;
+}
+
 static void pool_release(mproc_pool *p) {
   pools_remove(p);
   /* Blocks a waiting thread left for the result thread after its last
    * collection (the lock's holder is gone: the workers are reaped). */
   mproc__pool_free_deferred(p);
   if (p->sh != NULL) {
+    pool_objtab *t = atomic_load(&p->sh->objtab);
+    while (t != NULL) {
+      pool_objtab *older = t->older;
+      mproc_shm_free(t);
+      t = older;
+    }
     pthread_mutex_destroy(&p->sh->mu);
     mproc_shm_free(p->sh);
   }
@@ -217,8 +274,10 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
   if (method < 0) {
     return method;
   }
-  if (method != MPROC__START_FORK) {
-    return MPROC_ENOSYS;
+  if (method != MPROC__START_FORK &&
+      (o.initializer != NULL &&
+       mproc__pool_portable(o.initializer, o.initctx) != 0)) {
+    return MPROC_EINVAL;
   }
   mproc_context *mctx = NULL;
   (void)mproc_get_context(&mctx, mproc__start_method_name(method));
@@ -235,6 +294,8 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
   p->owner = getpid();
   p->nworkers = n;
   p->opts = o;
+  p->portable = method != MPROC__START_FORK;
+  p->objtab_gen = mproc__objtab_generation();
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv, NULL);
   p->w = calloc((size_t)n, sizeof *p->w);

@@ -29,9 +29,22 @@
 
 /* Start a worker in slot i.  Returns 0 or an mproc error. */
 int mproc__pool_worker_start(mproc_pool *p, int i) {
-  char arg[sizeof p + sizeof i];
-  memcpy(arg, &p, sizeof p);
-  memcpy(arg + sizeof p, &i, sizeof i);
+  size_t alen = sizeof(pool_wargs) + p->opts.initarg_len;
+  char stackarg[sizeof(pool_wargs) + 256];
+  char *arg = alen <= sizeof stackarg ? stackarg : malloc(alen);
+  if (arg == NULL) {
+    return MPROC_ENOMEM;
+  }
+  pool_wargs wa = {.sh = p->sh,
+                   .slot = i,
+                   .maxtasksperchild = p->opts.maxtasksperchild,
+                   .initializer = p->opts.initializer,
+                   .initctx = p->opts.initctx,
+                   .initarg_len = p->opts.initarg_len};
+  memcpy(arg, &wa, sizeof wa);
+  if (p->opts.initarg_len > 0) {
+    memcpy(arg + sizeof wa, p->initarg, p->opts.initarg_len);
+  }
   shslot *s = &p->sh->slots[i];
   s->task = NULL;
   atomic_store(&s->crash_sig, 0);
@@ -42,7 +55,10 @@ int mproc__pool_worker_start(mproc_pool *p, int i) {
   mproc_process_opts po = {name, 1, p->opts.context};
   mproc_process *proc;
   int rc = mproc_process_new(&proc, mproc__pool_worker_main, NULL, arg,
-                             sizeof arg, &po);
+                             alen, &po);
+  if (arg != stackarg) {
+    free(arg);
+  }
   if (rc != 0) {
     return rc;
   }

@@ -86,11 +86,45 @@ int mproc_task_fail(mproc_task *t, const char *fmt, ...) {
   return 0;
 }
 
+int mproc__pool_local(shpool *sh, const void *addr, void **out, char *msg) {
+  static const pool_objtab *seen; /* the last table taken from sh */
+  mproc__funcmap *m = mproc__parent_funcmap();
+  if (m == NULL || addr == NULL || mproc__arena_contains(addr)) {
+    *out = (void *)addr;
+    return 0;
+  }
+  uint64_t a = (uint64_t)(uintptr_t)addr;
+  int r = mproc__funcmap_resolve(m, a, out);
+  if (r == MPROC_ENOFUNC) {
+    /* Maybe in a library the owner loaded after this worker started. */
+    const pool_objtab *t = atomic_load(&sh->objtab);
+    if (t != NULL && t != seen) {
+      seen = t;
+      if (mproc__funcmap_update(m, t->bytes, t->len) == 0) {
+        r = mproc__funcmap_resolve(m, a, out);
+      }
+    }
+  }
+  if (r != 0 && msg != NULL) {
+    snprintf(msg, POOL_MSG_MAX, "%s", mproc__funcmap_error(m));
+  }
+  return r;
+}
+
 /* Run one task (apply or a map chunk) and record its outcome in st. */
-static void worker_run(shtask *st) {
+static void worker_run(shpool *sh, shtask *st) {
   if (st->kind == TK_APPLY) {
     mproc_task t = {st, st->msg};
-    int rc = st->fn(&t, st->arg, st->len, st->ctx);
+    void *fn = NULL, *ctx = NULL;
+    int lr = mproc__pool_local(sh, (const void *)st->fn, &fn, st->msg);
+    if (lr == 0) {
+      lr = mproc__pool_local(sh, st->ctx, &ctx, st->msg);
+    }
+    if (lr != 0) {
+      st->error = lr;
+      return;
+    }
+    int rc = ((mproc_task_fn)fn)(&t, st->arg, st->len, ctx);
     if (rc != 0) {
       st->error = MPROC_ETASK;
       st->task_code = rc;
@@ -106,12 +140,14 @@ static void worker_run(shtask *st) {
 int mproc__pool_worker_main(const void *arg, size_t len, void *ctx) {
   (void)ctx;
   (void)len;
-  mproc_pool *p;
-  int slot;
-  memcpy(&p, arg, sizeof p);
-  memcpy(&slot, (const char *)arg + sizeof p, sizeof slot);
-  shpool *sh = p->sh;
-  shslot *me = &sh->slots[slot];
+  pool_wargs wa;
+  if (len < sizeof wa) {
+    return 2;
+  }
+  memcpy(&wa, arg, sizeof wa);
+  const void *initarg = (const char *)arg + sizeof wa;
+  shpool *sh = wa.sh;
+  shslot *me = &sh->slots[wa.slot];
   /* Ctrl-C is the parent's to handle (it tears the pool down), also while
    * the initializer runs. */
   struct sigaction sa;
@@ -125,11 +161,19 @@ int mproc__pool_worker_main(const void *arg, size_t len, void *ctx) {
   /* A segfault (or bus error, FPE, illegal instruction) leaves its
    * faulting address for the death message. */
   (void)mproc__crash_note_install(&me->crash_sig, &me->crash_addr);
-  if (p->opts.initializer != NULL) {
+  if (wa.initializer != NULL) {
     mproc_task t = {NULL, me->initmsg};
     me->initmsg[0] = '\0';
-    int rc = p->opts.initializer(&t, p->initarg, p->opts.initarg_len,
-                                 p->opts.initctx);
+    void *init = NULL, *ictx = NULL;
+    int rc = mproc__pool_local(sh, (const void *)wa.initializer, &init,
+                               me->initmsg);
+    if (rc == 0) {
+      rc = mproc__pool_local(sh, wa.initctx, &ictx, me->initmsg);
+    }
+    if (rc == 0) {
+      rc = ((mproc_task_fn)init)(&t, wa.initarg_len > 0 ? initarg : NULL,
+                                 wa.initarg_len, ictx);
+    }
     if (rc != 0) {
       atomic_store(&me->state, SLOT_INITFAIL);
       seq_bump_wake(&sh->res_seq, 1);
@@ -185,7 +229,7 @@ int mproc__pool_worker_main(const void *arg, size_t len, void *ctx) {
       me->job = st;
       MPROC__FAULT(POOL_JOB_JOINED);
       sh_unlock(sh);
-      long max = p->opts.maxtasksperchild;
+      long max = wa.maxtasksperchild;
       ran += mproc__pool_worker_job(sh, me, st, max > 0 ? max - ran : 0);
       if (max > 0 && ran >= max) {
         return 0;
@@ -207,7 +251,7 @@ int mproc__pool_worker_main(const void *arg, size_t len, void *ctx) {
     sh_unlock(sh);
     MPROC__FAULT(POOL_TASK_TAKEN);
 
-    worker_run(st);
+    worker_run(sh, st);
 
     /* Link the task on the done list, then clear the slot (sh_repair). */
     st->next = NULL;
@@ -230,7 +274,7 @@ int mproc__pool_worker_main(const void *arg, size_t len, void *ctx) {
     MPROC__FAULT(POOL_RESULT_UNWOKEN);
     results_wake(sh);
     ran++;
-    if (p->opts.maxtasksperchild > 0 && ran >= p->opts.maxtasksperchild) {
+    if (wa.maxtasksperchild > 0 && ran >= wa.maxtasksperchild) {
       return 0;
     }
   }
