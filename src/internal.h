@@ -173,6 +173,17 @@ int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
                            int *status_fd);
 /* The server's pid, 0 when none runs.  For tests. */
 pid_t mproc__forkserver_pid(void);
+/* For tests: the control socket (-1 when no server runs), and a plain
+ * request (a bootstrap socket, no passed fds) on a given control socket,
+ * without a restart: 0 and the child's pid, pidfd and status socket, or
+ * the server's refusal (MPROC_EPERM for another uid), MPROC_ESPAWN. */
+int mproc__forkserver_ctl(void);
+/* Stop the server, if one runs, and reap it (Python's _forkserver._stop):
+ * the test runner's, so a case's leak checks see only the case's own
+ * processes and fds.  The next forkserver start starts a new one. */
+void mproc__forkserver_stop(void);
+int mproc__forkserver_request(int ctl, int boot_fd, const sigset_t *mask,
+                              pid_t *pid, int *pidfd, int *status_fd);
 void mproc__forkserver_atfork_child(void);
 /* Run the target as a started child does, then leave with its code. */
 __attribute__((noreturn)) void mproc__process_run(mproc_target_fn fn,

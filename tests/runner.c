@@ -429,6 +429,9 @@ static int run_in_test_process(const test_entry *t, int *private_shm,
   fdset_read(&before);
 
   int rc = t->fn();
+  /* The forkserver is the library's, started on demand and kept, like
+   * Python's: stop it here, so what is left is the case's own. */
+  mproc__forkserver_stop();
   fflush(stdout);
   fflush(stderr);
   if (rc != 0) {

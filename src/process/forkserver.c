@@ -220,7 +220,6 @@ static int forkserver_main(const void *arg, size_t len, void *ctx) {
   }
   memcpy(&ctl, arg, sizeof ctl);
   (void)mproc__fd_set_cloexec(ctl, 1);
-  (void)mproc__sock_passcred(ctl);
   signal(SIGINT, SIG_IGN); /* a Ctrl-C is for the program, not for us */
   const char *p = (const char *)arg + sizeof ctl;
   const char *end = (const char *)arg + len;
@@ -287,6 +286,15 @@ static int server_start(void) {
   if (r != 0) {
     return r;
   }
+  /* Credentials on every request from the first one: set on the server's
+   * end now, not by the server once it runs, or a request sent before
+   * that would come without them (and be refused). */
+  r = mproc__sock_passcred(sv[1]);
+  if (r != 0) {
+    mproc__close(sv[0]);
+    mproc__close(sv[1]);
+    return r;
+  }
   char buf[sizeof(int) + 8192];
   size_t plen = 0;
   memcpy(buf, &sv[1], sizeof(int));
@@ -329,6 +337,45 @@ int mproc_forkserver_start(void) {
   return r;
 }
 
+/*
+ * One request on ctl and its reply.  0 and the child's pid, pidfd and
+ * status socket; the server's refusal (its code); MPROC_ESPAWN when the
+ * server is gone (the send failed, or EOF came instead of the reply).
+ */
+static int fs_ask(int ctl, const fs_req *req, const int *give,
+                          int ngive, pid_t *pid, int *pidfd, int *status_fd) {
+  ssize_t n = mproc__send_fds(ctl, req, sizeof *req, give, ngive);
+  if (n != (ssize_t)sizeof *req) {
+    return MPROC_ESPAWN; /* EPIPE, ECONNRESET: the server died */
+  }
+  fs_rep rep;
+  int fds[2] = {-1, -1};
+  int nfd = 2;
+  n = mproc__recv_fds(ctl, &rep, sizeof rep, fds, &nfd, NULL);
+  if (n != (ssize_t)sizeof rep || rep.code != 0 || nfd != 2) {
+    for (int i = 0; i < nfd; i++) {
+      mproc__close(fds[i]);
+    }
+    if (n != (ssize_t)sizeof rep) {
+      return MPROC_ESPAWN; /* EOF: it died before or while it answered */
+    }
+    return rep.code != 0 ? rep.code : MPROC_EPROTO;
+  }
+  *pid = (pid_t)rep.pid;
+  *pidfd = mproc__fd_above_stdio(fds[0]);
+  *status_fd = mproc__fd_above_stdio(fds[1]);
+  return 0;
+}
+
+int mproc__forkserver_request(int ctl, int boot_fd, const sigset_t *mask,
+                              pid_t *pid, int *pidfd, int *status_fd) {
+  fs_req req;
+  memset(&req, 0, sizeof req);
+  req.magic = FS_MAGIC;
+  req.mask = *mask;
+  return fs_ask(ctl, &req, &boot_fd, 1, pid, pidfd, status_fd);
+}
+
 int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
                            const sigset_t *mask, pid_t *pid, int *pidfd,
                            int *status_fd) {
@@ -359,37 +406,39 @@ int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
         break;
       }
     }
-    ssize_t n = mproc__send_fds(fs.ctl, &req, sizeof req, give, 1 + npass);
-    if (n != (ssize_t)sizeof req) {
-      r = MPROC_ESPAWN;
-      continue; /* EPIPE, ECONNRESET: the server died */
-    }
-    fs_rep rep;
-    int fds[2] = {-1, -1};
-    int nfd = 2;
-    n = mproc__recv_fds(fs.ctl, &rep, sizeof rep, fds, &nfd, NULL);
-    if (n != (ssize_t)sizeof rep) {
-      for (int i = 0; i < nfd; i++) {
-        mproc__close(fds[i]);
-      }
-      r = MPROC_ESPAWN;
-      continue; /* EOF: it died before or while it answered */
-    }
-    if (rep.code != 0 || nfd != 2) {
-      for (int i = 0; i < nfd; i++) {
-        mproc__close(fds[i]);
-      }
-      r = rep.code != 0 ? rep.code : MPROC_EPROTO;
+    r = fs_ask(fs.ctl, &req, give, 1 + npass, pid, pidfd,
+                              status_fd);
+    if (r != MPROC_ESPAWN) {
       break;
     }
-    *pid = (pid_t)rep.pid;
-    *pidfd = mproc__fd_above_stdio(fds[0]);
-    *status_fd = mproc__fd_above_stdio(fds[1]);
-    r = 0;
-    break;
   }
   pthread_mutex_unlock(&fs.mu);
   return r;
+}
+
+void mproc__forkserver_stop(void) {
+  pthread_mutex_lock(&fs.mu);
+  mproc__close(fs.ctl);
+  fs.ctl = -1;
+  if (fs.proc != NULL) {
+    /* EOF on its control socket ends the server; a server that does not
+     * end in time (stopped, say) is killed. */
+    if (mproc_process_join(fs.proc, 5.0) != 0 ||
+        mproc_process_is_alive(fs.proc) == 1) {
+      (void)mproc_process_kill(fs.proc);
+      (void)mproc_process_join(fs.proc, MPROC_FOREVER);
+    }
+    (void)mproc_process_free(fs.proc);
+    fs.proc = NULL;
+  }
+  pthread_mutex_unlock(&fs.mu);
+}
+
+int mproc__forkserver_ctl(void) {
+  pthread_mutex_lock(&fs.mu);
+  int fd = fs.ctl;
+  pthread_mutex_unlock(&fs.mu);
+  return fd;
 }
 
 pid_t mproc__forkserver_pid(void) {
