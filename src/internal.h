@@ -98,6 +98,24 @@ int mproc__funcmap_resolve(mproc__funcmap *m, uint64_t peer_addr,
 const char *mproc__funcmap_error(const mproc__funcmap *m);
 void mproc__funcmap_free(mproc__funcmap *m);
 
+/*
+ * A function or static-data address kept in shared memory, valid in every
+ * process of the program whatever its start method: an offset in an
+ * object named by its build-id (the main program or a library), or, for
+ * an address in no object (arena memory, heap), the address as it is.
+ * make never fails (an address it cannot name stays raw); get returns the
+ * address here, or NULL with *err MPROC_EBUILD (this process runs another
+ * build of the program), MPROC_ENOFUNC (the library is not loaded here).
+ * Neither takes a lock (both may run in a forked child at any time).
+ */
+typedef struct mproc__fnref {
+  uint64_t off;
+  uint8_t kind, is_main, idlen, pad;
+  uint8_t id[40];
+} mproc__fnref;
+void mproc__fnref_make(mproc__fnref *r, const void *addr);
+void *mproc__fnref_get(const mproc__fnref *r, int *err);
+
 /* ---- process/spawn.c: the spawn method and the child bootstrap ---- */
 
 /* What a child started by spawn or the forkserver is told. */

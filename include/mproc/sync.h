@@ -286,14 +286,18 @@ typedef struct mproc_barrier mproc_barrier;
 
 /* Run by exactly one party (the last to arrive) each time the barrier
  * opens, before any party leaves wait, with the barrier's action_ctx.  The
- * party may be any process, so action_ctx follows the rule of a process
- * target's ctx (process.h): arena memory, or memory set up before the
- * parties were started. */
+ * party may be any process, started by any method: the action is kept as
+ * a function of the program (or of a library), found again in a spawned
+ * party's own image, and action_ctx follows the rule of a process
+ * target's ctx (process.h): arena memory, static data, or (under fork
+ * only) memory set up before the parties were started.  A party that
+ * cannot find the action (it runs another build of the program, or the
+ * library is not loaded in it) breaks the barrier and gets MPROC_EBUILD
+ * or MPROC_ENOFUNC from its wait. */
 typedef void (*mproc_barrier_action_fn)(void *ctx);
 
 typedef struct mproc_barrier_opts {
-  mproc_barrier_action_fn action; /* NULL: none; a plain function pointer,
-                                     valid in every forked process */
+  mproc_barrier_action_fn action; /* NULL: none */
   void *action_ctx;               /* passed to action */
   double timeout;                 /* mproc_barrier_wait_default's timeout,
                                      with the meaning of every timeout:

@@ -239,3 +239,7 @@ int mproc__fd_dup_above(int fd, int min) {
   int r = fcntl(fd, F_DUPFD_CLOEXEC, min);
   return r < 0 ? -errno : r;
 }
+
+int mproc__fd_valid(int fd) {
+  return fd >= 0 && fcntl(fd, F_GETFD) >= 0;
+}

@@ -141,6 +141,9 @@ int mproc__fd_count(void);
  * constructor) except keep[0..n).  0 or -errno. */
 int mproc__close_inherited_except(const int *keep, int n);
 
+/* 1 if fd is an open file descriptor, else 0. */
+int mproc__fd_valid(int fd);
+
 /* A close-on-exec duplicate of fd numbered min or above, or -errno. */
 int mproc__fd_dup_above(int fd, int min);
 

@@ -42,15 +42,19 @@
 #include "../internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* The caller's pass_fds, and its stdout and stderr. */
+#define FS_MAX_PASS (MPROC_PASS_FDS_MAX + 2)
+
 typedef struct fs_req {
   uint32_t magic;
   uint32_t npass;                      /* fds after the bootstrap socket */
-  int32_t target[MPROC_PASS_FDS_MAX];  /* their numbers in the child */
+  int32_t target[FS_MAX_PASS];         /* their numbers in the child */
   sigset_t mask;
 } fs_req;
 
@@ -107,8 +111,8 @@ static void place_fds(const fs_req *req, int *fd, int nfd) {
 
 static void serve_one(int ctl, int ep) {
   fs_req req;
-  int fd[1 + MPROC_PASS_FDS_MAX];
-  int nfd = 1 + MPROC_PASS_FDS_MAX;
+  int fd[1 + FS_MAX_PASS];
+  int nfd = 1 + FS_MAX_PASS;
   uid_t uid;
   ssize_t n = mproc__recv_fds(ctl, &req, sizeof req, fd, &nfd, &uid);
   if (n == 0) {
@@ -127,7 +131,7 @@ static void serve_one(int ctl, int ep) {
                 (int)(uid == (uid_t)-1 ? -1 : (int)uid));
     rep.code = MPROC_EPERM;
   } else if (n != (ssize_t)sizeof req || req.magic != FS_MAGIC ||
-             req.npass > MPROC_PASS_FDS_MAX || nfd != 1 + (int)req.npass) {
+             req.npass > FS_MAX_PASS || nfd != 1 + (int)req.npass) {
     rep.code = MPROC_EPROTO;
   }
   int st[2] = {-1, -1};
@@ -232,6 +236,17 @@ static int forkserver_main(const void *arg, size_t len, void *ctx) {
       }
     }
     p += l + 1;
+  }
+  /* Children get the requester's stdout and stderr with each request; the
+   * server keeps none of its starter's (a terminal it held would never
+   * hang up), except stderr when logging is on, for its own lines. */
+  int null = mproc__open("/dev/null", O_WRONLY, 0);
+  if (null >= 0) {
+    (void)mproc__dup2(null, 1);
+    if (mproc_log_get_level() == MPROC_LOG_OFF) {
+      (void)mproc__dup2(null, 2);
+    }
+    mproc__close(null);
   }
   int ep = mproc__epoll_create();
   if (ep < 0 || mproc__epoll_add(ep, ctl, 0) != 0) {
@@ -383,15 +398,27 @@ int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
   memset(&req, 0, sizeof req);
   req.magic = FS_MAGIC;
   req.mask = *mask;
-  int give[1 + MPROC_PASS_FDS_MAX] = {boot_fd};
+  int give[1 + FS_MAX_PASS] = {boot_fd};
   if (npass < 0 || npass > MPROC_PASS_FDS_MAX) {
     return MPROC_EINVAL;
   }
-  req.npass = (uint32_t)npass;
-  for (int i = 0; i < npass; i++) {
-    req.target[i] = pass_fds[i];
-    give[1 + i] = pass_fds[i];
+  int n = 0;
+  for (int i = 0; i < npass; i++, n++) {
+    req.target[n] = pass_fds[i];
+    give[1 + n] = pass_fds[i];
   }
+  /* The child writes where the caller writes now, as a forked or spawned
+   * child does, not where the server's stdout and stderr went when it
+   * was started (Python's forkserver children use the server's).  A
+   * closed one stays the server's. */
+  for (int fd = 1; fd <= 2; fd++) {
+    if (mproc__fd_valid(fd)) {
+      req.target[n] = fd;
+      give[1 + n] = fd;
+      n++;
+    }
+  }
+  req.npass = (uint32_t)n;
   pthread_mutex_lock(&fs.mu);
   int r = MPROC_ESPAWN;
   for (int attempt = 0; attempt < 2; attempt++) {
@@ -406,7 +433,7 @@ int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
         break;
       }
     }
-    r = fs_ask(fs.ctl, &req, give, 1 + npass, pid, pidfd,
+    r = fs_ask(fs.ctl, &req, give, 1 + n, pid, pidfd,
                               status_fd);
     if (r != MPROC_ESPAWN) {
       break;

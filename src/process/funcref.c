@@ -164,65 +164,134 @@ int mproc__objtab_build(void **out, size_t *len) {
 
 uint64_t mproc__objtab_generation(void) { return mproc__dl_generation(); }
 
-/* ---- is an address in a loaded object? -------------------------------- */
+/* ---- this process's loaded objects, cached ------------------------------ */
 
-/* An immutable snapshot of the loaded spans.  A newer one replaces it
+/* An immutable snapshot of the loaded objects.  A newer one replaces it
  * when a query misses after a library was loaded; old ones are kept (a
- * reader may still be scanning one), a few bytes per load. */
-typedef struct span_set {
+ * reader may still be scanning one; no lock, so a fork in the middle of a
+ * query leaves nothing held), a few hundred bytes per load. */
+typedef struct loc_obj {
+  uintptr_t lo, hi, bias;
+  int is_main;
+  size_t idlen;
+  uint8_t id[40];
+} loc_obj;
+
+typedef struct obj_set {
   uint64_t gen;
   size_t n;
-  struct { uintptr_t lo, hi; } s[];
-} span_set;
+  loc_obj o[];
+} obj_set;
 
-static _Atomic(span_set *) spans;
+static _Atomic(obj_set *) snapshot;
 
-typedef struct count_ctx { span_set *set; size_t cap; } count_ctx;
+typedef struct fill_ctx { obj_set *set; size_t cap; } fill_ctx;
 
-static int span_cb(const mproc__dlobj *o, void *arg) {
-  count_ctx *c = arg;
+static int fill_cb(const mproc__dlobj *o, void *arg) {
+  fill_ctx *c = arg;
   if (o->is_vdso) return 0;
-  if (c->set) {
-    if (c->set->n >= c->cap) return 1;
-    c->set->s[c->set->n].lo = o->lo;
-    c->set->s[c->set->n].hi = o->hi;
+  if (c->set == NULL) {
+    c->cap++;
+    return 0;
   }
-  if (c->set) c->set->n++;
-  else c->cap++;
+  if (c->set->n >= c->cap) return 1;
+  loc_obj *l = &c->set->o[c->set->n++];
+  l->lo = o->lo;
+  l->hi = o->hi;
+  l->bias = o->bias;
+  l->is_main = o->is_main;
+  l->idlen = o->build_id_len;
+  memcpy(l->id, o->build_id, o->build_id_len);
   return 0;
 }
 
-static int in_set(const span_set *set, uintptr_t a) {
+static const loc_obj *obj_at(const obj_set *set, uintptr_t a) {
   for (size_t i = 0; set && i < set->n; i++)
-    if (a >= set->s[i].lo && a < set->s[i].hi) return 1;
-  return 0;
+    if (a >= set->o[i].lo && a < set->o[i].hi) return &set->o[i];
+  return NULL;
+}
+
+/* The current snapshot, rescanned when objects were loaded or unloaded
+ * since it was taken (or force_gen differs).  NULL when out of memory. */
+static obj_set *objects_now(obj_set *cur) {
+  uint64_t gen = mproc__dl_generation();
+  if (cur && cur->gen == gen) return cur;
+  /* Objects may be loaded between the count and the fill; a fill that
+   * finds more than counted keeps what fits, and the next miss rescans. */
+  fill_ctx c = {NULL, 0};
+  mproc__dl_each(fill_cb, &c);
+  c.cap += 4;
+  obj_set *set = calloc(1, sizeof *set + c.cap * sizeof set->o[0]);
+  if (!set) return cur;
+  c.set = set;
+  set->gen = gen;
+  mproc__dl_each(fill_cb, &c);
+  if (!atomic_compare_exchange_strong(&snapshot, &cur, set)) {
+    free(set); /* another thread published one first: use it */
+    return cur;
+  }
+  return set;
 }
 
 int mproc__objtab_contains(const void *addr) {
   if (!addr) return 0;
   uintptr_t a = (uintptr_t)addr;
-  span_set *cur = atomic_load_explicit(&spans, memory_order_acquire);
-  if (in_set(cur, a)) return 1;
-  uint64_t gen = mproc__dl_generation();
-  if (cur && cur->gen == gen) return 0;
-  /* Loaded objects changed (or never looked at): take a new snapshot.
-   * Objects may be loaded between the count and the fill; a fill that
-   * finds more than counted keeps what fits, and the next miss rescans. */
-  count_ctx c = {NULL, 0};
-  mproc__dl_each(span_cb, &c);
-  c.cap += 4;
-  span_set *set = calloc(1, sizeof *set + c.cap * sizeof set->s[0]);
-  if (!set) return in_set(cur, a);
-  c.set = set;
-  set->gen = gen;
-  mproc__dl_each(span_cb, &c);
-  if (!atomic_compare_exchange_strong(&spans, &cur, set)) {
-    /* Another thread published one first; use ours for this answer. */
-    int in = in_set(set, a);
-    free(set);
-    return in;
+  obj_set *cur = atomic_load_explicit(&snapshot, memory_order_acquire);
+  if (obj_at(cur, a)) return 1;
+  return obj_at(objects_now(cur), a) != NULL;
+}
+
+/* ---- references kept in shared memory ----------------------------------- */
+
+#define FNREF_RAW 1  /* an address as it is (arena memory, heap, stack) */
+#define FNREF_OBJ 2  /* an offset in an object named by its build-id */
+
+void mproc__fnref_make(mproc__fnref *r, const void *addr) {
+  memset(r, 0, sizeof *r);
+  uintptr_t a = (uintptr_t)addr;
+  r->kind = FNREF_RAW;
+  r->off = (uint64_t)a;
+  if (!addr) return;
+  obj_set *cur = atomic_load_explicit(&snapshot, memory_order_acquire);
+  const loc_obj *o = obj_at(cur, a);
+  if (!o) o = obj_at(objects_now(cur), a);
+  /* An object without a build-id cannot be named in another image; the
+   * main program is the main program, whatever its build-id. */
+  if (!o || (o->idlen == 0 && !o->is_main)) return;
+  r->kind = FNREF_OBJ;
+  r->is_main = (uint8_t)o->is_main;
+  r->idlen = (uint8_t)o->idlen;
+  memcpy(r->id, o->id, o->idlen);
+  r->off = (uint64_t)(a - o->bias);
+}
+
+static const loc_obj *obj_named(const obj_set *set, const mproc__fnref *r) {
+  for (size_t i = 0; set && i < set->n; i++) {
+    const loc_obj *o = &set->o[i];
+    if (r->is_main ? !o->is_main : o->is_main) continue;
+    if (r->idlen == 0 || (o->idlen == r->idlen &&
+                          memcmp(o->id, r->id, r->idlen) == 0))
+      return o;
+    if (r->is_main) return NULL; /* the main program is another build */
   }
-  return in_set(set, a);
+  return NULL;
+}
+
+void *mproc__fnref_get(const mproc__fnref *r, int *err) {
+  if (err) *err = 0;
+  if (r->kind == FNREF_RAW) return (void *)(uintptr_t)r->off;
+  if (r->kind != FNREF_OBJ || r->idlen > sizeof r->id) {
+    if (err) *err = MPROC_EPROTO;
+    return NULL;
+  }
+  obj_set *cur = atomic_load_explicit(&snapshot, memory_order_acquire);
+  const loc_obj *o = obj_named(cur, r);
+  if (!o) o = obj_named(objects_now(cur), r);
+  if (!o) {
+    if (err) *err = r->is_main ? MPROC_EBUILD : MPROC_ENOFUNC;
+    return NULL;
+  }
+  return (void *)(o->bias + (uintptr_t)r->off);
 }
 
 /* ---- the receiving side ------------------------------------------------ */

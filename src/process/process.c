@@ -827,6 +827,10 @@ static void exit_cleanup(void) {
 void mproc__process_become(const char *name, const char *ident, int daemon,
                            pid_t parent_pid, const char *parent_name,
                            pid_t real_ppid) {
+  /* A forkserver child is a fork of the server, whose pid may be cached
+   * here without the atfork handler that would clear it (the server
+   * starts no process of its own). */
+  __atomic_store_n(&reg.pid, 0, __ATOMIC_RELAXED);
   copy_name(self.parent_name, parent_name);
   copy_name(self.name, name);
   size_t n = 0;

@@ -127,8 +127,17 @@ static int objtab_copy(void **out, size_t *len) {
   return r;
 }
 
+static mproc__funcmap *parent_map;
+
 void mproc__spawn_atfork_child(void) {
   tab_cache.mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+  /* A forked child has its parent's addresses: it needs no translation,
+   * and the map it inherited describes its parent's spawner, whose
+   * addresses are not its parent's (a pool forked by a spawned process
+   * must call its owner's pointers as they are). */
+  mproc__funcmap *m = parent_map;
+  parent_map = NULL;
+  mproc__funcmap_free(m);
 }
 
 static void put(char **w, const void *src, size_t n) {
@@ -273,7 +282,6 @@ int mproc__spawn_exec(const char *exe, int boot_fd, int keep_wfd,
 
 /* The parent's objects, resolved here; NULL when started by fork (the
  * parent's addresses are this process's own). */
-static mproc__funcmap *parent_map;
 
 mproc__funcmap *mproc__parent_funcmap(void) { return parent_map; }
 

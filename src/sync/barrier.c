@@ -48,8 +48,12 @@ struct mproc_barrier {
   int32_t count;   /* guarded by lock */
   uint32_t gen;    /* passes completed; guarded by lock */
   double timeout;  /* wait_default's; < 0 forever, 0 polls */
-  mproc_barrier_action_fn action;
-  void *action_ctx;
+  /* The action and its ctx as references every process can resolve: the
+   * last party may be a child started by spawn or the forkserver, with
+   * the program at other addresses than in the barrier's creator. */
+  int32_t has_action;
+  mproc__fnref action;
+  mproc__fnref action_ctx;
   uint64_t checked_ns;
   struct mproc_lock lock;
   uint32_t slots[]; /* parties entries: token of the party at each index */
@@ -79,8 +83,11 @@ int mproc_barrier_new(mproc_barrier **out, int parties,
   b->state = FILLING;
   b->timeout = MPROC_FOREVER;
   if (opts != NULL) {
-    b->action = opts->action;
-    b->action_ctx = opts->action_ctx;
+    if (opts->action != NULL) {
+      b->has_action = 1;
+      mproc__fnref_make(&b->action, (const void *)(uintptr_t)opts->action);
+      mproc__fnref_make(&b->action_ctx, opts->action_ctx);
+    }
     b->timeout = opts->timeout;
   }
   mproc__lock_init(&b->lock, SYNC_KIND_LOCK);
@@ -258,8 +265,20 @@ int mproc_barrier_wait(mproc_barrier *b, double timeout) {
   const uint32_t gen = b->gen;
   int result;
   if (index + 1 == b->parties) {
-    if (b->action != NULL) {
-      b->action(b->action_ctx);
+    if (b->has_action) {
+      int e1 = 0, e2 = 0;
+      void *fn = mproc__fnref_get(&b->action, &e1);
+      void *actx = mproc__fnref_get(&b->action_ctx, &e2);
+      if (fn == NULL || e2 != 0) {
+        /* The action cannot run here (another build of the program, a
+         * library not loaded): as an action that fails in Python, it
+         * breaks the barrier, and this party learns why. */
+        b->state = BROKEN;
+        bump(b);
+        bunlock(b);
+        return e1 != 0 ? e1 : e2 != 0 ? e2 : MPROC_ENOFUNC;
+      }
+      ((mproc_barrier_action_fn)(uintptr_t)fn)(actx);
     }
     b->state = DRAINING;
     b->gen++;

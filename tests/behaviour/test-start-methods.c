@@ -23,6 +23,7 @@
 #include "mproc/context.h"
 #include "mproc/pool.h"
 #include "mproc/process.h"
+#include "mproc/sync.h"
 #include "task.h"
 
 static const char *const methods[] = {"fork", "spawn", "forkserver"};
@@ -736,6 +737,131 @@ TEST_IMPL(start_methods_pool) {
     ASSERT_OK(mproc_pool_close(p));
     ASSERT_OK(mproc_pool_join(p, 60 * test_timeout_mult()));
     ASSERT_OK(mproc_pool_free(p));
+  }
+  return 0;
+}
+
+/* ---- a function kept in shared memory: the barrier's action ---- */
+
+static void count_action(void *ctx) {
+  report *r = ctx;
+  r->pid = (int)getpid();
+  atomic_fetch_add(&r->started, 1);
+}
+
+static int t_barrier(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
+  mproc_barrier *b;
+  if (len != sizeof b) {
+    return 90;
+  }
+  memcpy(&b, arg, sizeof b);
+  return mproc_barrier_wait(b, 60) >= 0 ? 0 : 91;
+}
+
+/* The action was given in this process; the party that runs it is a
+ * child of spawn (then of the forkserver), with the program elsewhere. */
+TEST_IMPL(start_methods_barrier_action_in_child) {
+  for (int k = 0; k < NMETHODS; k++) {
+    report *r = new_report();
+    mproc_barrier_opts o = {.action = count_action, .action_ctx = r,
+                            .timeout = MPROC_FOREVER};
+    mproc_barrier *b;
+    ASSERT_OK(mproc_barrier_new(&b, 2, &o));
+    mproc_process *first = start_with(methods[k], t_barrier, NULL, &b,
+                                      sizeof b, NULL, 0);
+    double end = test_now() + 30 * test_timeout_mult();
+    while (mproc_barrier_n_waiting(b) < 1) {
+      ASSERT(test_now() < end);
+      test_sleep(0.001);
+    }
+    mproc_process *last = start_with(methods[k], t_barrier, NULL, &b,
+                                     sizeof b, NULL, 0);
+    pid_t last_pid = mproc_process_pid(last);
+    ASSERT_EQ(finish(first), 0);
+    ASSERT_EQ(finish(last), 0);
+    ASSERT_EQ(atomic_load(&r->started), 1);
+    ASSERT_EQ(r->pid, last_pid);
+    ASSERT_OK(mproc_barrier_free(b));
+    ASSERT_OK(mproc_shm_free(r));
+  }
+  return 0;
+}
+
+/* ---- children that start children ---- */
+
+static int t_nested(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
+  int k;
+  if (len != sizeof k) {
+    return 90;
+  }
+  memcpy(&k, arg, sizeof k);
+  mproc_context *c = NULL;
+  if (mproc_get_context(&c, methods[k]) != 0) {
+    return 91;
+  }
+  mproc_pool_opts o;
+  memset(&o, 0, sizeof o);
+  o.processes = 2;
+  o.context = c;
+  mproc_pool *p;
+  if (mproc_pool_new(&p, &o) != 0) {
+    return 92;
+  }
+  long in[50], out[50];
+  for (int i = 0; i < 50; i++) {
+    in[i] = i;
+  }
+  int rc = mproc_pool_map(p, pool_sq, (void *)&static_data, in, 50,
+                          sizeof(long), out, sizeof(long), NULL, NULL);
+  if (rc != 0) {
+    fprintf(stderr, "# map: %s\n", mproc_err_name(rc));
+  }
+  int bad = rc != 0;
+  for (int i = 0; i < 50 && !bad; i++) {
+    bad = out[i] != (long)i * i + 4242;
+    if (bad) {
+      fprintf(stderr, "# out[%d] = %ld\n", i, out[i]);
+    }
+  }
+  mproc_pool_close(p);
+  mproc_pool_join(p, MPROC_FOREVER);
+  mproc_pool_free(p);
+  if (bad) {
+    return 93;
+  }
+  /* And a process of the same method, whose pid and parent it knows. */
+  mproc_process_opts po;
+  memset(&po, 0, sizeof po);
+  po.context = c;
+  mproc_process *q;
+  int want = 6;
+  if (mproc_process_new(&q, t_exit, NULL, &want, sizeof want, &po) != 0 ||
+      mproc_process_start(q) != 0) {
+    return 94;
+  }
+  int code = -1;
+  mproc_process_join(q, MPROC_FOREVER);
+  mproc_process_exitcode(q, &code);
+  mproc_process_free(q);
+  return code == 6 ? 0 : 95;
+}
+
+/* Every method inside a child of every method: a child of the forkserver
+ * is a fork of the server and must not take the server's identity. */
+TEST_IMPL(start_methods_nested) {
+  for (int outer = 0; outer < NMETHODS; outer++) {
+    for (int inner = 0; inner < NMETHODS; inner++) {
+      mproc_process *p = start_with(methods[outer], t_nested, NULL, &inner,
+                                    sizeof inner, NULL, 0);
+      int code = finish(p);
+      if (code != 0) {
+        fprintf(stderr, "# %s inside %s: exit code %d\n", methods[inner],
+                methods[outer], code);
+      }
+      ASSERT_EQ(code, 0);
+    }
   }
   return 0;
 }
