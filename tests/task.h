@@ -39,6 +39,12 @@ void mproc_test_register(const char *name, mproc_test_fn fn, const char *file);
   }                                                                           \
   static int test_##name##_impl(void)
 
+/* A case that holds under every start method: CMake also runs it as
+ * name@spawn and name@forkserver (MPROC_START_METHOD set).  Its children
+ * must take what they need from arg, ctx (arena memory or static data) or
+ * pass_fds, never from a global set at run time or an inherited fd. */
+#define TEST_IMPL_ALL_METHODS(name) TEST_IMPL(name)
+
 __attribute__((noreturn)) void mproc_test_fail(const char *file, int line,
                                                const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -122,7 +122,10 @@ MPROC_EXTERN int mproc_set_forkserver_preload(const char *const *paths,
  * running (Python's forkserver.ensure_running()).  Optional: the first
  * forkserver start does it; calling it early takes the server's start
  * (one exec) off the first child's start.
- * Returns 0; MPROC_EDAEMONIC in a daemon process; the start's errors.
+ * Returns 0; MPROC_EDAEMONIC in a daemon process; MPROC_ENOSYS without
+ * pidfds (Linux before 5.3, or MPROC_NO_PIDFD set): the forkserver needs
+ * them, and every forkserver start fails the same way there; the start's
+ * errors.
  */
 MPROC_EXTERN int mproc_forkserver_start(void);
 

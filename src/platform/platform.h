@@ -165,6 +165,8 @@ __attribute__((noreturn)) void mproc__exit_now(int status);
  * kernel has none (or MPROC_NO_PIDFD is set in the environment, which tests
  * use to exercise the fallback), or another -errno. */
 int mproc__pidfd_open(pid_t pid);
+/* 1 if pidfds work here (and MPROC_NO_PIDFD is not set), else 0. */
+int mproc__pidfd_supported(void);
 
 /* pidfd_send_signal(2).  Returns 0 or -errno (-ESRCH once reaped). */
 int mproc__pidfd_signal(int pidfd, int sig);

@@ -75,6 +75,20 @@ int mproc__pidfd_open(pid_t pid) {
   return mproc__fd_above_stdio(fd);
 }
 
+int mproc__pidfd_supported(void) {
+  static int known = -1;
+  int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+  if (k < 0) {
+    int fd = mproc__pidfd_open(getpid());
+    k = fd >= 0;
+    if (fd >= 0) {
+      close(fd);
+    }
+    __atomic_store_n(&known, k, __ATOMIC_RELAXED);
+  }
+  return k;
+}
+
 int mproc__pidfd_signal(int pidfd, int sig) {
   long r = syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
   return r < 0 ? -errno : 0;

@@ -294,8 +294,14 @@ static void server_drop(void) {
   }
 }
 
-/* Start the server (fs.mu held, none running). */
+/* Start the server (fs.mu held, none running).  Its children are known
+ * to the requester by their pidfds (signals without a recycled-pid race,
+ * an end that is seen even after the server died): without pidfds
+ * (Linux before 5.3, MPROC_NO_PIDFD) there is no forkserver. */
 static int server_start(void) {
+  if (!mproc__pidfd_supported()) {
+    return MPROC_ENOSYS;
+  }
   int sv[2];
   int r = mproc__socketpair_seq(sv);
   if (r != 0) {

@@ -73,7 +73,7 @@ static void finish_pool(mproc_pool *p) {
   ASSERT_OK(mproc_pool_free(p));
 }
 
-TEST_IMPL(ctx_pool_apply) {
+TEST_IMPL_ALL_METHODS(ctx_pool_apply) {
   box *b = new_box();
   mproc_pool *p = new_pool(2);
   void *res;
@@ -101,7 +101,7 @@ TEST_IMPL(ctx_pool_apply) {
   return 0;
 }
 
-TEST_IMPL(ctx_pool_map) {
+TEST_IMPL_ALL_METHODS(ctx_pool_map) {
   box *b = new_box();
   mproc_pool *p = new_pool(3);
   enum { N = 100 };
@@ -134,7 +134,7 @@ TEST_IMPL(ctx_pool_map) {
   return 0;
 }
 
-TEST_IMPL(ctx_pool_imap) {
+TEST_IMPL_ALL_METHODS(ctx_pool_imap) {
   box *b = new_box();
   mproc_pool *p = new_pool(2);
   enum { N = 40 };
@@ -248,7 +248,7 @@ static int ctx_target(const void *arg, size_t len, void *ctx) {
   return 0;
 }
 
-TEST_IMPL(ctx_process) {
+TEST_IMPL_ALL_METHODS(ctx_process) {
   box *b = new_box();
   mproc_process *p;
   ASSERT_OK(mproc_process_new(&p, ctx_target, b, &b, sizeof b, NULL));

@@ -391,7 +391,7 @@ static int wait_pid(board *b) {
 /* MPROC_POOL_BREAK: the dead worker's task fails with MPROC_EWORKERDIED,
  * everything else outstanding and every later submission with
  * MPROC_EBROKEN; close and join still return. */
-TEST_IMPL(pool_on_death_break) {
+TEST_IMPL_ALL_METHODS(pool_on_death_break) {
   board *b;
   ASSERT_OK(mproc_shm_calloc((void **)&b, 1, sizeof *b));
   mproc_pool_opts o;
@@ -454,7 +454,7 @@ static int init_first_two(mproc_task *t, const void *arg, size_t len,
 /* Replacements whose initializer fails are retried with a backoff and
  * given up after 5 failures in a row: no respawn loop, and the pool with
  * no worker left is broken, so nothing waits for ever. */
-TEST_IMPL(pool_respawn_initializer_fails_backoff) {
+TEST_IMPL_ALL_METHODS(pool_respawn_initializer_fails_backoff) {
   board *b;
   ASSERT_OK(mproc_shm_calloc((void **)&b, 1, sizeof *b));
   mproc_pool_opts o;
@@ -558,7 +558,7 @@ static int noop_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
  * its own threads: every line is in the file exactly once.  A child that
  * inherited the parent's unflushed buffer and flushed it at its end
  * wrote lines twice (seen with examples/pool_faults). */
-TEST_IMPL(pool_replacements_do_not_repeat_stdout) {
+TEST_IMPL_ALL_METHODS(pool_replacements_do_not_repeat_stdout) {
   char path[] = "/tmp/mproc-test-stdout-XXXXXX";
   int fd = mkstemp(path);
   ASSERT_GE(fd, 0);
@@ -634,7 +634,7 @@ static int sqr_or_die(const void *in, void *out, void *ctx) {
  * them in place, the results are right, the output block is still the
  * caller's to free (not freed by the map), and the records of the items a
  * death lost are zeros there too. */
-TEST_IMPL(pool_map_arena_in_and_out) {
+TEST_IMPL_ALL_METHODS(pool_map_arena_in_and_out) {
   mproc_pool *p = pool_with(2, NULL);
   size_t n = 5000;
   long *in, *out;
@@ -685,7 +685,7 @@ static int sq_plus_one(const void *in, void *out, void *ctx) {
  * arena memory (the workers read and write the one buffer) and in the
  * caller's own memory; each result is the function of its own input.
  * Other overlaps are refused before anything runs. */
-TEST_IMPL(pool_map_in_place) {
+TEST_IMPL_ALL_METHODS(pool_map_in_place) {
   mproc_pool *p = pool_with(2, NULL);
   size_t n = 3000;
   long *a;

@@ -91,7 +91,7 @@ static void finish_pool(mproc_pool *p) {
   ASSERT_OK(mproc_pool_free(p));
 }
 
-TEST_IMPL(pool_apply) {
+TEST_IMPL_ALL_METHODS(pool_apply) {
   mproc_pool *p = new_pool(4);
   int x = 5;
   void *res;
@@ -126,7 +126,7 @@ TEST_IMPL(pool_apply) {
   return 0;
 }
 
-TEST_IMPL(pool_apply_failure) {
+TEST_IMPL_ALL_METHODS(pool_apply_failure) {
   mproc_pool *p = new_pool(2);
   void *res = (void *)1;
   ASSERT_ERR(mproc_pool_apply(p, fail_task, NULL, NULL, 0, &res, NULL),
@@ -148,7 +148,7 @@ TEST_IMPL(pool_apply_failure) {
   return 0;
 }
 
-TEST_IMPL(pool_map) {
+TEST_IMPL_ALL_METHODS(pool_map) {
   mproc_pool *p = new_pool(4);
   int in[100], out[100];
   for (int i = 0; i < 100; i++) {
@@ -206,7 +206,7 @@ static void on_err(mproc_async *r, void *user) {
   __atomic_add_fetch(&s->errors, 1, __ATOMIC_SEQ_CST);
 }
 
-TEST_IMPL(pool_async_callbacks) {
+TEST_IMPL_ALL_METHODS(pool_async_callbacks) {
   mproc_pool *p = new_pool(2);
   cb_state s = {0, 0, 0, 0};
   mproc_apply_opts ao = {on_ok, on_err, &s};
@@ -299,7 +299,7 @@ TEST_IMPL(pool_close_join_rules) {
   return 0;
 }
 
-TEST_IMPL(pool_terminate) {
+TEST_IMPL_ALL_METHODS(pool_terminate) {
   mproc_pool *p = new_pool(2);
   double s = 30;
   mproc_async *r[6];
@@ -324,7 +324,7 @@ TEST_IMPL(pool_terminate) {
   return 0;
 }
 
-TEST_IMPL(pool_maxtasksperchild) {
+TEST_IMPL_ALL_METHODS(pool_maxtasksperchild) {
   mproc_pool_opts o;
   memset(&o, 0, sizeof o);
   o.processes = 2;
@@ -382,7 +382,7 @@ static int read_init_task(mproc_task *t, const void *arg, size_t len,
   return mproc_task_return(t, &init_value, sizeof init_value);
 }
 
-TEST_IMPL(pool_initializer) {
+TEST_IMPL_ALL_METHODS(pool_initializer) {
   mproc_pool_opts o;
   memset(&o, 0, sizeof o);
   o.processes = 3;
@@ -411,7 +411,7 @@ TEST_IMPL(pool_initializer) {
   return 0;
 }
 
-TEST_IMPL(pool_task_timeout) {
+TEST_IMPL_ALL_METHODS(pool_task_timeout) {
   mproc_pool_opts o;
   memset(&o, 0, sizeof o);
   o.processes = 2;
@@ -450,7 +450,7 @@ TEST_IMPL(pool_task_timeout) {
   return 0;
 }
 
-TEST_IMPL(pool_map_bytes) {
+TEST_IMPL_ALL_METHODS(pool_map_bytes) {
   mproc_pool *p = new_pool(3);
   int v[20];
   mproc_bytes args[20];
@@ -487,7 +487,7 @@ static int sleepy_sqr_map(const void *in, void *out, void *ctx) {
   return sqr_map(in, out, ctx);
 }
 
-TEST_IMPL(pool_imap) {
+TEST_IMPL_ALL_METHODS(pool_imap) {
   mproc_pool *p = new_pool(4);
   int in[100];
   for (int i = 0; i < 100; i++) {

@@ -193,7 +193,7 @@ TEST_IMPL(process_lifecycle) {
   return 0;
 }
 
-TEST_IMPL(process_exitcodes) {
+TEST_IMPL_ALL_METHODS(process_exitcodes) {
   static const int rets[] = {0, 1, 5, 255, 256, 300};
   for (size_t i = 0; i < MPROC__ARRAY_SIZE(rets); i++) {
     mproc_process *p = start_target(t_return_arg, &rets[i], sizeof(int), NULL);
@@ -247,12 +247,12 @@ static void terminate_case(int use_kill) {
   ASSERT_OK(mproc_process_free(p));
 }
 
-TEST_IMPL(process_terminate) {
+TEST_IMPL_ALL_METHODS(process_terminate) {
   terminate_case(0);
   return 0;
 }
 
-TEST_IMPL(process_kill) {
+TEST_IMPL_ALL_METHODS(process_kill) {
   terminate_case(1);
   return 0;
 }
@@ -539,7 +539,7 @@ TEST_IMPL(process_sentinel) {
 
 /* ---- many processes ---- */
 
-TEST_IMPL(process_many) {
+TEST_IMPL_ALL_METHODS(process_many) {
   enum { N = 100 };
   mproc_process *ps[N];
   double t = 0.05;
@@ -566,7 +566,7 @@ TEST_IMPL(process_many) {
   return 0;
 }
 
-TEST_IMPL(process_active_children) {
+TEST_IMPL_ALL_METHODS(process_active_children) {
   double t = 30, quick = 0;
   mproc_process *a = start_target(t_sleep_arg, &t, sizeof t, NULL);
   mproc_process *b = start_target(t_sleep_arg, &quick, sizeof quick, NULL);
@@ -603,7 +603,7 @@ TEST_IMPL(process_active_children) {
 
 /* ---- no zombies, ever ---- */
 
-TEST_IMPL(process_reaped_without_join) {
+TEST_IMPL_ALL_METHODS(process_reaped_without_join) {
   mproc_process *ps[5];
   pid_t pids[5];
   for (int i = 0; i < 5; i++) {
@@ -645,7 +645,7 @@ static int t_stdin_is_devnull(const void *arg, size_t len, void *ctx) {
   return 0;
 }
 
-TEST_IMPL(process_stdin_devnull) {
+TEST_IMPL_ALL_METHODS(process_stdin_devnull) {
   ASSERT_EQ(run_to_end(t_stdin_is_devnull, NULL, 0), 0);
   return 0;
 }
@@ -660,7 +660,7 @@ static int t_print_child(const void *arg, size_t len, void *ctx) {
 
 /* Buffered output written before start appears once, not twice, and the
  * child's own buffered output is not lost. */
-TEST_IMPL(process_stdio_flushed_once) {
+TEST_IMPL_ALL_METHODS(process_stdio_flushed_once) {
   int fds[2];
   ASSERT_OK(pipe(fds));
   pid_t sub = fork();
@@ -751,7 +751,7 @@ static void *start_from_thread(void *arg) {
   return NULL;
 }
 
-TEST_IMPL(process_start_from_threads) {
+TEST_IMPL_ALL_METHODS(process_start_from_threads) {
   pthread_t th[4];
   mproc_process *ps[4];
   for (int i = 0; i < 4; i++) {
@@ -842,7 +842,7 @@ TEST_IMPL(log_off_by_default_and_on_by_env) {
 /* More children end at once than the io_uring completion ring holds:
  * the overflowing completions are kept by the kernel and still drained,
  * so every exit code arrives. */
-TEST_IMPL(process_many_unjoined_overflow) {
+TEST_IMPL_ALL_METHODS(process_many_unjoined_overflow) {
   enum { N = 300 };
   static mproc_process *ps[N];
   for (int i = 0; i < N; i++) {

@@ -176,7 +176,7 @@ static int t_put_10_to_19(const void *arg, size_t len, void *ctx) {
   return 0;
 }
 
-TEST_IMPL(queue_fork) {
+TEST_IMPL_ALL_METHODS(queue_fork) {
   mproc_queue *q = NULL;
   ASSERT_OK(mproc_queue_new(&q, 0, NULL));
   struct shared *s = make_shared(q);
@@ -426,7 +426,7 @@ static int t_put_big_and_exit(const void *arg, size_t len, void *ctx) {
   return r == 0 ? 0 : 3;
 }
 
-TEST_IMPL(queue_child_put_then_join) {
+TEST_IMPL_ALL_METHODS(queue_child_put_then_join) {
   mproc_queue *q = NULL;
   ASSERT_OK(mproc_queue_new(&q, 0, NULL));
   struct shared *s = make_shared(q);
@@ -468,7 +468,7 @@ static int t_simple_echo(const void *arg, size_t len, void *ctx) {
   return r == 0 ? 0 : 3;
 }
 
-TEST_IMPL(queue_simple_queue_processes) {
+TEST_IMPL_ALL_METHODS(queue_simple_queue_processes) {
   mproc_simple_queue *q = NULL;
   ASSERT_OK(mproc_simple_queue_new(&q, NULL));
   struct shared *s = make_shared(q);
@@ -593,7 +593,7 @@ static int t_stress_consumer(const void *arg, size_t len, void *ctx) {
   return 0;
 }
 
-TEST_IMPL(queue_stress_mpmc) {
+TEST_IMPL_ALL_METHODS(queue_stress_mpmc) {
   struct stress *st = NULL;
   ASSERT_OK(mproc_shm_calloc((void **)&st, 1, sizeof *st));
   mproc_queue_opts o = {16384}; /* small: producers often wait for room */

@@ -69,7 +69,7 @@ static void array_case(int raw) {
   ASSERT_OK(mproc_array_free(arr));
 }
 
-TEST_IMPL(shared_array_child_prefix_sums) {
+TEST_IMPL_ALL_METHODS(shared_array_child_prefix_sums) {
   array_case(0);
   return 0;
 }

@@ -78,7 +78,7 @@ static int64_t run_incrementers(mproc_value *v, int mode, int n) {
   return x;
 }
 
-TEST_IMPL(shared_value_atomic_add_many_processes) {
+TEST_IMPL_ALL_METHODS(shared_value_atomic_add_many_processes) {
   /* A raw 'i' and a locked 'q': the add ignores the lock either way. */
   mproc_value *v;
   ASSERT_OK(mproc_raw_value_new(&v, 'i', NULL));

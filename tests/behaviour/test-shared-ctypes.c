@@ -126,7 +126,7 @@ static void sharedctypes_case(int lock) {
   ASSERT_OK(mproc_array_free(o.string));
 }
 
-TEST_IMPL(shared_ctypes_sharedctypes) {
+TEST_IMPL_ALL_METHODS(shared_ctypes_sharedctypes) {
   sharedctypes_case(0);
   return 0;
 }

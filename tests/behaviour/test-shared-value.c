@@ -240,7 +240,7 @@ static int t_die_holding(const void *arg, size_t len, void *ctx) {
 
 /* A get after the holder died: the access marks the lock consistent and
  * succeeds (one element has nothing to repair); the lock stays usable. */
-TEST_IMPL(shared_value_lock_holder_died) {
+TEST_IMPL_ALL_METHODS(shared_value_lock_holder_died) {
   mproc_value *v;
   ASSERT_OK(mproc_value_new(&v, 'i', NULL, NULL));
   ASSERT_EQ(test_run_proc(t_die_holding, &v, sizeof v), -SIGKILL);

@@ -103,7 +103,7 @@ TEST_IMPL(sync_barrier_passes) {
   return 0;
 }
 
-TEST_IMPL(sync_barrier_passes_10) {
+TEST_IMPL_ALL_METHODS(sync_barrier_passes_10) {
   multipass(10);
   return 0;
 }
@@ -354,7 +354,7 @@ static void *th_multipass(void *arg) {
   return (void *)(intptr_t)f_multipass(&arg, sizeof arg, NULL);
 }
 
-TEST_IMPL(sync_barrier_threads_and_processes) {
+TEST_IMPL_ALL_METHODS(sync_barrier_threads_and_processes) {
   struct bt *t = bt_new(NULL);
   t->passes = 20;
   mproc_process *p[3];

@@ -204,7 +204,7 @@ static int t_rlock_foreign(const void *arg, size_t len, void *ctx) {
 
 /* A forked child is not the holder, even though it copied the holder's
  * memory (its own token, its own thread). */
-TEST_IMPL(sync_rlock_other_process) {
+TEST_IMPL_ALL_METHODS(sync_rlock_other_process) {
   mproc_lock *l = NULL;
   ASSERT_OK(mproc_rlock_new(&l));
   ASSERT_OK(mproc_lock_acquire(l, MPROC_FOREVER));
@@ -275,7 +275,7 @@ static void hammer(int rlock, int depth) {
   hammer_free(h);
 }
 
-TEST_IMPL(sync_lock_hammer_processes) {
+TEST_IMPL_ALL_METHODS(sync_lock_hammer_processes) {
   hammer(0, 1);
   return 0;
 }

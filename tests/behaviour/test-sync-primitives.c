@@ -98,7 +98,7 @@ static int t_sem_release_later(const void *arg, size_t len, void *ctx) {
   return mproc_semaphore_release(s) == 0 ? 0 : 2;
 }
 
-TEST_IMPL(sync_semaphore_signal_between_processes) {
+TEST_IMPL_ALL_METHODS(sync_semaphore_signal_between_processes) {
   for (int track = 0; track < 2; track++) {
     mproc_semaphore_opts o = {.death_return = track};
     mproc_semaphore *s = NULL;
@@ -279,7 +279,7 @@ static int t_pong(const void *arg, size_t len, void *ctx) {
   return 0;
 }
 
-TEST_IMPL(sync_event_ping_pong) {
+TEST_IMPL_ALL_METHODS(sync_event_ping_pong) {
   struct pingpong *pp = NULL;
   ASSERT_OK(mproc_shm_calloc((void **)&pp, 1, sizeof *pp));
   ASSERT_OK(mproc_event_new(&pp->ping));
@@ -405,7 +405,7 @@ TEST_IMPL(sync_cond_notify) {
 
 /* test_notify_all: 6 waiters with a timeout time out; 6 new ones are all
  * woken by notify_all. */
-TEST_IMPL(sync_cond_notify_all) {
+TEST_IMPL_ALL_METHODS(sync_cond_notify_all) {
   struct cv *c = cv_new(NULL);
   struct crowd k;
   c->timeout = 0.1;

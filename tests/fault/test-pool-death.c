@@ -103,7 +103,7 @@ TEST_IMPL(pool_worker_sigkill) {
   return 0;
 }
 
-TEST_IMPL(pool_worker_exit_in_task) {
+TEST_IMPL_ALL_METHODS(pool_worker_exit_in_task) {
   mproc_pool_opts o;
   memset(&o, 0, sizeof o);
   o.processes = 2;
@@ -146,7 +146,7 @@ static int suicide_map(const void *in, void *out, void *ctx) {
   return 0;
 }
 
-TEST_IMPL(pool_map_worker_killed) {
+TEST_IMPL_ALL_METHODS(pool_map_worker_killed) {
   mproc_pool_opts o;
   memset(&o, 0, sizeof o);
   o.processes = 2;
@@ -190,7 +190,7 @@ static int slow_pid_task(mproc_task *t, const void *arg, size_t len,
   return mproc_task_return(t, &pid, sizeof pid);
 }
 
-TEST_IMPL(pool_sigkill_storm) {
+TEST_IMPL_ALL_METHODS(pool_sigkill_storm) {
   mproc_pool_opts o;
   memset(&o, 0, sizeof o);
   o.processes = 4;
@@ -386,7 +386,7 @@ static int fault_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
 /* A worker that faults leaves a crash note (reliability.md row 2): the
  * failure names the signal and the faulting address.  A SIGSEGV sent with
  * raise() (pool_worker_segv_and_spin) has no address and gets none. */
-TEST_IMPL(pool_worker_fault_address) {
+TEST_IMPL_ALL_METHODS(pool_worker_fault_address) {
   char *page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
                     0);
   ASSERT(page != MAP_FAILED);

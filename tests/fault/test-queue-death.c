@@ -165,7 +165,7 @@ static int t_pk_consumer(const void *arg, size_t len, void *ctx) {
   return 0;
 }
 
-TEST_IMPL(queue_producer_killed_mid_put) {
+TEST_IMPL_ALL_METHODS(queue_producer_killed_mid_put) {
   struct pk *s = NULL;
   ASSERT_OK(mproc_shm_calloc((void **)&s, 1, sizeof *s));
   ASSERT_OK(mproc_queue_new(&s->q, 0, NULL)); /* 4 MiB: a few messages */
@@ -384,7 +384,7 @@ static int t_ck_consumer(const void *arg, size_t len, void *ctx) {
   return 0;
 }
 
-TEST_IMPL(queue_consumer_killed_mid_get) {
+TEST_IMPL_ALL_METHODS(queue_consumer_killed_mid_get) {
   struct ck *s = NULL;
   ASSERT_OK(mproc_shm_calloc((void **)&s, 1, sizeof *s));
   mproc_queue_opts o = {(size_t)1 << 20};

@@ -76,7 +76,7 @@ static mproc_process *start_holder(struct sd *s, int units, int ready) {
   return p;
 }
 
-TEST_IMPL(sync_semaphore_holder_killed_units_return) {
+TEST_IMPL_ALL_METHODS(sync_semaphore_holder_killed_units_return) {
   for (int bounded = 0; bounded < 2; bounded++) {
     struct sd *s = sd_new(5, bounded, 1);
     mproc_process *a = start_holder(s, 2, 1);
@@ -541,7 +541,7 @@ static void kill_doomed_party(struct bd *s, mproc_process **p,
 
 /* Parties 4: two wait, a third waits and is killed: the two get
  * MPROC_EBROKEN within ~100 ms of the kill. */
-TEST_IMPL(sync_barrier_party_killed) {
+TEST_IMPL_ALL_METHODS(sync_barrier_party_killed) {
   struct bd *s = NULL;
   ASSERT_OK(mproc_shm_calloc((void **)&s, 1, sizeof *s));
   ASSERT_OK(mproc_barrier_new(&s->b, 4, NULL));

@@ -125,7 +125,7 @@ static void holder_dies_while_waiting(int rlock) {
   free_shared(s);
 }
 
-TEST_IMPL(sync_lock_holder_killed_waiter_gets_ownerdead) {
+TEST_IMPL_ALL_METHODS(sync_lock_holder_killed_waiter_gets_ownerdead) {
   holder_dies_while_waiting(0);
   return 0;
 }
