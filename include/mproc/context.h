@@ -40,7 +40,7 @@
  * What a spawned child receives: the target (as a function of its own
  * copy of the program), ctx (see mproc_target_fn), a copy of the argument
  * bytes, its name, daemon flag and parent, the shared arena, the start
- * method, and fds the caller passed through mproc objects.  It does not
+ * method, and the fds named in pass_fds (mproc/process.h).  It does not
  * receive anything set at run time in the parent's memory (globals, heap,
  * open FILE buffers, atexit handlers, threads) - Python's spawn rules.
  * docs/process.md compares the methods side by side.

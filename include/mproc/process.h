@@ -3,10 +3,11 @@
  *
  * DESIGN
  * A process object runs a target function in a new process started by
- * fork(2) (the "fork" start method, Python's default on Linux).  The
+ * its start method (mproc/context.h): fork(2) by default (Python's default
+ * on Linux), spawn (a fresh exec of the program) or the forkserver.  The
  * argument is given as bytes and copied when the object is made, so the
- * same call will work unchanged for exec-based start methods later: the
- * child receives its own copy, the caller may free its buffer at once.
+ * same call works unchanged under every method: the child receives its
+ * own copy, the caller may free its buffer at once.
  *
  * Lifecycle, as Python's:
  *
@@ -81,13 +82,17 @@ typedef struct mproc_process mproc_process;
  * mproc_process_new, passed as is.  The return value becomes the child's
  * exit status (low 8 bits).
  *
- * The child is forked, so ctx reaches it as the same address, not as a
- * copy of what it points to: it must point at arena memory
- * (mproc_shm_alloc, the shared objects of sync.h, shared.h, queue.h),
- * shared with the parent both ways, or at memory the parent set up before
+ * Under fork, ctx reaches the child as the same address, not as a copy
+ * of what it points to: it must point at arena memory (mproc_shm_alloc,
+ * the shared objects of sync.h, shared.h, queue.h), shared with the
+ * parent both ways, at static data, or at memory the parent set up before
  * mproc_process_start (the child sees the parent's memory as it was at
- * the fork; later changes on either side stay on that side).  NULL is
- * fine.  Bytes the child needs as a copy go in arg.
+ * the fork; later changes on either side stay on that side).  Under spawn
+ * and the forkserver the child is a fresh image of the program: target
+ * and a ctx in static data are found again in it (by object and GNU
+ * build-id, docs/process.md), arena memory is mapped at the same address,
+ * and any other ctx (heap, stack) makes mproc_process_start fail with
+ * MPROC_EINVAL.  NULL is fine.  Bytes the child needs as a copy go in arg.
  */
 typedef int (*mproc_target_fn)(const void *arg, size_t len, void *ctx);
 
@@ -131,15 +136,26 @@ MPROC_EXTERN int mproc_process_new(mproc_process **out, mproc_target_fn target,
  * mproc_process_start - start the child.
  *
  * METHOD: mproc_process
- * Flushes stdio, forks, and returns in the parent once the child exists
- * (its pid is known and it is being watched).  Creates the shared arena
- * first if it does not exist yet, so the child shares it.
+ * Flushes stdio, starts the child by the object's start method, and
+ * returns in the parent once the child exists (its pid is known and it is
+ * being watched; under spawn and the forkserver, once it has set itself
+ * up and is about to call the target).  Creates the shared arena first if
+ * it does not exist yet, so the child shares it.
  *
  * Returns 0; MPROC_ESTARTED if already started; MPROC_EDAEMONIC in a daemon
  * process; MPROC_EFORKED if the object belongs to another process;
  * MPROC_ECLOSED after close; MPROC_EAGAIN when fork fails for lack of
  * processes or memory (the object stays unstarted and may be started
- * again); MPROC_EMFILE when no fd is left to watch the child.
+ * again); MPROC_EMFILE when no fd is left to watch the child.  Under spawn
+ * and the forkserver also (the object stays unstarted): MPROC_EINVAL for a
+ * ctx that is neither arena memory nor static data, or an invalid
+ * MPROC_START_METHOD; MPROC_ENOFUNC when the target is in no loaded object
+ * or its library cannot be loaded in the child; MPROC_EBUILD when the
+ * child runs another build of the program; MPROC_EARENAMAP when the
+ * arena's address is taken in the child; MPROC_ESPAWN when the child
+ * ended before it set itself up (the executable is not this program);
+ * MPROC_ENOENT and the other exec errors; MPROC_ENOSYS for the forkserver
+ * without pidfds; MPROC_EPERM when the forkserver refused the request.
  */
 MPROC_EXTERN int mproc_process_start(mproc_process *p);
 

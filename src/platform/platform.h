@@ -165,6 +165,8 @@ __attribute__((noreturn)) void mproc__exit_now(int status);
  * kernel has none (or MPROC_NO_PIDFD is set in the environment, which tests
  * use to exercise the fallback), or another -errno. */
 int mproc__pidfd_open(pid_t pid);
+/* This process's threads (procfs), or -1 when unknown. */
+int mproc__thread_count(void);
 /* 1 if pidfds work here (and MPROC_NO_PIDFD is not set), else 0. */
 int mproc__pidfd_supported(void);
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /*
  * Read /proc/PID/stat.  Fields after the command name (which may hold
@@ -112,4 +113,13 @@ int mproc__proc_alive(pid_t pid, uint64_t start_ticks) {
     return 0;
   }
   return 1;
+}
+
+int mproc__thread_count(void) {
+  /* procfs counts a task directory's links as 2 + its threads. */
+  struct stat st;
+  if (stat("/proc/self/task", &st) != 0 || st.st_nlink < 3) {
+    return -1;
+  }
+  return (int)st.st_nlink - 2;
 }

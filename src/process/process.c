@@ -1229,6 +1229,25 @@ int mproc__process_new_internal(mproc_process **out, mproc_target_fn target,
   return r;
 }
 
+/* Python 3.12 warns when it forks a process with threads; so does mproc,
+ * once per process and only with logging on (counting threads costs a
+ * stat of procfs, not paid when nobody would read the line). */
+static void warn_fork_with_threads(void) {
+  static int warned;
+  if (MPROC__LIKELY(mproc__log_level == 0) ||
+      __atomic_load_n(&warned, __ATOMIC_RELAXED) ||
+      mproc_log_get_level() == MPROC_LOG_OFF) {
+    return;
+  }
+  int n = mproc__thread_count();
+  if (n > 1 && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED)) {
+    MPROC__WARN("fork start in a process with %d threads: a lock another "
+                "thread holds stays held in the child; the forkserver or "
+                "spawn start method avoids this",
+                n);
+  }
+}
+
 int mproc_process_start(mproc_process *p) {
   int r = check_child_op(p);
   if (r != 0) {
@@ -1273,6 +1292,9 @@ int mproc_process_start(mproc_process *p) {
   if (method == MPROC__START_FORKSERVER) {
     pthread_mutex_unlock(&reg.mu);
     return start_via_server(p);
+  }
+  if (method == MPROC__START_FORK && !p->hidden) {
+    warn_fork_with_threads();
   }
   /* Without pidfd, the sentinel is a pipe whose write end the child
    * keeps.  It is created under the lock and parked in reg.pending, so a

@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "mproc/arena.h"
 #include "mproc/context.h"
+#include "mproc/log.h"
 #include "mproc/pool.h"
 #include "mproc/process.h"
 #include "mproc/sync.h"
@@ -925,5 +926,58 @@ TEST_IMPL(start_methods_nested) {
       ASSERT_EQ(code, 0);
     }
   }
+  return 0;
+}
+
+/* ---- the fork-with-threads warning ---- */
+
+/* Start a fork child with stderr on a pipe and logging at warn; what
+ * mproc wrote there. */
+static void fork_logged(char *buf, size_t cap) {
+  ASSERT_OK(mproc_log_set_level(MPROC_LOG_WARN));
+  int pp[2];
+  ASSERT_EQ(pipe(pp), 0);
+  fflush(stderr);
+  int saved = dup(2);
+  ASSERT_GE(saved, 0);
+  ASSERT_GE(dup2(pp[1], 2), 0);
+  ASSERT_EQ(finish(start_with("fork", t_trylock, NULL, NULL, 0, NULL, 0)), 0);
+  fflush(stderr);
+  ASSERT_GE(dup2(saved, 2), 0);
+  close(saved);
+  close(pp[1]);
+  size_t got = 0;
+  ssize_t n;
+  while (got + 1 < cap && (n = read(pp[0], buf + got, cap - 1 - got)) > 0) {
+    got += (size_t)n;
+  }
+  buf[got] = '\0';
+  close(pp[0]);
+  ASSERT_OK(mproc_log_set_level(MPROC_LOG_OFF));
+}
+
+static void *idle_thread(void *arg) {
+  char c;
+  ssize_t n = read(*(int *)arg, &c, 1);
+  (void)n;
+  return NULL;
+}
+
+TEST_IMPL(start_methods_fork_with_threads_warns) {
+  char buf[4096];
+  fork_logged(buf, sizeof buf); /* one thread: no warning */
+  ASSERT_NULL(strstr(buf, "fork start in a process with"));
+  int pp[2];
+  ASSERT_EQ(pipe(pp), 0);
+  pthread_t th;
+  test_start_threads(&th, 1, idle_thread, &pp[0]);
+  fork_logged(buf, sizeof buf);
+  ASSERT_NOT_NULL(strstr(buf, "fork start in a process with 2 threads"));
+  fork_logged(buf, sizeof buf); /* once per process */
+  ASSERT_NULL(strstr(buf, "fork start in a process with"));
+  ASSERT_EQ(write(pp[1], "x", 1), 1);
+  test_join_threads_ok(&th, 1);
+  close(pp[0]);
+  close(pp[1]);
   return 0;
 }
