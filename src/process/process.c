@@ -375,9 +375,16 @@ static int server_child_reap(mproc_process *p, int block) {
   if (!block && mproc__wait_readable(p->sentinel, &(mproc__deadline){0}) <= 0) {
     return 0;
   }
-  if (!block &&
-      mproc__wait_readable(p->status_fd, &(mproc__deadline){0}) <= 0) {
-    return 0; /* ended a moment ago; the server has not said how yet */
+  if (!block) {
+    /* It has ended (its pidfd says so): the server reaps it and writes
+     * its code at once.  Wait for that, within bounds, so that a child
+     * seen as ended has an exit code; a server that does not answer in
+     * time (stopped, swapped out) leaves it "running" a while longer. */
+    mproc__deadline d;
+    (void)mproc__deadline_init(&d, 2.0);
+    if (mproc__wait_readable(p->status_fd, &d) <= 0) {
+      return 0;
+    }
   }
   int32_t c = 0;
   ssize_t n = mproc__read_full(p->status_fd, &c, sizeof c);

@@ -208,12 +208,15 @@ int mproc__boot_record(const mproc__boot_info *bi, int arena_fd_in_child,
     return MPROC_ENOMEM;
   }
   char *w = rec;
+  /* The argument bytes first: the child reads the body into memory from
+   * malloc, so its copy of them is aligned for any type, as a forked
+   * child's is. */
   put(&w, &h, sizeof h);
+  put(&w, bi->arg, bi->len);
   put(&w, bi->name, h.name_len);
   put(&w, bi->ident, h.ident_len);
   put(&w, bi->parent_name, h.pname_len);
   put(&w, tab, tab_len);
-  put(&w, bi->arg, bi->len);
   free(tab);
   *out = rec;
   *len = h.total;
@@ -332,7 +335,8 @@ __attribute__((noreturn)) void mproc__boot_child(int sock, int attach,
     mproc__exit_now(127);
   }
   char name[MPROC_NAME_MAX + 1], ident[64], pname[MPROC_NAME_MAX + 1];
-  const char *q = b;
+  const void *arg = b;
+  const char *q = b + h.arg_len;
   copy_str(name, sizeof name, q, h.name_len);
   q += h.name_len;
   copy_str(ident, sizeof ident, q, h.ident_len);
@@ -340,8 +344,6 @@ __attribute__((noreturn)) void mproc__boot_child(int sock, int attach,
   copy_str(pname, sizeof pname, q, h.pname_len);
   q += h.pname_len;
   const void *tab = q;
-  q += h.tab_len;
-  const void *arg = q;
 
   /* Only what the parent passed stays open (Python's spawn closes every
    * other fd the same way): the fds of whatever the program had open

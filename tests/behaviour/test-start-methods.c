@@ -764,6 +764,11 @@ TEST_IMPL(start_methods_pool) {
     int init = 100;
     o.initarg = &init;
     o.initarg_len = sizeof init;
+    /* Heap memory set up before the workers start: a fork worker has
+     * it, a fresh image does not. */
+    int *heap = malloc(sizeof *heap);
+    ASSERT_NOT_NULL(heap);
+    *heap = 0;
     mproc_pool *p;
     ASSERT_OK(mproc_pool_new(&p, &o));
     long in[200], out[200];
@@ -775,9 +780,6 @@ TEST_IMPL(start_methods_pool) {
     for (int i = 0; i < 200; i++) {
       ASSERT_EQ(out[i], (long)i * i + 4242 + 100);
     }
-    int *heap = malloc(sizeof *heap);
-    ASSERT_NOT_NULL(heap);
-    *heap = 0;
     ASSERT_ERR(mproc_pool_map(p, pool_sq, heap, in, 200, sizeof(long), out,
                               sizeof(long), NULL, NULL),
                k == 0 ? 0 : MPROC_EINVAL);
