@@ -30,6 +30,8 @@ examples="$examples pool_map_squares"
 # Beyond the seeds: a worker killed mid-task, a task over its timeout, an
 # adaptive map with a progress bar.
 examples="$examples pool_faults"
+# The start methods: fork, spawn and forkserver in a program with a thread.
+examples="$examples start_methods"
 
 failed=""
 for name in $examples; do
