@@ -39,6 +39,11 @@ void mproc__log_init(void);
 
 /* ---- process/process.c ---- */
 
+/* Threads mproc itself runs in this process (the reaper, the starter, a
+ * result thread per pool): the fork-with-threads warning counts only the
+ * program's own.  Zero again in a forked child. */
+extern int mproc__own_threads;
+
 /* This process's name ("MainProcess" in the main process). */
 const char *mproc__current_name(void);
 

@@ -365,7 +365,9 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts) {
     pool_release(p);
     return MPROC_EINIT;
   }
+  __atomic_add_fetch(&mproc__own_threads, 1, __ATOMIC_RELAXED);
   if (pthread_create(&p->rt, NULL, mproc__pool_rt_main, p) != 0) {
+    __atomic_sub_fetch(&mproc__own_threads, 1, __ATOMIC_RELAXED);
     pool_kill_all(p);
     pool_release(p);
     return MPROC_EAGAIN;

@@ -722,5 +722,6 @@ void *mproc__pool_rt_main(void *arg) {
   p->rt_done = 1;
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
+  __atomic_sub_fetch(&mproc__own_threads, 1, __ATOMIC_RELAXED);
   return NULL;
 }

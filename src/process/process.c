@@ -235,6 +235,7 @@ static void starter_reset_in_child(void);
  */
 static void atfork_child(void) {
   reg.pid = 0;
+  mproc__own_threads = 0;
   mproc__thread_forget();
   for (struct mproc_process *p = reg.head; p != NULL; p = p->next) {
     mproc__close(p->sentinel);
@@ -530,6 +531,9 @@ static int start_internal_thread(void *(*fn)(void *), size_t stack) {
     pthread_attr_setstacksize(&a, stack);
   }
   int r = pthread_create(&t, &a, fn, NULL);
+  if (r == 0) {
+    __atomic_add_fetch(&mproc__own_threads, 1, __ATOMIC_RELAXED);
+  }
   pthread_attr_destroy(&a);
   mproc__signals_restore(&old);
   return -r;
@@ -1238,7 +1242,10 @@ int mproc__process_new_internal(mproc_process **out, mproc_target_fn target,
 
 /* Python 3.12 warns when it forks a process with threads; so does mproc,
  * once per process and only with logging on (counting threads costs a
- * stat of procfs, not paid when nobody would read the line). */
+ * stat of procfs, not paid when nobody would read the line).  mproc's own
+ * threads do not count: they hold no lock across a fork. */
+int mproc__own_threads;
+
 static void warn_fork_with_threads(void) {
   static int warned;
   if (MPROC__LIKELY(mproc__log_level == 0) ||
@@ -1246,7 +1253,8 @@ static void warn_fork_with_threads(void) {
       mproc_log_get_level() == MPROC_LOG_OFF) {
     return;
   }
-  int n = mproc__thread_count();
+  int n = mproc__thread_count() -
+          __atomic_load_n(&mproc__own_threads, __ATOMIC_RELAXED);
   if (n > 1 && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED)) {
     MPROC__WARN("fork start in a process with %d threads: a lock another "
                 "thread holds stays held in the child; the forkserver or "
