@@ -169,7 +169,9 @@ uint64_t mproc__objtab_generation(void) { return mproc__dl_generation(); }
 /* An immutable snapshot of the loaded objects.  A newer one replaces it
  * when a query misses after a library was loaded; old ones are kept (a
  * reader may still be scanning one; no lock, so a fork in the middle of a
- * query leaves nothing held), a few hundred bytes per load. */
+ * query leaves nothing held), a few hundred bytes per load, chained from
+ * the newest so that they stay reachable (a leak checker would report
+ * them otherwise). */
 typedef struct loc_obj {
   uintptr_t lo, hi, bias;
   int is_main;
@@ -178,6 +180,7 @@ typedef struct loc_obj {
 } loc_obj;
 
 typedef struct obj_set {
+  struct obj_set *prev;
   uint64_t gen;
   size_t n;
   loc_obj o[];
@@ -225,6 +228,7 @@ static obj_set *objects_now(obj_set *cur) {
   if (!set) return cur;
   c.set = set;
   set->gen = gen;
+  set->prev = cur;
   mproc__dl_each(fill_cb, &c);
   if (!atomic_compare_exchange_strong(&snapshot, &cur, set)) {
     free(set); /* another thread published one first: use it */
