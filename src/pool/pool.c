@@ -175,13 +175,12 @@ int mproc__pool_portable(const void *fn, const void *ctx) {
 
 int mproc__pool_check_portable(mproc_pool *p, const void *fn,
                                const void *ctx) {
-  if (!p->portable) {
-    return 0;
-  }
-  int r = mproc__pool_portable(fn, ctx);
+  int r = p->portable ? mproc__pool_portable(fn, ctx) : 0;
   if (r != 0) {
     return r;
   }
+  /* Forked workers need the table too, for a function of a library
+   * loaded after they were forked: they do not have it mapped. */
   /* A library loaded since the workers started (or since the last
    * publication): publish the current table for them.  The generation is
    * read without a lock; two threads publishing at once only publish the

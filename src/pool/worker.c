@@ -86,12 +86,54 @@ int mproc_task_fail(mproc_task *t, const char *fmt, ...) {
   return 0;
 }
 
+/*
+ * A forked worker has its owner's addresses for everything loaded when it
+ * was forked; an address in no object it has is in a library the owner
+ * loaded since, published in the pool's newest table: load that here and
+ * translate.  Anything else (heap memory the worker inherited) is used as
+ * it is.
+ */
+static int fork_local(shpool *sh, const void *addr, void **out, char *msg) {
+  static mproc__funcmap *m;
+  static const pool_objtab *seen;
+  *out = (void *)addr;
+  if (mproc__objtab_contains(addr)) {
+    return 0;
+  }
+  const pool_objtab *t = atomic_load(&sh->objtab);
+  if (t == NULL) {
+    return 0;
+  }
+  if (t != seen) {
+    int r = m == NULL ? mproc__funcmap_new(&m, t->bytes, t->len)
+                      : mproc__funcmap_update(m, t->bytes, t->len);
+    if (r != 0) {
+      return 0;
+    }
+    seen = t;
+  }
+  void *local = NULL;
+  int r = mproc__funcmap_resolve(m, (uint64_t)(uintptr_t)addr, &local);
+  if (r == 0) {
+    *out = local;
+  } else if (r != MPROC_ENOFUNC) {
+    if (msg != NULL) {
+      snprintf(msg, POOL_MSG_MAX, "%s", mproc__funcmap_error(m));
+    }
+    return r;
+  }
+  return 0;
+}
+
 int mproc__pool_local(shpool *sh, const void *addr, void **out, char *msg) {
   static const pool_objtab *seen; /* the last table taken from sh */
   mproc__funcmap *m = mproc__parent_funcmap();
-  if (m == NULL || addr == NULL || mproc__arena_contains(addr)) {
+  if (addr == NULL || mproc__arena_contains(addr)) {
     *out = (void *)addr;
     return 0;
+  }
+  if (m == NULL) {
+    return fork_local(sh, addr, out, msg);
   }
   uint64_t a = (uint64_t)(uintptr_t)addr;
   int r = mproc__funcmap_resolve(m, a, out);

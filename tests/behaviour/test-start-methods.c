@@ -10,6 +10,7 @@
  * main never runs there.  Children report through arena memory (the ctx,
  * mapped at the same address under every method) or a passed pipe.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -995,5 +996,101 @@ TEST_IMPL(start_methods_fork_with_threads_warns) {
   test_join_threads_ok(&th, 1);
   close(pp[0]);
   close(pp[1]);
+  return 0;
+}
+
+/* ---- functions in a library loaded at run time ---- */
+
+typedef int (*probe_fn)(void);
+
+/* ctx is a function of a library: in a spawned child, the library the
+ * parent loaded with dlopen is loaded there by its path. */
+static int t_call_probe(const void *arg, size_t len, void *ctx) {
+  (void)arg;
+  (void)len;
+  return ((probe_fn)(uintptr_t)ctx)() & 0xff;
+}
+
+static int map_probe(const void *in, void *out, void *ctx) {
+  long x;
+  memcpy(&x, in, sizeof x);
+  x += ((probe_fn)(uintptr_t)ctx)();
+  memcpy(out, &x, sizeof x);
+  return 0;
+}
+
+TEST_IMPL(start_methods_function_in_loaded_library) {
+  /* Pools first: their workers start before the library is loaded, and
+   * learn of it from the table the pool publishes again. */
+  mproc_pool *pools[NMETHODS] = {NULL, NULL, NULL};
+  for (int k = 0; k < NMETHODS; k++) {
+    if (!method_ok(k)) {
+      continue;
+    }
+    mproc_pool_opts o;
+    memset(&o, 0, sizeof o);
+    o.processes = 2;
+    o.context = ctx_of(methods[k]);
+    ASSERT_OK(mproc_pool_new(&pools[k], &o));
+  }
+  void *h = dlopen(FUNCREF_LIB_A, RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NOT_NULL(h);
+  void *probe = dlsym(h, "funcref_probe");
+  ASSERT_NOT_NULL(probe);
+  for (int k = 0; k < NMETHODS; k++) {
+    if (pools[k] == NULL) {
+      continue;
+    }
+    mproc_process *p =
+        start_with(methods[k], t_call_probe, probe, NULL, 0, NULL, 0);
+    ASSERT_EQ(finish(p), FUNCREF_VALUE_A & 0xff);
+    long in[20], out[20];
+    for (int i = 0; i < 20; i++) {
+      in[i] = i;
+    }
+    ASSERT_OK(mproc_pool_map(pools[k], map_probe, probe, in, 20, sizeof(long),
+                             out, sizeof(long), NULL, NULL));
+    for (int i = 0; i < 20; i++) {
+      ASSERT_EQ(out[i], i + FUNCREF_VALUE_A);
+    }
+    ASSERT_OK(mproc_pool_close(pools[k]));
+    ASSERT_OK(mproc_pool_join(pools[k], 60 * test_timeout_mult()));
+    ASSERT_OK(mproc_pool_free(pools[k]));
+  }
+  /* The library stays loaded (an address in it may be anywhere). */
+  return 0;
+}
+
+/* The forkserver loads its preload list before it serves: a child finds
+ * the library loaded; a path that cannot be loaded is skipped. */
+static int t_loaded(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
+  char path[4096];
+  if (len == 0 || len >= sizeof path) {
+    return 90;
+  }
+  memcpy(path, arg, len);
+  path[len] = '\0';
+  return dlopen(path, RTLD_NOW | RTLD_NOLOAD) != NULL ? 0 : 1;
+}
+
+TEST_IMPL(forkserver_preload) {
+  if (!method_ok(2)) {
+    return TEST_SKIP;
+  }
+  mproc__forkserver_stop();
+  const char *paths[2] = {"/nonexistent/libmproc-none.so", FUNCREF_LIB_B};
+  ASSERT_ERR(mproc_set_forkserver_preload(NULL, 1), MPROC_EINVAL);
+  ASSERT_OK(mproc_set_forkserver_preload(paths, 2));
+  const char *lib = FUNCREF_LIB_B;
+  ASSERT_NULL(dlopen(lib, RTLD_NOW | RTLD_NOLOAD)); /* not here */
+  ASSERT_EQ(finish(start_with("forkserver", t_loaded, NULL, lib, strlen(lib),
+                              NULL, 0)),
+            0);
+  /* A spawned child has no preload. */
+  ASSERT_EQ(finish(start_with("spawn", t_loaded, NULL, lib, strlen(lib), NULL,
+                              0)),
+            1);
+  ASSERT_OK(mproc_set_forkserver_preload(NULL, 0));
   return 0;
 }
