@@ -24,7 +24,9 @@
 #include "mproc/context.h"
 #include "mproc/log.h"
 #include "mproc/pool.h"
+#include "mproc/connection.h"
 #include "mproc/process.h"
+#include "mproc/shm.h"
 #include "mproc/sync.h"
 #include "task.h"
 
@@ -1092,5 +1094,172 @@ TEST_IMPL(forkserver_preload) {
                               0)),
             1);
   ASSERT_OK(mproc_set_forkserver_preload(NULL, 0));
+  return 0;
+}
+
+/* ---- a connection and a SharedMemory segment in the child ---- */
+
+typedef struct conn_arg {
+  int fd;         /* the child's end of a duplex pipe (passed) */
+  char shm[64];   /* a SharedMemory segment's name */
+} conn_arg;
+
+/* Receive a message on the passed connection, add the segment's first
+ * word to it, send the sum back. */
+static int t_conn(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
+  conn_arg a;
+  if (len != sizeof a) {
+    return 90;
+  }
+  memcpy(&a, arg, sizeof a);
+  mproc_connection *c = NULL;
+  if (mproc_connection_from_fd(&c, a.fd, 1, 1) != 0) {
+    return 91;
+  }
+  mproc_shared_memory *m = NULL;
+  if (mproc_shared_memory_attach(&m, a.shm) != 0) {
+    return 92;
+  }
+  void *msg = NULL;
+  size_t n = 0;
+  int r = mproc_connection_recv_bytes(c, &msg, &n, 1024);
+  int rc = 0;
+  if (r != 0 || n != sizeof(int)) {
+    rc = 93;
+  } else {
+    int v, w;
+    memcpy(&v, msg, sizeof v);
+    memcpy(&w, mproc_shared_memory_buf(m), sizeof w);
+    v += w;
+    rc = mproc_connection_send(c, &v, sizeof v) == 0 ? 0 : 94;
+  }
+  free(msg);
+  mproc_shared_memory_close(m);
+  mproc_connection_close(c);
+  return rc;
+}
+
+TEST_IMPL(start_methods_connection_and_shared_memory) {
+  mproc_shared_memory *m = NULL;
+  ASSERT_OK(mproc_shared_memory_create(&m, NULL, 4096, 0));
+  int w = 500;
+  memcpy(mproc_shared_memory_buf(m), &w, sizeof w);
+  for (int k = 0; k < NMETHODS; k++) {
+    if (!method_ok(k)) {
+      continue;
+    }
+    mproc_connection *mine = NULL, *theirs = NULL;
+    ASSERT_OK(mproc_pipe(&mine, &theirs, 1));
+    conn_arg a;
+    memset(&a, 0, sizeof a);
+    a.fd = mproc_connection_fileno(theirs);
+    snprintf(a.shm, sizeof a.shm, "%s", mproc_shared_memory_name(m));
+    mproc_process_opts o;
+    memset(&o, 0, sizeof o);
+    o.context = ctx_of(methods[k]);
+    o.pass_fds = &a.fd;
+    o.npass_fds = 1;
+    mproc_process *p = NULL;
+    ASSERT_OK(mproc_process_new(&p, t_conn, NULL, &a, sizeof a, &o));
+    ASSERT_OK(mproc_process_start(p));
+    ASSERT_OK(mproc_connection_close(theirs));
+    int v = 42 + k;
+    ASSERT_OK(mproc_connection_send(mine, &v, sizeof v));
+    void *back = NULL;
+    size_t n = 0;
+    ASSERT_OK(mproc_connection_recv_bytes(mine, &back, &n, 1024));
+    ASSERT_EQ(n, sizeof v);
+    memcpy(&v, back, sizeof v);
+    free(back);
+    ASSERT_EQ(v, 542 + k);
+    ASSERT_EQ(finish(p), 0);
+    ASSERT_OK(mproc_connection_close(mine));
+  }
+  ASSERT_OK(mproc_shared_memory_unlink(m));
+  ASSERT_OK(mproc_shared_memory_close(m));
+  return 0;
+}
+
+/* ---- the hazard, measured: a child that needs a lock another thread
+ * held at the fork ---- */
+
+static _Atomic int malloc_run;
+
+static void *malloc_loop(void *arg) {
+  (void)arg;
+  while (atomic_load(&malloc_run)) {
+    void *volatile p = malloc(64 + (size_t)(rand() % 4096));
+    free(p);
+  }
+  return NULL;
+}
+
+/* Takes the lock (blocking) and mallocs: what a child that logs does. */
+static int t_lock_and_malloc(const void *arg, size_t len, void *ctx) {
+  (void)arg;
+  (void)len;
+  (void)ctx;
+  pthread_mutex_lock(&held);
+  pthread_mutex_unlock(&held);
+  for (int i = 0; i < 1000; i++) {
+    void *volatile p = malloc(100);
+    free(p);
+  }
+  return 0;
+}
+
+static int t_malloc_only(const void *arg, size_t len, void *ctx) {
+  (void)arg;
+  (void)len;
+  (void)ctx;
+  for (int i = 0; i < 1000; i++) {
+    void *volatile p = malloc(100 + (size_t)i);
+    free(p);
+  }
+  return 0;
+}
+
+TEST_IMPL(start_methods_thread_holding_a_lock_hangs_fork_child) {
+  ASSERT_EQ(pipe(hold_pipe), 0);
+  pthread_t th[3];
+  test_start_threads(&th[0], 1, hold_lock, NULL);
+  wait_flag(&holding);
+  atomic_store(&malloc_run, 1);
+  test_start_threads(&th[1], 2, malloc_loop, NULL);
+  /* Under fork the child can never take the lock: its holder is a thread
+   * of the parent, absent in the child.  Its join times out (the bound
+   * is a detector, the outcome does not depend on it); it is killed. */
+  mproc_process *p = start_with("fork", t_lock_and_malloc, NULL, NULL, 0,
+                                NULL, 0);
+  ASSERT_ERR(mproc_process_join(p, 0.5), MPROC_ETIMEDOUT);
+  ASSERT_EQ(mproc_process_is_alive(p), 1);
+  ASSERT_OK(mproc_process_kill(p));
+  ASSERT_EQ(finish(p), -SIGKILL);
+  fprintf(stderr, "# fork: the child waited for the lock until killed\n");
+  /* Under spawn and the forkserver every child finishes, while the other
+   * threads keep the lock held and malloc busy. */
+  for (int k = 1; k < NMETHODS; k++) {
+    if (!method_ok(k)) {
+      continue;
+    }
+    for (int i = 0; i < 5; i++) {
+      ASSERT_EQ(finish(start_with(methods[k], t_lock_and_malloc, NULL, NULL, 0,
+                                  NULL, 0)),
+                0);
+    }
+  }
+  /* glibc takes its malloc locks around fork(2) itself, so a fork child
+   * that only mallocs finishes too: the hazard is the program's own
+   * locks (and libraries' that have no fork handler). */
+  for (int i = 0; i < 5; i++) {
+    ASSERT_EQ(finish(start_with("fork", t_malloc_only, NULL, NULL, 0, NULL, 0)),
+              0);
+  }
+  atomic_store(&malloc_run, 0);
+  ASSERT_EQ(write(hold_pipe[1], "x", 1), 1);
+  test_join_threads_ok(th, 3);
+  close(hold_pipe[0]);
+  close(hold_pipe[1]);
   return 0;
 }
