@@ -363,8 +363,9 @@ static int t_fds(const void *arg, size_t len, void *ctx) {
    * passed: closed here under spawn and forkserver. */
   int closed = fcntl(fd[1], F_GETFD) < 0 && errno == EBADF;
   /* Any other fd open here besides stdio, the passed one and the arena's
-   * (the library's, close-on-exec)? */
-  int others = 0;
+   * (the library's, close-on-exec)?  Without pidfds the parent watches
+   * the child through a pipe whose write end the child keeps: one more. */
+  int others = mproc__pidfd_supported() ? 0 : -1;
   for (int i = 3; i < 1024; i++) {
     if (i != fd[0] && i != mproc__arena_fd() && fcntl(i, F_GETFD) >= 0) {
       others++;
