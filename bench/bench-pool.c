@@ -55,6 +55,21 @@
  *                    from every thread's /proc/self/task/TID/children).
  *                    The raw_pshared_pool workers' figure (after the other
  *                    benches) goes to stderr.
+ *   pool_start_stop  ms per pool life, lower is better: mproc_pool_new of
+ *                    PSS_WORKERS (4) workers, whatever W is, then
+ *                    mproc_pool_close + mproc_pool_join + mproc_pool_free,
+ *                    no task; run last, when every other pool and child
+ *                    is gone.  mproc_pool_new returns once every worker
+ *                    is up (its initializer's verdict, none here), so one
+ *                    life is every worker's whole start and end.
+ *       mproc             the fork start method (the default context);
+ *       mproc_spawn       mproc_pool_opts.context = the "spawn" context;
+ *       mproc_forkserver  the "forkserver" context; the server is started
+ *                         before the warm-up (not counted) and stopped at
+ *                         the end.
+ *                    Their peers are python_fork / python_spawn /
+ *                    python_forkserver from bench/python/pool_start_stop.py
+ *                    (report.py pairs them by method).
  *
  * W = mproc_cpu_count() for every system.  Order of creation: the raw
  * peers' processes are forked first, from the pristine program (no mproc
@@ -77,6 +92,8 @@
 #define BENCH_NAME "bench-pool"
 #define BENCH_SYS_WIDTH 16
 #include "harness.h"
+
+#include "internal.h" /* mproc__forkserver_stop */
 
 #include <dirent.h>
 #include <pthread.h>
@@ -607,6 +624,75 @@ static double bench_uss(long n, double raw_kib) {
   return med;
 }
 
+/* ---- pool_start_stop ---- */
+
+#define PSS_WORKERS 4
+enum { PSS_FORK, PSS_SPAWN, PSS_FORKSERVER, PSS_N };
+static const char *pss_names[PSS_N] = {"mproc", "mproc_spawn",
+                                       "mproc_forkserver"};
+static const char *pss_methods[PSS_N] = {"fork", "spawn", "forkserver"};
+
+/* ops pool lives with context c; returns ms per life and adds the time
+ * of mproc_pool_new alone to *t_new. */
+static double pss_round(const mproc_context *c, int ops, double *t_new) {
+  double t0 = now_ns();
+  for (int i = 0; i < ops; i++) {
+    mproc_pool *p = NULL;
+    mproc_pool_opts po = {0};
+    po.processes = PSS_WORKERS;
+    po.context = c;
+    double a = now_ns();
+    int rc = mproc_pool_new(&p, &po);
+    if (rc != 0) fail("mproc_pool_new", rc);
+    *t_new += now_ns() - a;
+    rc = mproc_pool_close(p);
+    if (rc != 0) fail("mproc_pool_close", rc);
+    rc = mproc_pool_join(p, 30.0);
+    if (rc != 0) fail("mproc_pool_join", rc);
+    rc = mproc_pool_free(p);
+    if (rc != 0) fail("mproc_pool_free", rc);
+  }
+  return (now_ns() - t0) / 1e6 / ops;
+}
+
+/* pool_start_stop: the three methods in alternating rounds, the order
+ * reversed every round; spawn, an exec per worker, runs fewer lives a
+ * round.  out[k]: the median ms per life of pss_names[k]. */
+static void bench_pool_start_stop(int rounds, int ops, double out[PSS_N]) {
+  mproc_context *ctx[PSS_N];
+  for (int k = 0; k < PSS_N; k++) {
+    int rc = mproc_get_context(&ctx[k], pss_methods[k]);
+    if (rc != 0) fail("mproc_get_context", rc);
+  }
+  int kops[PSS_N] = {ops, ops / 4 > 0 ? ops / 4 : 1, ops};
+  double t0 = now_ns();
+  int rc = mproc_forkserver_start();
+  if (rc != 0) fail("mproc_forkserver_start", rc);
+  double fs_ms = (now_ns() - t0) / 1e6;
+  double t_new[PSS_N] = {0}, warm = 0;
+  for (int k = 0; k < PSS_N; k++) pss_round(ctx[k], 2, &warm);
+  double v[PSS_N][rounds];
+  for (int r = 0; r < rounds; r++) {
+    for (int j = 0; j < PSS_N; j++) {
+      int k = bench_alt(r, j, PSS_N);
+      v[k][r] = pss_round(ctx[k], kops[k], &t_new[k]);
+    }
+  }
+  mproc__forkserver_stop(); /* joins the server */
+  for (int k = 0; k < PSS_N; k++) {
+    char extra[160];
+    snprintf(extra, sizeof extra,
+             "  (%d rounds of %d lives of a pool of %d workers; "
+             "mproc_pool_new alone %.4g ms)",
+             rounds, kops[k], PSS_WORKERS,
+             t_new[k] / 1e6 / ((double)rounds * kops[k]));
+    out[k] = bench_summarize("pool_start_stop", pss_names[k], "ms/life",
+                             v[k], rounds, extra);
+  }
+  fprintf(stderr, "bench-pool: pool_start_stop: the forkserver started "
+          "before the warm-up in %.3f ms (not counted)\n", fs_ms);
+}
+
 /* ---- main ---- */
 
 int main(void) {
@@ -626,6 +712,7 @@ int main(void) {
   int apply_rounds = is_quick ? 3 : 11;
   long e10_n = is_quick ? 10000 : 100000, e1m_n = is_quick ? 100 : 1000;
   int eff_rounds = is_quick ? 3 : 5;
+  int pss_rounds = is_quick ? 3 : 21, pss_ops = is_quick ? 4 : 8;
 
   /* raw peers first, from the pristine program: the futex server and the
    * process pool (its mapping: the pool, then room for the items). */
@@ -702,6 +789,8 @@ int main(void) {
   rc = mproc_pool_free(P);
   if (rc != 0) fail("mproc_pool_free", rc);
   double uss = bench_uss(100000, rp_kib);
+  double pss[PSS_N];
+  bench_pool_start_stop(pss_rounds, pss_ops, pss);
   int left = mproc_active_children(NULL, 0);
   if (left != 0) {
     fprintf(stderr, "bench-pool: %d mproc children still running\n", left);
@@ -719,5 +808,7 @@ int main(void) {
   for (int k = 0; k < 3; k++)
     bench_emit("efficiency_1ms", names[k], e1m[k], "x", "higher");
   bench_emit("worker_uss_kib", "mproc", uss, "KiB", "lower");
+  for (int k = 0; k < PSS_N; k++)
+    bench_emit("pool_start_stop", pss_names[k], pss[k], "ms", "lower");
   return 0;
 }

@@ -6,7 +6,20 @@
  *             free; the target returns 0 at once;
  *   raw_fork  fork(); the child calls _exit(0); the parent waitpid(pid),
  *             in a pristine single-threaded process (see below).
- * (python_fork and python_spawn come from bench/python/process_start_join.py.)
+ *   mproc_spawn, mproc_forkserver
+ *             the same as mproc with mproc_process_opts.context set to
+ *             the "spawn" / "forkserver" context (mproc_get_context);
+ *   raw_posix_spawn
+ *             posix_spawn of /proc/self/exe (this bench program) with
+ *             argv {argv[0], EXIT_AT_ONCE}, which makes main() _exit(0)
+ *             before anything else; the parent waitpid(pid).  The same
+ *             binary as mproc_spawn execs, loaded the same way (its
+ *             shared libraries, its constructors, mproc's included, which
+ *             find no bootstrap fd and return), so what mproc_spawn costs
+ *             over it is mproc's bootstrap: the record over the socket,
+ *             mapping the arena, resolving the target, the reply.
+ * (python_fork, python_spawn and python_forkserver come from
+ * bench/python/process_start_join.py.)
  *
  * The raw peer runs in a helper process forked at the very start, before
  * the first mproc call: a plain single-threaded program, the floor the
@@ -25,8 +38,12 @@
  * (lower is better).  The first mproc start creates the shared arena and
  * the background reaping (an io_uring, or a reaper thread on older
  * kernels): warm-up operations of every system run first and are
- * not counted (the first start's cost is printed on stderr).  The start /
- * join split printed on stderr is informational.
+ * not counted (the first start's cost is printed on stderr).  The
+ * forkserver is started in the warm-up (mproc_forkserver_start, timed on
+ * stderr), so its rounds count only the requests to it; it is stopped at
+ * the end.  The start / join split printed on stderr is informational.
+ * The spawn systems run fewer start+joins a round (SPAWN_OPS_DIV), as
+ * each costs an exec.
  *
  * Output (bench/harness.h has the common parts): one JSON object a line
  * on stdout; details on stderr.
@@ -38,7 +55,15 @@
 
 #include "internal.h"
 
+#include <spawn.h>
 #include <sys/wait.h>
+
+/* The argument that makes main() _exit(0) at once: raw_posix_spawn's
+ * child. */
+#define EXIT_AT_ONCE "--bench-exit-at-once"
+
+/* The spawn systems run ops / SPAWN_OPS_DIV start+joins a round. */
+#define SPAWN_OPS_DIV 2
 
 static double now_ms(void) { return now_ns() / 1e6; }
 
@@ -90,6 +115,71 @@ static void raw_once(double *t_start, double *t_join) {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     fprintf(stderr, "bench-process: raw child status 0x%x, want exit 0\n",
             (unsigned)status);
+    exit(1);
+  }
+  double t2 = now_ms();
+  *t_start += t1 - t0;
+  *t_join += t2 - t1;
+}
+
+/* ---- the start-method systems ---- */
+
+static mproc_context *spawn_ctx, *forkserver_ctx;
+
+/* One mproc start+join with the given context: as mproc_once, with
+ * mproc_process_opts.context set. */
+static void mproc_ctx_once(const mproc_context *c, double *t_start,
+                           double *t_join) {
+  mproc_process *p;
+  mproc_process_opts o = {0};
+  o.context = c;
+  double t0 = now_ms();
+  int rc = mproc_process_new(&p, noop, NULL, NULL, 0, &o);
+  if (rc != 0) fail("mproc_process_new", rc);
+  rc = mproc_process_start(p);
+  if (rc != 0) fail("mproc_process_start", rc);
+  double t1 = now_ms();
+  rc = mproc_process_join(p, MPROC_FOREVER);
+  if (rc != 0) fail("mproc_process_join", rc);
+  int code = -1;
+  rc = mproc_process_exitcode(p, &code);
+  if (rc != 0) fail("mproc_process_exitcode", rc);
+  if (code != 0) {
+    fprintf(stderr, "bench-process: mproc %s child exit code %d, want 0\n",
+            mproc_context_start_method(c), code);
+    exit(1);
+  }
+  rc = mproc_process_free(p);
+  if (rc != 0) fail("mproc_process_free", rc);
+  double t2 = now_ms();
+  *t_start += t1 - t0;
+  *t_join += t2 - t1;
+}
+
+/* {argv[0], EXIT_AT_ONCE, NULL}, set by main. */
+static char *exit_argv[3];
+
+/* One posix_spawn of this program told to exit at once + waitpid.
+ * posix_spawn returns once the child has exec'd (glibc: clone with
+ * CLONE_VFORK), so "start" is up to the exec and "join" the new image's
+ * loading, its exit and the wait. */
+static void posix_spawn_once(double *t_start, double *t_join) {
+  extern char **environ;
+  double t0 = now_ms();
+  pid_t pid;
+  int rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, exit_argv,
+                       environ);
+  if (rc != 0) fail("posix_spawn", rc);
+  double t1 = now_ms();
+  int status;
+  pid_t r;
+  do {
+    r = waitpid(pid, &status, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r != pid) fail("waitpid", -errno);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "bench-process: posix_spawn child status 0x%x, want "
+            "exit 0\n", (unsigned)status);
     exit(1);
   }
   double t2 = now_ms();
@@ -188,7 +278,23 @@ static void helper_stop(void) {
 
 /* ---- rounds ---- */
 
-enum { SYS_MPROC, SYS_RAW, SYS_RAW_MT, NSYS };
+enum {
+  SYS_MPROC,
+  SYS_RAW,
+  SYS_RAW_MT,
+  SYS_SPAWN,
+  SYS_FORKSERVER,
+  SYS_POSIX_SPAWN,
+  NSYS
+};
+
+/* Start+joins a round of system sys: an exec costs ~10 forks. */
+static int sys_ops(int sys, int ops) {
+  if (sys == SYS_SPAWN || sys == SYS_POSIX_SPAWN) {
+    return ops / SPAWN_OPS_DIV > 0 ? ops / SPAWN_OPS_DIV : 1;
+  }
+  return ops;
+}
 
 typedef struct series {
   const char *system;
@@ -200,10 +306,17 @@ typedef struct series {
 
 static double run_round(int sys, series *s, int ops) {
   if (sys == SYS_RAW) return helper_round(ops, &s->start_ms, &s->join_ms) / ops;
+  ops = sys_ops(sys, ops);
   double t0 = now_ms();
   for (int i = 0; i < ops; i++) {
     if (sys == SYS_MPROC) {
       mproc_once(&s->start_ms, &s->join_ms);
+    } else if (sys == SYS_SPAWN) {
+      mproc_ctx_once(spawn_ctx, &s->start_ms, &s->join_ms);
+    } else if (sys == SYS_FORKSERVER) {
+      mproc_ctx_once(forkserver_ctx, &s->start_ms, &s->join_ms);
+    } else if (sys == SYS_POSIX_SPAWN) {
+      posix_spawn_once(&s->start_ms, &s->join_ms);
     } else {
       raw_once(&s->start_ms, &s->join_ms);
     }
@@ -211,7 +324,11 @@ static double run_round(int sys, series *s, int ops) {
   return (now_ms() - t0) / ops;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  /* raw_posix_spawn's child: exit before anything else. */
+  if (argc == 2 && strcmp(argv[1], EXIT_AT_ONCE) == 0) _exit(0);
+  exit_argv[0] = argv[0];
+  exit_argv[1] = (char *)EXIT_AT_ONCE;
   int is_quick = bench_quick();
   int rounds = is_quick ? 5 : 41;
   int ops = is_quick ? 5 : 50;
@@ -224,6 +341,9 @@ int main(void) {
       {"mproc", buf, 0, 0, "new+start", "join+free"},
       {"raw_fork", buf + rounds, 0, 0, "fork", "waitpid"},
       {"raw_fork_mt", buf + 2 * rounds, 0, 0, "fork", "waitpid"},
+      {"mproc_spawn", buf + 3 * rounds, 0, 0, "new+start", "join+free"},
+      {"mproc_forkserver", buf + 4 * rounds, 0, 0, "new+start", "join+free"},
+      {"raw_posix_spawn", buf + 5 * rounds, 0, 0, "posix_spawn", "waitpid"},
   };
 
   /* Warm-up, not counted.  The first mproc start creates the arena and the
@@ -232,11 +352,22 @@ int main(void) {
   double t0 = now_ms();
   mproc_once(&warm.start_ms, &warm.join_ms);
   double first = now_ms() - t0;
+  int rc = mproc_get_context(&spawn_ctx, "spawn");
+  if (rc != 0) fail("mproc_get_context", rc);
+  rc = mproc_get_context(&forkserver_ctx, "forkserver");
+  if (rc != 0) fail("mproc_get_context", rc);
+  t0 = now_ms();
+  rc = mproc_forkserver_start(); /* one spawn, then only requests */
+  if (rc != 0) fail("mproc_forkserver_start", rc);
+  double fs_first = now_ms() - t0;
   for (int k = 0; k < NSYS; k++) run_round(k, &warm, 10);
   for (int k = 0; k < NSYS; k++) s[k].start_ms = s[k].join_ms = 0;
 
-  static const int order[2][NSYS] = {{SYS_MPROC, SYS_RAW, SYS_RAW_MT},
-                                     {SYS_RAW_MT, SYS_RAW, SYS_MPROC}};
+  static const int order[2][NSYS] = {
+      {SYS_MPROC, SYS_RAW, SYS_RAW_MT, SYS_SPAWN, SYS_FORKSERVER,
+       SYS_POSIX_SPAWN},
+      {SYS_POSIX_SPAWN, SYS_FORKSERVER, SYS_SPAWN, SYS_RAW_MT, SYS_RAW,
+       SYS_MPROC}};
   for (int r = 0; r < rounds; r++) {
     for (int j = 0; j < NSYS; j++) {
       int k = order[r % 2][j];
@@ -244,6 +375,7 @@ int main(void) {
     }
   }
   helper_stop();
+  mproc__forkserver_stop(); /* joins the server */
 
   /* Nothing may be left running: every child was joined / waited for. */
   int left = mproc_active_children(NULL, 0);
@@ -263,9 +395,9 @@ int main(void) {
     memcpy(sorted, s[k].per_op, sizeof sorted);
     qsort(sorted, (size_t)rounds, sizeof(double), cmp_double);
     med[k] = quantile(sorted, rounds, 0.5);
-    double n = (double)rounds * ops;
+    double n = (double)rounds * sys_ops(k, ops);
     fprintf(stderr,
-            "bench-process: %-11s per op ms: median %.4f  min %.4f  "
+            "bench-process: %-16s per op ms: median %.4f  min %.4f  "
             "p25 %.4f  p75 %.4f  max %.4f | mean split: %s %.4f + %s %.4f\n",
             s[k].system, med[k], sorted[0], quantile(sorted, rounds, 0.25),
             quantile(sorted, rounds, 0.75), sorted[rounds - 1],
@@ -278,7 +410,16 @@ int main(void) {
           "thread, where there is one, makes fork take glibc's multi-threaded "
           "path): %.2fx raw_fork; not a result row\n",
           med[SYS_RAW_MT] / med[SYS_RAW]);
-  for (int k = 0; k < SYS_RAW_MT; k++) {
+  fprintf(stderr,
+          "bench-process: start methods: forkserver started in the warm-up "
+          "in %.3f ms (not counted); spawn systems %d start+joins a round; "
+          "mproc_spawn = %.2fx raw_posix_spawn, mproc_forkserver = %.2fx "
+          "mproc (fork)\n",
+          fs_first, sys_ops(SYS_SPAWN, ops),
+          med[SYS_SPAWN] / med[SYS_POSIX_SPAWN],
+          med[SYS_FORKSERVER] / med[SYS_MPROC]);
+  for (int k = 0; k < NSYS; k++) {
+    if (k == SYS_RAW_MT) continue; /* not a result row (see above) */
     printf("{\"bench\": \"process_start_join\", \"system\": \"%s\", "
            "\"value\": %.6f, \"unit\": \"ms\", \"better\": \"lower\"}\n",
            s[k].system, med[k]);

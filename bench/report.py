@@ -5,8 +5,12 @@ Reads one JSON object a line:
   {"bench": ID, "system": NAME, "value": X, "unit": U, "better": "lower"|"higher"}
 and prints, per bench ID, the mproc row first and then its peers from the
 same run, each with its ratio to mproc (value / mproc's value) and, in
-words, how mproc compares ("mproc is 2.10x faster").  Then the targets
-the issues set, checked as text: a missed target is reported, never failed.
+words, how mproc compares ("mproc is 2.10x faster").  A bench with rows
+per start method has one mproc row per method (mproc = fork, mproc_spawn,
+mproc_forkserver): PAIRS says which mproc row each peer is compared with,
+so that like is compared with like (a spawned process with a spawned
+process); each such mproc row heads its own group.  Then the targets the
+issues set, checked as text: a missed target is reported, never failed.
 
 Exit status: 0 whatever the figures are; 2 only when the file cannot be
 read or a line is not a valid result object.
@@ -52,12 +56,29 @@ TARGETS = [
      "an idle pool worker's private memory under 512 KiB"),
 ]
 
+# The mproc row a peer is compared with, where it is not "mproc" (the
+# fork start method, or the only mproc row of a bench): bench ->
+# {peer: mproc system}.  The values are mproc rows too; each heads a group
+# of the table with the peers that name it, after the "mproc" group, in
+# the order they first appear here.
+PAIRS = {
+    "process_start_join": {
+        "raw_posix_spawn": "mproc_spawn",  # an exec of the same binary
+        "python_spawn": "mproc_spawn",
+        "python_forkserver": "mproc_forkserver",
+    },
+    "pool_start_stop": {
+        "python_spawn": "mproc_spawn",
+        "python_forkserver": "mproc_forkserver",
+    },
+}
+
 # Table order for known bench IDs; unknown ones follow in the order they ran.
 ORDER = ["process_start_join", "arena_alloc_free", "arena_alloc_free_pair",
          "lock_uncontended", "value_contended", "event_pingpong",
          "queue_small", "queue_1mib", "queue_mpmc_small", "pipe_pingpong",
          "map_chunk1", "map_default", "apply_roundtrip", "efficiency_10us",
-         "efficiency_1ms", "worker_uss_kib"]
+         "efficiency_1ms", "worker_uss_kib", "pool_start_stop"]
 
 KEYS = ("bench", "system", "value", "unit", "better")
 
@@ -93,7 +114,7 @@ def fmt_value(v):
 
 
 def verdict(row, ref):
-    """How mproc compares with this peer, in words."""
+    """How ref (an mproc row) compares with this peer, in words."""
     v, m = row["value"], ref["value"]
     if v <= 0 or m <= 0:
         return "-"
@@ -106,8 +127,43 @@ def verdict(row, ref):
     else:  # a time
         word_good, word_bad = "faster", "slower"
     if speedup >= 1:
-        return "mproc is %.2fx %s" % (speedup, word_good)
-    return "mproc is %.2fx %s" % (1 / speedup, word_bad)
+        return "%s is %.2fx %s" % (ref["system"], speedup, word_good)
+    return "%s is %.2fx %s" % (ref["system"], 1 / speedup, word_bad)
+
+
+def groups(bench, brows):
+    """[(mproc system, [its rows: the mproc row first, then its peers in
+    the order they ran])]: "mproc" first, then PAIRS' mproc rows."""
+    pairs = PAIRS.get(bench, {})
+    heads = ["mproc"]
+    for m in pairs.values():
+        if m not in heads:
+            heads.append(m)
+    out = []
+    for head in heads:
+        rows = [r for r in brows if r["system"] == head]
+        rows += [r for r in brows if r["system"] not in heads
+                 and pairs.get(r["system"], "mproc") == head]
+        if rows:
+            out.append((head, rows))
+    return out
+
+
+def add_group(table, bench, head, grows):
+    """Table lines of one mproc row (system head) and its peers."""
+    mproc = next((r for r in grows if r["system"] == head), None)
+    for r in grows:
+        if mproc is None:
+            ratio, words = "?", "no %s row in this run" % head
+        elif r is mproc:
+            ratio, words = "1.00", "(%s is better)" % r["better"]
+        elif mproc["value"] > 0:
+            ratio = "%.2f" % (r["value"] / mproc["value"])
+            words = verdict(r, mproc)
+        else:
+            ratio, words = "-", "-"
+        table.append((bench, r["system"], fmt_value(r["value"]), r["unit"],
+                      ratio, words))
 
 
 def main(argv):
@@ -131,20 +187,9 @@ def main(argv):
 
     table = [("bench", "system", "value", "unit", "vs mproc", "")]
     for bench, brows in benches.items():
-        mproc = next((r for r in brows if r["system"] == "mproc"), None)
-        ordered = sorted(brows, key=lambda r: r["system"] != "mproc")
-        for r in ordered:
-            if mproc is None:
-                ratio, words = "?", "no mproc row in this run"
-            elif r is mproc:
-                ratio, words = "1.00", "(%s is better)" % r["better"]
-            elif mproc["value"] > 0:
-                ratio = "%.2f" % (r["value"] / mproc["value"])
-                words = verdict(r, mproc)
-            else:
-                ratio, words = "-", "-"
-            table.append((bench, r["system"], fmt_value(r["value"]), r["unit"],
-                          ratio, words))
+        for head, grows in groups(bench, brows):
+            add_group(table, bench, head, grows)
+
 
     widths = [max(len(t[i]) for t in table) for i in range(6)]
     right = {2, 4}
@@ -154,7 +199,9 @@ def main(argv):
         print("  ".join(cells).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    print("vs mproc = the system's value / mproc's value, same run.")
+    print("vs mproc = the system's value / its mproc row's value, same run "
+          "(mproc_spawn, mproc_forkserver: the rows of the same start "
+          "method).")
 
     ops = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
            "<": lambda a, b: a < b, ">": lambda a, b: a > b}

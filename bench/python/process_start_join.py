@@ -4,13 +4,18 @@ start+join of a no-op target, the peer of bench/bench-process.c.
 Bench ID process_start_join, systems:
   python_fork   get_context('fork').Process(target=noop); start(); join()
   python_spawn  get_context('spawn').Process(target=noop); start(); join()
+  python_forkserver
+                get_context('forkserver').Process(target=noop); start();
+                join()
 
-Method as in the C bench: fork and spawn rounds alternate (ABBA order) so
-both see the same noise; a round times OPS start+join one after the other
-(object creation included); the figure is the MEDIAN over rounds of the
-per-op time, in ms.  Warm-up starts of both run first and are not counted
-(the first spawn also starts multiprocessing's resource tracker process).
-Spawn runs a fresh interpreter per process, so it runs fewer ops.
+Method as in the C bench: the systems' rounds alternate, the order
+reversed every round, so all see the same noise; a round times OPS
+start+join one after the other (object creation included); the figure is
+the MEDIAN over rounds of the per-op time, in ms.  Warm-up starts of every
+system run first and are not counted (the first spawn also starts
+multiprocessing's resource tracker process, the first forkserver start
+the forkserver, which imports this module once as its preload).  Spawn
+runs a fresh interpreter per process, so it runs fewer ops.
 
 Run it with the interpreter you want measured: bench/run.sh uses Debian's
 /usr/bin/python3 when it exists (it starts about 4x faster than a pyenv
@@ -53,6 +58,8 @@ def main():
          5 if quick else 20),
         ("python_spawn", mp.get_context("spawn"), 3 if quick else 9,
          2 if quick else 5),
+        ("python_forkserver", mp.get_context("forkserver"),
+         5 if quick else 21, 5 if quick else 20),
     ]
     for _, ctx, _, _ in plan:  # warm-up, not counted
         for _ in range(2):
@@ -60,7 +67,7 @@ def main():
     rounds = max(r for _, _, r, _ in plan)
     per_op = {name: [] for name, _, _, _ in plan}
     for r in range(rounds):
-        order = plan if r % 2 == 0 else plan[::-1]  # ABBA
+        order = plan if r % 2 == 0 else plan[::-1]  # reversed every round
         for name, ctx, n_rounds, ops in order:
             if len(per_op[name]) < n_rounds:
                 per_op[name].append(one_round(ctx, ops))
@@ -68,7 +75,7 @@ def main():
         sys.exit("process_start_join.py: children left running")
     for name, _, n_rounds, ops in plan:
         v = sorted(per_op[name])
-        print("process_start_join.py: %-12s per op ms: median %.3f  min %.3f"
+        print("process_start_join.py: %-17s per op ms: median %.3f  min %.3f"
               "  max %.3f  (%d rounds x %d ops; %s %s)"
               % (name, statistics.median(v), v[0], v[-1], n_rounds, ops,
                  sys.executable, sys.version.split()[0]), file=sys.stderr)
