@@ -56,9 +56,8 @@
  *                    The raw_pshared_pool workers' figure (after the other
  *                    benches) goes to stderr.
  *   pool_start_stop  ms per pool life, lower is better: mproc_pool_new of
- *                    PSS_WORKERS (4) workers, whatever W is, then
- *                    mproc_pool_close + mproc_pool_join + mproc_pool_free,
- *                    no task; run last, when every other pool and child
+ *                    W workers, one mproc_pool_apply of a no-op task, then
+ *                    mproc_pool_close + mproc_pool_join + mproc_pool_free; run last, when every other pool and child
  *                    is gone.  mproc_pool_new returns once every worker
  *                    is up (its initializer's verdict, none here), so one
  *                    life is every worker's whole start and end.
@@ -626,7 +625,10 @@ static double bench_uss(long n, double raw_kib) {
 
 /* ---- pool_start_stop ---- */
 
-#define PSS_WORKERS 4
+static int pss_noop(mproc_task *t, const void *arg, size_t len, void *ctx) {
+  (void)t, (void)arg, (void)len, (void)ctx;
+  return 0;
+}
 enum { PSS_FORK, PSS_SPAWN, PSS_FORKSERVER, PSS_N };
 static const char *pss_names[PSS_N] = {"mproc", "mproc_spawn",
                                        "mproc_forkserver"};
@@ -639,12 +641,17 @@ static double pss_round(const mproc_context *c, int ops, double *t_new) {
   for (int i = 0; i < ops; i++) {
     mproc_pool *p = NULL;
     mproc_pool_opts po = {0};
-    po.processes = PSS_WORKERS;
+    po.processes = mproc_cpu_count();
     po.context = c;
     double a = now_ns();
     int rc = mproc_pool_new(&p, &po);
     if (rc != 0) fail("mproc_pool_new", rc);
     *t_new += now_ns() - a;
+    void *res = NULL;
+    size_t rlen = 0;
+    rc = mproc_pool_apply(p, pss_noop, NULL, NULL, 0, &res, &rlen);
+    if (rc != 0) fail("mproc_pool_apply", rc);
+    free(res);
     rc = mproc_pool_close(p);
     if (rc != 0) fail("mproc_pool_close", rc);
     rc = mproc_pool_join(p, 30.0);
@@ -684,7 +691,7 @@ static void bench_pool_start_stop(int rounds, int ops, double out[PSS_N]) {
     snprintf(extra, sizeof extra,
              "  (%d rounds of %d lives of a pool of %d workers; "
              "mproc_pool_new alone %.4g ms)",
-             rounds, kops[k], PSS_WORKERS,
+             rounds, kops[k], mproc_cpu_count(),
              t_new[k] / 1e6 / ((double)rounds * kops[k]));
     out[k] = bench_summarize("pool_start_stop", pss_names[k], "ms/life",
                              v[k], rounds, extra);

@@ -1,16 +1,18 @@
 """bench/python/pool_start_stop.py - the life of a multiprocessing.Pool
-with no task, under each start method: the peer of bench/bench-pool.c's
+with one task, under each start method: the peer of bench/bench-pool.c's
 pool_start_stop rows.
 
 Bench ID pool_start_stop (ms per pool life, lower is better), systems:
-  python_fork        get_context('fork').Pool(4); close(); join()
+  python_fork        get_context('fork').Pool(W); apply(noop); close();
+                     join()
   python_spawn       the same with get_context('spawn'): a fresh
                      interpreter per worker
   python_forkserver  the same with get_context('forkserver')
 report.py compares each with the mproc row of the same method (mproc,
 mproc_spawn, mproc_forkserver).
 
-Always 4 workers (PSS_WORKERS in the C bench), whatever the CPU count.
+W = the CPUs this process may run on (sched_getaffinity, as
+mproc_cpu_count in the C bench).
 Pool() returns once its workers are started (for spawn and the
 forkserver: once each child's preparation data is sent, not once it has
 imported anything); close() + join() then waits for every worker to
@@ -46,13 +48,18 @@ import multiprocessing as mp  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
-WORKERS = 4
+WORKERS = len(os.sched_getaffinity(0))
+
+
+def noop():
+    return None
 
 
 def one_round(ctx, ops):
     t0 = time.perf_counter()  # CLOCK_MONOTONIC on Linux
     for _ in range(ops):
         pool = ctx.Pool(WORKERS)
+        pool.apply(noop)
         pool.close()
         pool.join()
     return (time.perf_counter() - t0) * 1e3 / ops

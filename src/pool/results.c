@@ -649,6 +649,31 @@ static void rt_cancel_pending(mproc_pool *p) {
   }
 }
 
+/*
+ * A closed pool with nothing outstanding: every worker is leaving.  Wait
+ * for their exits themselves (their pidfds) rather than for the next
+ * liveness check, so that join returns as soon as the last worker is gone
+ * (a join otherwise waited up to POOL_POLL_NS for nothing).  Each wait is
+ * bounded by POOL_POLL_NS, so the loop's checks still run.  Returns 1 if
+ * it waited.
+ */
+static int rt_await_exits(mproc_pool *p) {
+  pthread_mutex_lock(&p->mu);
+  size_t left = p->outstanding;
+  pthread_mutex_unlock(&p->mu);
+  if (left != 0) {
+    return 0;
+  }
+  int waited = 0;
+  for (int i = 0; i < p->nworkers; i++) {
+    if (p->w[i].proc != NULL && mproc_process_is_alive(p->w[i].proc) == 1) {
+      (void)mproc_process_join(p->w[i].proc, (double)POOL_POLL_NS / 1e9);
+      waited = 1;
+    }
+  }
+  return waited;
+}
+
 void *mproc__pool_rt_main(void *arg) {
   mproc_pool *p = arg;
   shpool *sh = p->sh;
@@ -711,6 +736,9 @@ void *mproc__pool_rt_main(void *arg) {
         }
         continue;
       }
+    }
+    if (got == 0 && closed && rt_await_exits(p)) {
+      continue;
     }
     if (got == 0) {
       mproc__deadline d;
