@@ -13,6 +13,7 @@
 #include "fault.h"
 #include "platform/platform.h"
 
+#include <pthread.h>
 #include <stddef.h>
 
 #define MPROC__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -21,6 +22,29 @@
 /* Branch hints for fast paths. */
 #define MPROC__LIKELY(x) __builtin_expect(!!(x), 1)
 #define MPROC__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/*
+ * For pthread_atfork child handlers: make *m an unlocked default mutex
+ * again (another thread may have held it at the fork), writing it only if
+ * it differs from one.  A write after fork is a copy-on-write fault of the
+ * page in the new child, tens of microseconds each in some virtual
+ * machines, and an unused mutex, or one used and released, is already
+ * equal to the initializer byte for byte.  A plain loop, not memcmp: a
+ * libc code page touched for the first time in the child is a fault too.
+ */
+static inline void mproc__mutex_reset_in_child(pthread_mutex_t *m) {
+  /* Built on the stack: a static copy would sit in .rodata, a page the
+   * child has not touched yet. */
+  const pthread_mutex_t init = PTHREAD_MUTEX_INITIALIZER;
+  const unsigned char *a = (const unsigned char *)m;
+  const unsigned char *b = (const unsigned char *)&init;
+  for (size_t i = 0; i < sizeof init; i++) {
+    if (a[i] != b[i]) {
+      *m = init;
+      return;
+    }
+  }
+}
 
 /* ---- log.c ---- */
 

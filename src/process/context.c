@@ -47,9 +47,7 @@ static struct {
 } cfg = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* A forked child must not inherit the mutex locked by another thread. */
-static void atfork_child(void) {
-  cfg.mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
-}
+static void atfork_child(void) { mproc__mutex_reset_in_child(&cfg.mu); }
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void install_atfork(void) { pthread_atfork(NULL, NULL, atfork_child); }
 
@@ -81,7 +79,7 @@ static int resolve_default_locked(void) {
   if (cfg.method == 0) {
     const char *env = getenv("MPROC_START_METHOD");
     if (env == NULL || *env == '\0') {
-      cfg.method = MPROC__START_FORK;
+      __atomic_store_n(&cfg.method, MPROC__START_FORK, __ATOMIC_RELEASE);
     } else {
       int m = mproc__start_method_parse(env);
       if (m < 0) {
@@ -90,7 +88,7 @@ static int resolve_default_locked(void) {
                     env);
         return MPROC_EINVAL;
       }
-      cfg.method = m;
+      __atomic_store_n(&cfg.method, m, __ATOMIC_RELEASE);
     }
   }
   return cfg.method;
@@ -100,8 +98,15 @@ int mproc__start_method(const mproc_context *c) {
   if (c != NULL && c->method != 0) {
     return c->method;
   }
+  /* Once fixed, the default is read without the lock: every fork start
+   * asks, and a lock taken after the previous fork writes its page, a
+   * copy-on-write fault in the parent. */
+  int m = __atomic_load_n(&cfg.method, __ATOMIC_ACQUIRE);
+  if (m != 0) {
+    return m;
+  }
   lock_cfg();
-  int m = resolve_default_locked();
+  m = resolve_default_locked();
   pthread_mutex_unlock(&cfg.mu);
   return m;
 }
@@ -109,7 +114,7 @@ int mproc__start_method(const mproc_context *c) {
 void mproc__start_method_inherit(int method) {
   if (mproc__start_method_name(method) != NULL) {
     lock_cfg();
-    cfg.method = method;
+    __atomic_store_n(&cfg.method, method, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&cfg.mu);
   }
 }
@@ -129,7 +134,7 @@ int mproc_set_start_method(const char *method, int force) {
   if (cfg.method != 0 && !force) {
     r = MPROC_EALREADY;
   } else {
-    cfg.method = m;
+    __atomic_store_n(&cfg.method, m, __ATOMIC_RELEASE);
   }
   pthread_mutex_unlock(&cfg.mu);
   return r;

@@ -276,10 +276,16 @@ static struct {
 void mproc__forkserver_atfork_child(void) {
   /* A forked child has no server of its own: the fds go, the server
    * object belonged to the parent (its registry entry is gone too). */
-  fs.mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
-  mproc__close(fs.ctl);
-  fs.ctl = -1;
-  fs.proc = NULL;
+  mproc__mutex_reset_in_child(&fs.mu);
+  /* Written only where set: a process that never used the server leaves
+   * the page alone (a write would be a copy-on-write fault per fork). */
+  if (fs.ctl >= 0) {
+    mproc__close(fs.ctl);
+    fs.ctl = -1;
+  }
+  if (fs.proc != NULL) {
+    fs.proc = NULL;
+  }
 }
 
 /* Stop and reap a server that is dead or unusable (fs.mu held). */

@@ -85,7 +85,13 @@
  * a few microseconds each, so scattering this state over several pages
  * would show directly in the cost of a process start.
  */
+#if defined(__GNUC__) && !defined(__clang__)
+/* no_reorder: emitted in source order, reg (page-aligned) first, so that
+ * the whole section is one page.  (Clang keeps source order anyway.) */
+#define HOT __attribute__((section(".data.mproc_process_hot"), no_reorder))
+#else
 #define HOT __attribute__((section(".data.mproc_process_hot")))
+#endif
 
 #define PROCESS_MAGIC 0x50524f43u /* "PROC" */
 #define PROCESS_DEAD_MAGIC 0x64656164u
@@ -167,6 +173,7 @@ static struct {
   int pending[16];            /* pipe write ends between pipe and fork */
   int devnull;                /* /dev/null, the children's stdin, -1 */
   pid_t pid;                  /* this process's pid, cached (self_pid) */
+  unsigned spare_used;        /* bit i: spare_obj[i] is in use */
 } reg HOT __attribute__((aligned(4096))) = {.mu = PTHREAD_MUTEX_INITIALIZER,
          .epfd = -1,
          .uring_state = -1,
@@ -195,6 +202,17 @@ static struct mproc_process current_obj HOT = {.magic = PROCESS_MAGIC,
 static struct mproc_process parent_obj HOT = {.magic = PROCESS_MAGIC,
                                           .kind = KIND_PARENT,
                                           .sentinel = -1};
+
+/*
+ * Process objects are taken from these first, malloc'd only when all are
+ * in use.  A parent writes its child's object right after the fork (pid,
+ * state, sentinel): here that write lands on the page of reg, which it
+ * writes then anyway, where a malloc'd object would cost a copy-on-write
+ * fault for its heap page, and malloc and free more for the allocator's
+ * state, on every start.
+ */
+#define SPARE_OBJS 4
+static struct mproc_process spare_obj[SPARE_OBJS] HOT;
 
 /* The sentinel write end that the forking thread's child must keep; the
  * fork child handler closes every other pending write end.  Thread-local,
@@ -738,11 +756,21 @@ static struct {
 } starter HOT = {.mu = PTHREAD_MUTEX_INITIALIZER,
                 .cv = PTHREAD_COND_INITIALIZER};
 
+MPROC__STATIC_ASSERT(sizeof reg + sizeof self + sizeof current_obj +
+                             sizeof parent_obj + sizeof spare_obj +
+                             sizeof starter + 5 * 64 <=
+                         4096,
+                     "the HOT section must fit one page");
+
+/* Writes only what differs from the reset state: in a process that never
+ * started the thread nothing is written (see mproc__mutex_reset_in_child). */
 static void starter_reset_in_child(void) {
-  starter.mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
-  starter.cv = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
-  starter.running = 0;
-  starter.queue = NULL;
+  mproc__mutex_reset_in_child(&starter.mu);
+  if (starter.running || starter.queue != NULL) {
+    starter.cv = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
+    starter.running = 0;
+    starter.queue = NULL;
+  }
 }
 
 static int fork_child(mproc_process *p, const sigset_t *mask, const int *pfd,
@@ -1003,6 +1031,32 @@ static int process_new(mproc_process **out, mproc_target_fn target,
                        void *ctx, const void *arg, size_t len,
                        const mproc_process_opts *opts, int numbered);
 
+/* A zeroed process object: a free spare_obj, else calloc'd.  NULL if out
+ * of memory. */
+static mproc_process *obj_alloc(void) {
+  pthread_mutex_lock(&reg.mu);
+  for (unsigned i = 0; i < SPARE_OBJS; i++) {
+    if (!(reg.spare_used & (1u << i))) {
+      reg.spare_used |= 1u << i;
+      pthread_mutex_unlock(&reg.mu);
+      memset(&spare_obj[i], 0, sizeof spare_obj[i]);
+      return &spare_obj[i];
+    }
+  }
+  pthread_mutex_unlock(&reg.mu);
+  return calloc(1, sizeof(mproc_process));
+}
+
+static void obj_free(mproc_process *p) {
+  if (p >= spare_obj && p < spare_obj + SPARE_OBJS) {
+    pthread_mutex_lock(&reg.mu);
+    reg.spare_used &= ~(1u << (unsigned)(p - spare_obj));
+    pthread_mutex_unlock(&reg.mu);
+  } else {
+    free(p);
+  }
+}
+
 int mproc_process_new(mproc_process **out, mproc_target_fn target,
                       void *ctx, const void *arg, size_t len,
                       const mproc_process_opts *opts) {
@@ -1029,14 +1083,14 @@ static int process_new(mproc_process **out, mproc_target_fn target,
       }
     }
   }
-  mproc_process *p = calloc(1, sizeof *p);
+  mproc_process *p = obj_alloc();
   if (p == NULL) {
     return MPROC_ENOMEM;
   }
   if (len > 0) {
     p->arg = malloc(len);
     if (p->arg == NULL) {
-      free(p);
+      obj_free(p);
       return MPROC_ENOMEM;
     }
     memcpy(p->arg, arg, len);
@@ -1064,15 +1118,33 @@ static int process_new(mproc_process **out, mproc_target_fn target,
   unsigned n = numbered ? ++reg.counter : 0;
   p->id = ++reg.next_id;
   pthread_mutex_unlock(&reg.mu);
-  if (self.ident[0] != '\0') {
-    snprintf(p->ident, sizeof p->ident, "%.48s:%u", self.ident, n);
-  } else {
-    snprintf(p->ident, sizeof p->ident, "%u", n);
+  /* "%.48s:%u" and "Process-%s" by hand: snprintf's frame is deep enough
+   * to reach one more stack page, a copy-on-write fault after every fork
+   * in a program that starts processes in a loop. */
+  size_t k = 0;
+  while (k < 48 && self.ident[k] != '\0') {
+    p->ident[k] = self.ident[k];
+    k++;
   }
+  if (k > 0) {
+    p->ident[k++] = ':';
+  }
+  char digits[16];
+  size_t nd = 0;
+  do {
+    digits[nd++] = (char)('0' + n % 10);
+    n /= 10;
+  } while (n > 0);
+  while (nd > 0) {
+    p->ident[k++] = digits[--nd];
+  }
+  p->ident[k] = '\0';
   if (opts != NULL && opts->name != NULL) {
     copy_name(p->name, opts->name);
   } else {
-    snprintf(p->name, sizeof p->name, "Process-%s", p->ident);
+    static const char prefix[] = "Process-"; /* + ident: < 70 bytes */
+    memcpy(p->name, prefix, sizeof prefix - 1);
+    memcpy(p->name + sizeof prefix - 1, p->ident, k + 1);
   }
   *out = p;
   return 0;
@@ -1086,7 +1158,11 @@ typedef struct spawn_prep {
   size_t pend;              /* boot[1]'s slot in reg.pending */
   void *rec;                /* the bootstrap record */
   size_t len;
-  char exe[MPROC__PATH_MAX];
+  char *exe;                /* the program (malloc, MPROC__PATH_MAX): not
+                               on the stack, where 4 KiB in the frame of
+                               mproc_process_start would spread a fork
+                               start's stack over more pages, each a
+                               copy-on-write fault after the fork */
 } spawn_prep;
 
 /* Build p's bootstrap record and its socket.  The child's end is parked
@@ -1095,7 +1171,11 @@ typedef struct spawn_prep {
  * dies before replying is noticed).  0, or an error with nothing left. */
 static int spawn_prepare(mproc_process *p, spawn_prep *sp, int arena_fd,
                          int wfd) {
-  int r = mproc__executable(sp->exe, sizeof sp->exe);
+  sp->exe = malloc(MPROC__PATH_MAX);
+  if (sp->exe == NULL) {
+    return MPROC_ENOMEM;
+  }
+  int r = mproc__executable(sp->exe, MPROC__PATH_MAX);
   if (r != 0) {
     return r;
   }
@@ -1178,6 +1258,7 @@ static int spawn_finish(mproc_process *p, spawn_prep *sp, int r) {
   }
   mproc__close(sp->boot[0]);
   free(sp->rec);
+  free(sp->exe);
   return r;
 }
 
@@ -1600,7 +1681,7 @@ int mproc_process_free(mproc_process *p) {
   }
   p->magic = PROCESS_DEAD_MAGIC;
   free(p->arg);
-  free(p);
+  obj_free(p);
   return 0;
 }
 

@@ -130,14 +130,17 @@ static int objtab_copy(void **out, size_t *len) {
 static mproc__funcmap *parent_map;
 
 void mproc__spawn_atfork_child(void) {
-  tab_cache.mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+  mproc__mutex_reset_in_child(&tab_cache.mu);
   /* A forked child has its parent's addresses: it needs no translation,
    * and the map it inherited describes its parent's spawner, whose
    * addresses are not its parent's (a pool forked by a spawned process
-   * must call its owner's pointers as they are). */
-  mproc__funcmap *m = parent_map;
-  parent_map = NULL;
-  mproc__funcmap_free(m);
+   * must call its owner's pointers as they are).  Written only where set:
+   * a page written after fork is a copy-on-write fault in every child. */
+  if (parent_map != NULL) {
+    mproc__funcmap *m = parent_map;
+    parent_map = NULL;
+    mproc__funcmap_free(m);
+  }
 }
 
 static void put(char **w, const void *src, size_t n) {
