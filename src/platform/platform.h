@@ -30,6 +30,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -195,6 +196,35 @@ pid_t mproc__rmutex_holder(const pthread_mutex_t *m);
  * by someone else; another -errno.  EINTR loops.
  */
 int mproc__reap(pid_t pid, int nohang, int *code);
+
+/*
+ * For a forked child between fork and its target: close(2), dup2(2) and
+ * restoring a signal mask saved by mproc__signals_block_all, as direct
+ * system calls where the architecture allows (x86-64, AArch64), else
+ * through libc.  A libc function's code page that the child runs for the
+ * first time is a page fault in the child (fork does not copy page table
+ * entries of file mappings), tens of microseconds in some virtual
+ * machines; these run in every new child.  Same results as mproc__close,
+ * mproc__dup2 (from == to does nothing) and mproc__signals_restore.
+ */
+void mproc__child_close(int fd);
+int mproc__child_dup2(int from, int to);
+void mproc__child_signals_restore(const sigset_t *old);
+
+/*
+ * fflush(NULL), done cheaply when glibc's list of open streams holds only
+ * stdin, stdout and stderr: then only those of stdout and stderr that have
+ * output pending are flushed, which is the same thing without a write to
+ * libc's memory.  fflush(NULL) always takes libc's stream-list lock; every
+ * page written after a fork (by either process) is a copy-on-write fault,
+ * and process starts call this before each fork and in each child at its
+ * end.  Elsewhere (another libc, other streams open): fflush(NULL).
+ */
+void mproc__stdio_flush_all(void);
+
+/* __fpending(f) > 0, read from glibc's FILE fields where it can be (no
+ * libc code page to fault in, in a new child). */
+int mproc__stdio_pending(FILE *f);
 
 /* Block every signal this thread may block; the old mask goes to *old. */
 void mproc__signals_block_all(sigset_t *old);

@@ -15,6 +15,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -152,6 +154,92 @@ void mproc__signals_block_all(sigset_t *old) {
 
 void mproc__signals_restore(const sigset_t *old) {
   pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+#if defined(__GLIBC__)
+/* glibc's list of open streams (exported since 2.2.5, no longer declared
+ * in its headers; weak, so that a libc without it leaves it NULL).  Only
+ * compared with the standard streams here, never followed to another
+ * stream, which a concurrent fclose could free. */
+extern FILE *_IO_list_all __attribute__((weak));
+
+#endif
+
+int mproc__stdio_pending(FILE *f) {
+#if defined(__GLIBC__)
+  if (f->_mode <= 0) { /* byte-oriented: the narrow buffer is the one */
+    return f->_IO_write_ptr > f->_IO_write_base;
+  }
+#endif
+  return __fpending(f) > 0;
+}
+
+void mproc__stdio_flush_all(void) {
+#if defined(__GLIBC__)
+  if (&_IO_list_all != NULL && _IO_list_all == stderr &&
+      stderr->_chain == stdout && stdout->_chain == stdin &&
+      stdin->_chain == NULL) {
+    if (mproc__stdio_pending(stdout)) {
+      (void)fflush(stdout);
+    }
+    if (mproc__stdio_pending(stderr)) {
+      (void)fflush(stderr);
+    }
+    return;
+  }
+#endif
+  (void)fflush(NULL);
+}
+
+/* A system call with up to four arguments, without libc where we can.
+ * Returns the kernel's result: the value, or -errno. */
+static long child_syscall4(long nr, long a, long b, long c, long d) {
+#if defined(__x86_64__)
+  long ret;
+  register long r10 __asm__("r10") = d;
+  __asm__ volatile("syscall"
+                   : "=a"(ret)
+                   : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
+                   : "rcx", "r11", "memory");
+  return ret;
+#elif defined(__aarch64__)
+  register long x8 __asm__("x8") = nr;
+  register long x0 __asm__("x0") = a;
+  register long x1 __asm__("x1") = b;
+  register long x2 __asm__("x2") = c;
+  register long x3 __asm__("x3") = d;
+  __asm__ volatile("svc 0"
+                   : "+r"(x0)
+                   : "r"(x8), "r"(x1), "r"(x2), "r"(x3)
+                   : "memory");
+  return x0;
+#else
+  long r = syscall(nr, a, b, c, d);
+  return r < 0 ? -errno : r;
+#endif
+}
+
+void mproc__child_close(int fd) {
+  if (fd >= 0) {
+    (void)child_syscall4(SYS_close, fd, 0, 0, 0);
+  }
+}
+
+int mproc__child_dup2(int from, int to) {
+  if (from == to) {
+    return to;
+  }
+  long r;
+  do {
+    r = child_syscall4(SYS_dup3, from, to, 0, 0);
+  } while (r == -EINTR);
+  return (int)r;
+}
+
+void mproc__child_signals_restore(const sigset_t *old) {
+  /* The kernel's sigset is _NSIG bits; glibc's sigset_t is larger. */
+  (void)child_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)(uintptr_t)old,
+                       0, _NSIG / 8);
 }
 
 int mproc__set_parent_death_signal(int sig, pid_t expected_ppid) {

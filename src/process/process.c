@@ -256,21 +256,21 @@ static void atfork_child(void) {
   mproc__own_threads = 0;
   mproc__thread_forget();
   for (struct mproc_process *p = reg.head; p != NULL; p = p->next) {
-    mproc__close(p->sentinel);
+    mproc__child_close(p->sentinel);
   }
   for (size_t i = 0; i < MPROC__ARRAY_SIZE(reg.pending); i++) {
     if (reg.pending[i] >= 0 && reg.pending[i] != keep_wfd) {
-      mproc__close(reg.pending[i]);
+      mproc__child_close(reg.pending[i]);
     }
     reg.pending[i] = -1;
   }
-  mproc__close(reg.epfd);
+  mproc__child_close(reg.epfd);
   reg.epfd = -1;
   if (reg.uring_state == 1) {
     /* The parent's ring is not ours.  Closing the fd is enough: its
      * mappings go with the child, and unmapping them would only cost
      * page writes on every start. */
-    mproc__close(reg.uring.fd);
+    mproc__child_close(reg.uring.fd);
   }
   reg.uring_state = -1;
   /* The parent's reap slots live in MADV_DONTFORK pages, absent here: the
@@ -894,7 +894,7 @@ __attribute__((noreturn)) void mproc__process_run(mproc_target_fn fn,
   exit_cleanup();
   mproc__shm_exit_cleanup();
   MPROC__INFO("process exiting with exitcode %d", rc & 0xff);
-  fflush(NULL);
+  mproc__stdio_flush_all();
   mproc__exit_now(rc & 0xff);
 }
 
@@ -915,13 +915,13 @@ __attribute__((noreturn)) static void child_main(mproc_process *p,
      * exit, also across an exec the target may do. */
     (void)mproc__fd_set_cloexec(wfd, 0);
   }
-  mproc__signals_restore(mask);
+  mproc__child_signals_restore(mask);
 
   /* stdin is /dev/null, as in Python's child bootstrap: fd 0 becomes the
    * /dev/null the parent opened once, and whatever the parent's stdin
    * buffer held is dropped. */
   if (reg.devnull >= 0) {
-    (void)mproc__dup2(reg.devnull, 0);
+    (void)mproc__child_dup2(reg.devnull, 0);
   }
   if (p->purge_stdin) {
     /* Only then (the parent looked): these write to the FILE. */
@@ -932,10 +932,10 @@ __attribute__((noreturn)) static void child_main(mproc_process *p,
    * (another of its threads printing meanwhile, or a child forked by the
    * starter thread) is the parent's to write: dropped here, or the child
    * would write it a second time when it flushes at its end. */
-  if (__fpending(stdout) > 0) {
+  if (mproc__stdio_pending(stdout)) {
     __fpurge(stdout);
   }
-  if (__fpending(stderr) > 0) {
+  if (mproc__stdio_pending(stderr)) {
     __fpurge(stderr);
   }
   mproc__process_run(p->target, p->arg, p->len, p->ctx);
@@ -1421,7 +1421,7 @@ int mproc_process_start(mproc_process *p) {
     r = spawn_prepare(p, &sp, mproc__arena_fd(), pfd[1]);
   }
   if (r == 0) {
-    fflush(NULL);
+    mproc__stdio_flush_all();
     p->purge_stdin = __fbufsize(stdin) > 0 || feof(stdin) || ferror(stdin);
     if (mproc__is_main_thread()) {
       /* The child restores the mask fork_child saved: this thread's. */
