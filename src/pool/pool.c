@@ -113,8 +113,12 @@ static void pools_at_exit(void) {
 /* A forked child owns none of its parent's pools (and must not wait for
  * the registry's lock if another thread held it at the fork). */
 static void pools_atfork_child(void) {
-  pthread_mutex_init(&g_pools_mu, NULL);
-  g_pools = NULL;
+  /* Writes only what differs (a page written after fork is a
+   * copy-on-write fault in every new child). */
+  mproc__mutex_reset_in_child(&g_pools_mu);
+  if (g_pools != NULL) {
+    g_pools = NULL;
+  }
 }
 
 /* The arena's stuck hook: a thread of this process waited over

@@ -39,10 +39,16 @@ __thread uint32_t mproc__sync_tid_cache;
  * (its parent may die while the child holds a lock, or the other way
  * round), and its one thread has a new thread id. */
 static void atfork_child(void) {
-  mproc__sync_self_token = 0;
-  mproc__sync_asym_ok = 0;
+  /* Globals written only where set: a page written after fork is a
+   * copy-on-write fault in every new child. */
+  if (mproc__sync_self_token != 0) {
+    mproc__sync_self_token = 0;
+  }
+  if (mproc__sync_asym_ok != 0) {
+    mproc__sync_asym_ok = 0;
+  }
   mproc__sync_tid_cache = 0;
-  reg_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+  mproc__mutex_reset_in_child(&reg_mu);
 }
 
 static void install_atfork(void) { pthread_atfork(NULL, NULL, atfork_child); }
