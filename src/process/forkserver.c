@@ -271,19 +271,30 @@ static struct {
   pthread_mutex_t mu;
   int ctl;               /* our end of the control socket, -1 */
   mproc_process *proc;   /* the server, or NULL */
+  pid_t owner;           /* the process ctl and proc belong to */
 } fs = {.mu = PTHREAD_MUTEX_INITIALIZER, .ctl = -1};
 
+/*
+ * A forked child has no server of its own: the control socket is closed
+ * here, and the server object belonged to the parent (its registry entry
+ * is gone too).  The fields are not written here but dropped by fs_own()
+ * when the child first takes fs.mu: a page written after fork is a
+ * copy-on-write fault, and this runs in every child, of every fork.
+ */
 void mproc__forkserver_atfork_child(void) {
-  /* A forked child has no server of its own: the fds go, the server
-   * object belonged to the parent (its registry entry is gone too). */
   mproc__mutex_reset_in_child(&fs.mu);
-  /* Written only where set: a process that never used the server leaves
-   * the page alone (a write would be a copy-on-write fault per fork). */
-  if (fs.ctl >= 0) {
-    mproc__close(fs.ctl);
-    fs.ctl = -1;
+  /* Only the parent's own socket: in a grandchild, fs.ctl still names
+   * the fd its parent closed at its fork, a number it may use again. */
+  if (fs.ctl >= 0 && fs.owner == mproc__getppid()) {
+    mproc__child_close(fs.ctl);
   }
-  if (fs.proc != NULL) {
+}
+
+/* After taking fs.mu: forget a server inherited from the parent (its
+ * socket was closed at the fork). */
+static void fs_own(void) {
+  if ((fs.ctl >= 0 || fs.proc != NULL) && fs.owner != mproc__getpid()) {
+    fs.ctl = -1;
     fs.proc = NULL;
   }
 }
@@ -347,12 +358,14 @@ static int server_start(void) {
   }
   fs.ctl = sv[0];
   fs.proc = p;
+  fs.owner = mproc__getpid();
   MPROC__INFO("forkserver started, pid %d", (int)mproc_process_pid(p));
   return 0;
 }
 
 int mproc_forkserver_start(void) {
   pthread_mutex_lock(&fs.mu);
+  fs_own();
   int r = 0;
   if (fs.proc != NULL && mproc_process_is_alive(fs.proc) != 1) {
     server_drop();
@@ -432,6 +445,7 @@ int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
   }
   req.npass = (uint32_t)n;
   pthread_mutex_lock(&fs.mu);
+  fs_own();
   int r = MPROC_ESPAWN;
   for (int attempt = 0; attempt < 2; attempt++) {
     if (fs.proc != NULL && attempt > 0) {
@@ -457,6 +471,7 @@ int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
 
 void mproc__forkserver_stop(void) {
   pthread_mutex_lock(&fs.mu);
+  fs_own();
   mproc__close(fs.ctl);
   fs.ctl = -1;
   if (fs.proc != NULL) {
@@ -475,6 +490,7 @@ void mproc__forkserver_stop(void) {
 
 int mproc__forkserver_ctl(void) {
   pthread_mutex_lock(&fs.mu);
+  fs_own();
   int fd = fs.ctl;
   pthread_mutex_unlock(&fs.mu);
   return fd;
@@ -482,6 +498,7 @@ int mproc__forkserver_ctl(void) {
 
 pid_t mproc__forkserver_pid(void) {
   pthread_mutex_lock(&fs.mu);
+  fs_own();
   pid_t pid = fs.proc != NULL ? mproc_process_pid(fs.proc) : 0;
   pthread_mutex_unlock(&fs.mu);
   return pid;
