@@ -80,10 +80,16 @@
 
 /*
  * The state a forked child writes while it sets itself up (the registry
- * it resets, its identity) sits together in one page-aligned section:
- * after fork every page either process writes costs a copy-on-write fault,
- * a few microseconds each, so scattering this state over several pages
- * would show directly in the cost of a process start.
+ * it resets, its identity) and the state the parent writes right after
+ * the fork (the registry, the child's object: see spare_obj) sit together
+ * in one page-aligned section, one page: after fork every page either
+ * process writes costs a copy-on-write fault, from a few microseconds on
+ * bare metal to tens in a virtual machine with shadowed page tables
+ * (docs/benchmarks.md, process_start_join), so scattering this state over
+ * several pages would show directly in the cost of a process start.  For
+ * the same reason the fork path avoids what writes other pages: libc
+ * calls that take locks or grow the stack (snprintf), malloc, and code
+ * the child would run for the first time.
  */
 #if defined(__GNUC__) && !defined(__clang__)
 /* no_reorder: emitted in source order, reg (page-aligned) first, so that
