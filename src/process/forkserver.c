@@ -205,7 +205,9 @@ static void child_ended(int ep, pid_t pid) {
       return; /* not yet (cannot happen for a readable pidfd) */
     }
     int32_t c = code;
-    (void)mproc__write_full(kids[i].status, &c, sizeof c);
+    /* A requester that is gone: EPIPE, not a SIGPIPE ending the server. */
+    (void)mproc__stream_write2(kids[i].status, 1, &c, sizeof c, NULL, 0, NULL,
+                               NULL);
     (void)mproc__epoll_del(ep, kids[i].pidfd);
     mproc__close(kids[i].pidfd);
     mproc__close(kids[i].status);

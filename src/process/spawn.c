@@ -231,7 +231,9 @@ int mproc__boot_handshake(int sock, const void *rec, size_t len, char *msg,
   if (cap > 0) {
     msg[0] = '\0';
   }
-  ssize_t n = mproc__write_full(sock, rec, len);
+  /* A socket write: a child that is gone already (not an mproc program,
+   * killed) is EPIPE here, never a SIGPIPE that kills the caller. */
+  int n = mproc__stream_write2(sock, 1, rec, len, NULL, 0, NULL, NULL);
   boot_reply rep;
   /* Read the reply even after a failed write: the child may have
    * refused the record early and said why. */
@@ -296,7 +298,7 @@ static void reply(int sock, int code, const char *fmt, const char *arg) {
   memset(&rep, 0, sizeof rep);
   rep.code = code;
   snprintf(rep.msg, sizeof rep.msg, fmt, arg);
-  (void)mproc__write_full(sock, &rep, sizeof rep);
+  (void)mproc__stream_write2(sock, 1, &rep, sizeof rep, NULL, 0, NULL, NULL);
 }
 
 /* Read exactly n bytes or fail. */

@@ -531,10 +531,19 @@ TEST_IMPL(spawn_executable_errors) {
     ASSERT_OK(mproc_process_new(&p, t_exit, NULL, NULL, 0, &o));
     ASSERT_ERR(mproc_process_start(p), MPROC_EBUILD);
     ASSERT_OK(mproc_process_free(p));
-    /* A program that is not mproc's: it exits without answering. */
+    /* A program that is not mproc's: it exits without answering.  With
+     * argument bytes larger than the socket's buffer the record's write
+     * is still under way when it exits: EPIPE, never a SIGPIPE here. */
     mproc__forkserver_stop();
     ASSERT_OK(mproc_set_executable("/bin/true"));
     ASSERT_OK(mproc_process_new(&p, t_exit, NULL, NULL, 0, &o));
+    ASSERT_ERR(mproc_process_start(p), MPROC_ESPAWN);
+    ASSERT_OK(mproc_process_free(p));
+    size_t big = 8u << 20;
+    char *bytes = calloc(1, big);
+    ASSERT_NOT_NULL(bytes);
+    ASSERT_OK(mproc_process_new(&p, t_exit, NULL, bytes, big, &o));
+    free(bytes);
     ASSERT_ERR(mproc_process_start(p), MPROC_ESPAWN);
     ASSERT_OK(mproc_process_free(p));
     /* No such file. */
