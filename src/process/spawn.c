@@ -359,7 +359,12 @@ __attribute__((noreturn)) void mproc__boot_child(int sock, int attach,
   for (uint32_t i = 0; i < h.npass; i++) {
     keep[nkeep++] = h.pass[i];
   }
-  (void)mproc__close_inherited_except(keep, nkeep);
+  /* A forkserver child (attach 0) needs no scan: the server was itself
+   * spawned through here, so it holds only its own fds, and its child
+   * closed those before it came here (forkserver.c). */
+  if (attach) {
+    (void)mproc__close_inherited_except(keep, nkeep);
+  }
   if (h.daemon &&
       mproc__set_parent_death_signal(
           SIGKILL, real_ppid != 0 ? real_ppid : (pid_t)h.parent_pid) ==
