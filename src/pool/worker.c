@@ -97,11 +97,13 @@ static int fork_local(shpool *sh, const void *addr, void **out, char *msg) {
   static mproc__funcmap *m;
   static const pool_objtab *seen;
   *out = (void *)addr;
-  if (mproc__objtab_contains(addr)) {
-    return 0;
-  }
+  /* The table first: without one (nothing was loaded since the pool
+   * started, the usual case) this worker never walks the loaded objects.
+   * That walk takes the loader's lock, which a thread of the owner may
+   * have held at the fork (its own walk, in a submission): a worker that
+   * inherited it held would wait for ever. */
   const pool_objtab *t = atomic_load(&sh->objtab);
-  if (t == NULL) {
+  if (t == NULL || mproc__objtab_contains(addr)) {
     return 0;
   }
   if (t != seen) {
