@@ -9,7 +9,9 @@
 #include "mproc/pool.h"
 #include "task.h"
 
+#include <link.h>
 #include <signal.h>
+#include <stdatomic.h>
 
 /* sqr: an int in, its square out. */
 static int sqr_task(mproc_task *t, const void *arg, size_t len, void *ctx) {
@@ -539,6 +541,59 @@ TEST_IMPL_ALL_METHODS(pool_imap) {
                             0, 0, &it));
   ASSERT_ERR(mproc_imap_next(it, &v, NULL, 0), MPROC_EOF);
   ASSERT_OK(mproc_imap_free(it));
+  finish_pool(p);
+  return 0;
+}
+
+/* ---- a thread walking the loaded objects while workers are forked ---- */
+
+static _Atomic int walker_stop;
+
+static int walk_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)info;
+  (void)size;
+  (void)arg;
+  return 0;
+}
+
+static void *walker(void *arg) {
+  (void)arg;
+  while (!atomic_load(&walker_stop)) {
+    dl_iterate_phdr(walk_cb, NULL);
+  }
+  return NULL;
+}
+
+/* dl_iterate_phdr holds the loader's lock while it runs; a worker forked
+ * at such a moment has that lock held for ever.  Workers must not need
+ * it: with a worker replaced after every task, 200 tasks see 200 forks
+ * racing the walking thread. */
+TEST_IMPL(pool_workers_forked_while_a_thread_walks_loaded_objects) {
+  atomic_store(&walker_stop, 0);
+  pthread_t th;
+  test_start_threads(&th, 1, walker, NULL);
+  mproc_pool_opts o;
+  memset(&o, 0, sizeof o);
+  o.processes = 2;
+  o.maxtasksperchild = 1;
+  mproc_pool *p;
+  ASSERT_OK(mproc_pool_new(&p, &o));
+  for (int i = 0; i < 200; i++) {
+    mproc_async *r;
+    ASSERT_OK(mproc_pool_apply_async(p, pid_task, NULL, NULL, 0, NULL, &r));
+    int rc = mproc_async_get(r, 30 * test_timeout_mult());
+    mproc_async_free(r);
+    if (rc != 0) {
+      atomic_store(&walker_stop, 1);
+      pthread_join(th, NULL);
+      mproc_pool_terminate(p);
+      mproc_pool_join(p, MPROC_FOREVER);
+      mproc_pool_free(p);
+    }
+    ASSERT_OK(rc);
+  }
+  atomic_store(&walker_stop, 1);
+  test_join_threads_ok(&th, 1);
   finish_pool(p);
   return 0;
 }
