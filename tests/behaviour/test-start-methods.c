@@ -96,6 +96,22 @@ static void wait_flag(_Atomic int *flag) {
   }
 }
 
+/* A pool of 2 workers started by method m, with base's other options
+ * (NULL: none). */
+static mproc_pool *pool_of(const char *m, const mproc_pool_opts *base) {
+  mproc_pool_opts o;
+  if (base != NULL) {
+    o = *base;
+  } else {
+    memset(&o, 0, sizeof o);
+  }
+  o.processes = 2;
+  o.context = ctx_of(m);
+  mproc_pool *p = NULL;
+  ASSERT_OK(mproc_pool_new(&p, &o));
+  return p;
+}
+
 static mproc_process *start_with(const char *m, mproc_target_fn fn,
                                  void *ctx, const void *arg, size_t len,
                                  const char *name, int daemon) {
@@ -794,8 +810,6 @@ TEST_IMPL(start_methods_pool) {
     }
     mproc_pool_opts o;
     memset(&o, 0, sizeof o);
-    o.processes = 2;
-    o.context = ctx_of(methods[k]);
     o.initializer = pool_init;
     int init = 100;
     o.initarg = &init;
@@ -805,8 +819,7 @@ TEST_IMPL(start_methods_pool) {
     int *heap = malloc(sizeof *heap);
     ASSERT_NOT_NULL(heap);
     *heap = 0;
-    mproc_pool *p;
-    ASSERT_OK(mproc_pool_new(&p, &o));
+    mproc_pool *p = pool_of(methods[k], &o);
     long in[200], out[200];
     for (int i = 0; i < 200; i++) {
       in[i] = i;
@@ -1048,11 +1061,7 @@ TEST_IMPL(start_methods_function_in_loaded_library) {
     if (!method_ok(k)) {
       continue;
     }
-    mproc_pool_opts o;
-    memset(&o, 0, sizeof o);
-    o.processes = 2;
-    o.context = ctx_of(methods[k]);
-    ASSERT_OK(mproc_pool_new(&pools[k], &o));
+    pools[k] = pool_of(methods[k], NULL);
   }
   void *h = dlopen(FUNCREF_LIB_A, RTLD_NOW | RTLD_LOCAL);
   ASSERT_NOT_NULL(h);

@@ -217,6 +217,17 @@ static int update_exact(mproc__funcmap *m, const void *tab, size_t len) {
   return r;
 }
 
+/* A translator for table t (encoded, parsed, the bytes freed: the map
+ * keeps copies). */
+static mproc__funcmap *map_of(const ttab *t) {
+  size_t len;
+  void *enc = tab_encode(t, &len);
+  mproc__funcmap *m = NULL;
+  ASSERT_OK(mproc__funcmap_new(&m, enc, len));
+  free(enc);
+  return m;
+}
+
 static void *resolve_ok(mproc__funcmap *m, const void *addr) {
   void *local = NULL;
   int r = mproc__funcmap_resolve(m, (uint64_t)(uintptr_t)addr, &local);
@@ -460,16 +471,14 @@ TEST_IMPL(funcref_build_ids) {
   ASSERT_GT(t.o[lib].idlen, 0);
   char real[96], fake[96];
   mproc__funcmap *m;
-  void *local, *enc;
-  size_t elen;
+  void *local;
 
   /* The main program of another build. */
   ttab c = tab_copy(&t);
   c.o[0].id[0] ^= 0xff;
   to_hex(real, sizeof real, t.o[0].id, t.o[0].idlen);
   to_hex(fake, sizeof fake, c.o[0].id, c.o[0].idlen);
-  enc = tab_encode(&c, &elen);
-  ASSERT_OK(mproc__funcmap_new(&m, enc, elen));
+  m = map_of(&c);
   ASSERT_ERR(mproc__funcmap_resolve(
                  m, (uint64_t)(uintptr_t)&funcref_test_local, &local),
              MPROC_EBUILD);
@@ -480,14 +489,11 @@ TEST_IMPL(funcref_build_ids) {
   /* Other objects are not affected. */
   ASSERT_PTR_EQ(resolve_ok(m, (const void *)probe), (const void *)probe);
   mproc__funcmap_free(m);
-  free(enc);
   /* A main program without a build-id is taken as this one. */
   c.o[0].idlen = 0;
-  enc = tab_encode(&c, &elen);
-  ASSERT_OK(mproc__funcmap_new(&m, enc, elen));
+  m = map_of(&c);
   ASSERT_PTR_EQ(resolve_ok(m, &local_static), &local_static);
   mproc__funcmap_free(m);
-  free(enc);
   free(c.o);
 
   /* A library of another build at the same path: loading the path gives
@@ -496,8 +502,7 @@ TEST_IMPL(funcref_build_ids) {
   c.o[lib].id[c.o[lib].idlen - 1] ^= 0x5a;
   to_hex(real, sizeof real, t.o[lib].id, t.o[lib].idlen);
   to_hex(fake, sizeof fake, c.o[lib].id, c.o[lib].idlen);
-  enc = tab_encode(&c, &elen);
-  ASSERT_OK(mproc__funcmap_new(&m, enc, elen));
+  m = map_of(&c);
   ASSERT_ERR(mproc__funcmap_resolve(m, (uint64_t)(uintptr_t)probe, &local),
              MPROC_EBUILD);
   ASSERT_CONTAINS(mproc__funcmap_error(m), FUNCREF_LIB_A);
@@ -508,45 +513,36 @@ TEST_IMPL(funcref_build_ids) {
              MPROC_EBUILD);
   ASSERT_PTR_EQ(resolve_ok(m, &local_static), &local_static);
   mproc__funcmap_free(m);
-  free(enc);
 
   /* ... with no path, it cannot be loaded. */
   set_path(&c.o[lib], "");
-  enc = tab_encode(&c, &elen);
-  ASSERT_OK(mproc__funcmap_new(&m, enc, elen));
+  m = map_of(&c);
   ASSERT_ERR(mproc__funcmap_resolve(m, (uint64_t)(uintptr_t)probe, &local),
              MPROC_ENOFUNC);
   ASSERT_CONTAINS(mproc__funcmap_error(m), "no path");
   mproc__funcmap_free(m);
-  free(enc);
 
   /* ... at a path that does not exist, likewise. */
   set_path(&c.o[lib], "/nonexistent/libfuncref_gone.so");
-  enc = tab_encode(&c, &elen);
-  ASSERT_OK(mproc__funcmap_new(&m, enc, elen));
+  m = map_of(&c);
   ASSERT_ERR(mproc__funcmap_resolve(m, (uint64_t)(uintptr_t)probe, &local),
              MPROC_ENOFUNC);
   ASSERT_CONTAINS(mproc__funcmap_error(m),
                   "cannot load /nonexistent/libfuncref_gone.so");
   mproc__funcmap_free(m);
-  free(enc);
   free(c.o);
 
   /* A library without a build-id is matched by its path. */
   c = tab_copy(&t);
   c.o[lib].idlen = 0;
-  enc = tab_encode(&c, &elen);
-  ASSERT_OK(mproc__funcmap_new(&m, enc, elen));
+  m = map_of(&c);
   ASSERT_PTR_EQ(resolve_ok(m, (const void *)probe), (const void *)probe);
   mproc__funcmap_free(m);
-  free(enc);
   set_path(&c.o[lib], "/nonexistent/libfuncref_gone.so");
-  enc = tab_encode(&c, &elen);
-  ASSERT_OK(mproc__funcmap_new(&m, enc, elen));
+  m = map_of(&c);
   ASSERT_ERR(mproc__funcmap_resolve(m, (uint64_t)(uintptr_t)probe, &local),
              MPROC_ENOFUNC);
   mproc__funcmap_free(m);
-  free(enc);
   free(c.o);
 
   free(t.o);
