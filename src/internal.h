@@ -189,6 +189,20 @@ __attribute__((noreturn)) void mproc__boot_child(int sock, int attach,
 /* The parent's loaded objects as resolved here (NULL in a forked child:
  * the parent's addresses are valid as they are). */
 mproc__funcmap *mproc__parent_funcmap(void);
+/* The forkserver's side.  mproc__boot_serve: this process is a
+ * forkserver (its children keep the map of the requester's objects it
+ * built).  mproc__boot_hdr_size: the bytes before a record's body (the
+ * server places records so that the body is aligned).
+ * mproc__boot_server_check: a whole record received in a request; its
+ * target and ctx resolved here (0), or why not (msg: the reason).
+ * mproc__boot_server_child: in the child forked for it, run it. */
+void mproc__boot_serve(void);
+size_t mproc__boot_hdr_size(void);
+int mproc__boot_server_check(const void *rec, size_t len, void **fn,
+                             void **ctx, char *msg, size_t cap);
+__attribute__((noreturn)) void mproc__boot_server_child(const void *rec,
+                                                        void *fn, void *ctx,
+                                                        pid_t real_ppid);
 void mproc__spawn_atfork_child(void);
 
 /* ---- process/process.c: for the child bootstrap ---- */
@@ -212,12 +226,20 @@ int mproc__process_new_internal(mproc_process **out, mproc_target_fn target,
 
 /* ---- process/forkserver.c ---- */
 
+/* The largest bootstrap record a request carries itself, and the room
+ * for the server's reason when it refuses one. */
+#define MPROC__FS_INLINE_MAX ((size_t)64 << 10)
+#define MPROC__FS_MSG_MAX 256
 /* Ask the forkserver (started now if needed, restarted once if it died)
- * for a child that boots from boot_fd with the signal mask mask.  0 with
- * its pid, a pidfd and the status socket; or a negative code. */
-int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
+ * for a child with the signal mask mask, that runs the bootstrap record
+ * rec (rec_len <= MPROC__FS_INLINE_MAX) or, rec NULL, boots from boot_fd.
+ * 0 with its pid, a pidfd and the status socket; or a negative code (msg:
+ * the server's reason, when it gave one); MPROC_EMSGSIZE when the control
+ * socket takes no message as large as the record. */
+int mproc__forkserver_fork(int boot_fd, const void *rec, size_t rec_len,
+                           const int *pass_fds, int npass,
                            const sigset_t *mask, pid_t *pid, int *pidfd,
-                           int *status_fd);
+                           int *status_fd, char *msg, size_t cap);
 /* The server's pid, 0 when none runs.  For tests. */
 pid_t mproc__forkserver_pid(void);
 /* For tests: the control socket (-1 when no server runs), and a plain

@@ -427,6 +427,9 @@ int mproc__sock_passcred(int fd);
  * Returns bytes sent or -errno. */
 ssize_t mproc__send_fds(int sock, const void *buf, size_t len,
                         const int *fds, int nfds);
+/* The same, the message's bytes from two buffers (b may be NULL). */
+ssize_t mproc__send_fds2(int sock, const void *a, size_t alen, const void *b,
+                         size_t blen, const int *fds, int nfds);
 /* One message: up to *nfds fds received into fds (close-on-exec; extra
  * ones are closed), *nfds set to how many; *uid the sender's uid when
  * SO_PASSCRED is on ((uid_t)-1 when none came).  Bytes read (0 at EOF) or

@@ -72,12 +72,18 @@ int mproc__sock_passcred(int fd) {
 
 ssize_t mproc__send_fds(int sock, const void *buf, size_t len,
                         const int *fds, int nfds) {
-  struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+  return mproc__send_fds2(sock, buf, len, NULL, 0, fds, nfds);
+}
+
+ssize_t mproc__send_fds2(int sock, const void *a, size_t alen, const void *b,
+                         size_t blen, const int *fds, int nfds) {
+  struct iovec iov[2] = {{.iov_base = (void *)a, .iov_len = alen},
+                         {.iov_base = (void *)b, .iov_len = blen}};
   union {
     struct cmsghdr h;
     char b[CMSG_SPACE(sizeof(int) * MPROC__MAX_PASS_FDS)];
   } u;
-  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+  struct msghdr m = {.msg_iov = iov, .msg_iovlen = b != NULL ? 2 : 1};
   if (nfds > MPROC__MAX_PASS_FDS) {
     return -EINVAL;
   }

@@ -20,17 +20,29 @@
  * uid on every request (SO_PASSCRED; the kernel fills it in) and refuses
  * any other, should the fd ever reach another user's process.
  *
- * A request is one message: a fixed record (the requester's signal mask)
- * and one fd, the child's end of its bootstrap socket (spawn.c).  The
- * server forks; the child closes what is the server's, restores SIGINT and
- * the mask, and runs the spawn bootstrap on that socket (the arena is
- * already mapped: inherited from the server).  The server replies with the
+ * A request is one message: a fixed record (the requester's signal mask,
+ * the numbers its passed fds take in the child), the child's bootstrap
+ * record (spawn.c) when it fits (MPROC__FS_INLINE_MAX), and the fds: the
+ * caller's pass_fds, stdout and stderr, and, when the record did not fit,
+ * first the child's end of its bootstrap socket.  With the record inline
+ * the server resolves the target and ctx itself, through its map of the
+ * requester's objects (kept from request to request, so a start costs no
+ * scan of loaded objects), and refuses a request whose target it cannot
+ * resolve without forking: one round trip, and the child, once forked,
+ * has nothing to read and nothing to answer.  Resolving can load a
+ * library the requester loaded (dlopen): it then stays loaded in the
+ * server, as a preloaded one does, and every later child has it.
+ * Without the record, the child reads it from its bootstrap socket and
+ * answers there, as a spawned child does.  Either way the server forks;
+ * the child closes what is the server's, puts the passed fds at their
+ * numbers, restores SIGINT and the mask, and boots (the arena is already
+ * mapped: inherited from the server).  The server replies with the
  * child's pid and two fds: a pidfd of the child (signals without a
- * recycled-pid race; readable when the child ends, whatever becomes of the
- * server) and a status socket on which it writes the child's exit code
- * once it has reaped it (Python relays the status the same way).
- * Requests from the parent's threads are serialized by one mutex around
- * request and reply.
+ * recycled-pid race; readable when the child ends, whatever becomes of
+ * the server) and a status socket on which it writes the child's exit
+ * code once it has reaped it (Python relays the status the same way), or
+ * with an error code and its reason.  Requests from the parent's threads
+ * are serialized by one mutex around request and reply.
  *
  * The server killed.  Children keep running (non-daemon ones; daemon
  * children die with the server, as they do with their parent under fork).
@@ -53,7 +65,9 @@
 
 typedef struct fs_req {
   uint32_t magic;
-  uint32_t npass;                      /* fds after the bootstrap socket */
+  uint32_t npass;                      /* passed fds (after the boot fd) */
+  uint32_t rec_len;                    /* record bytes after this; 0: the
+                                          first fd is a bootstrap socket */
   int32_t target[FS_MAX_PASS];         /* their numbers in the child */
   sigset_t mask;
 } fs_req;
@@ -61,6 +75,7 @@ typedef struct fs_req {
 typedef struct fs_rep {
   int32_t code; /* 0, or why no child was made */
   int32_t pid;
+  char msg[MPROC__FS_MSG_MAX]; /* the reason, for a refused record */
 } fs_rep;
 
 #define FS_MAGIC 0x52534b46u /* "FKSR" */
@@ -87,11 +102,12 @@ static void close_server_fds(int ctl, int ep) {
 }
 
 /*
- * In a new child: put the passed fds at the numbers the parent asked for.
- * Every received fd first moves above all those numbers, so that no dup2
- * closes one still to be placed.  *boot follows its fd.
+ * In a new child: put the passed fds (fd[first..nfd)) at the numbers the
+ * parent asked for.  Every received fd first moves above all those
+ * numbers, so that no dup2 closes one still to be placed; fd[0], a
+ * bootstrap socket when first is 1, follows its fd.
  */
-static void place_fds(const fs_req *req, int *fd, int nfd) {
+static void place_fds(const fs_req *req, int *fd, int nfd, int first) {
   int top = 3;
   for (uint32_t i = 0; i < req->npass; i++) {
     if (req->target[i] >= top) {
@@ -103,10 +119,28 @@ static void place_fds(const fs_req *req, int *fd, int nfd) {
     mproc__close(fd[i]);
     fd[i] = h;
   }
-  for (uint32_t i = 0; i < req->npass && (int)i + 1 < nfd; i++) {
-    (void)mproc__dup2(fd[i + 1], req->target[i]);
-    mproc__close(fd[i + 1]);
+  for (uint32_t i = 0; i < req->npass && (int)i + first < nfd; i++) {
+    (void)mproc__dup2(fd[i + first], req->target[i]);
+    mproc__close(fd[i + first]);
   }
+}
+
+/*
+ * The receive buffer: a request and, after it, a whole bootstrap record,
+ * placed so that the record's body (the argument bytes first) is aligned
+ * for any type, as malloc'd memory is; the child's target reads its
+ * argument there (its copy of the server's buffer, never written again in
+ * the child).
+ */
+static char *rbuf;
+static size_t rlead;
+#define RBUF_CAP (sizeof(fs_req) + MPROC__FS_INLINE_MAX)
+
+static int rbuf_init(void) {
+  size_t a = _Alignof(max_align_t);
+  rlead = (a - (sizeof(fs_req) + mproc__boot_hdr_size()) % a) % a;
+  rbuf = malloc(rlead + RBUF_CAP);
+  return rbuf != NULL ? 0 : MPROC_ENOMEM;
 }
 
 static void serve_one(int ctl, int ep) {
@@ -114,7 +148,8 @@ static void serve_one(int ctl, int ep) {
   int fd[1 + FS_MAX_PASS];
   int nfd = 1 + FS_MAX_PASS;
   uid_t uid;
-  ssize_t n = mproc__recv_fds(ctl, &req, sizeof req, fd, &nfd, &uid);
+  char *buf = rbuf + rlead;
+  ssize_t n = mproc__recv_fds(ctl, buf, RBUF_CAP, fd, &nfd, &uid);
   if (n == 0) {
     /* The parent closed its end, or died: nothing more can come. */
     mproc__exit_now(0);
@@ -125,14 +160,32 @@ static void serve_one(int ctl, int ep) {
     }
     mproc__exit_now(0);
   }
-  fs_rep rep = {0, 0};
+  fs_rep rep;
+  memset(&rep, 0, sizeof rep);
+  if (n >= (ssize_t)sizeof req) {
+    memcpy(&req, buf, sizeof req);
+  }
+  const char *rec = buf + sizeof req;
+  int first = 1; /* fd[0] is a bootstrap socket */
   if (uid != getuid()) {
     MPROC__WARN("forkserver: refused a request from uid %d",
                 (int)(uid == (uid_t)-1 ? -1 : (int)uid));
     rep.code = MPROC_EPERM;
-  } else if (n != (ssize_t)sizeof req || req.magic != FS_MAGIC ||
-             req.npass > FS_MAX_PASS || nfd != 1 + (int)req.npass) {
+  } else if (n < (ssize_t)sizeof req || req.magic != FS_MAGIC ||
+             req.npass > FS_MAX_PASS || req.rec_len > MPROC__FS_INLINE_MAX ||
+             (size_t)n != sizeof req + req.rec_len) {
     rep.code = MPROC_EPROTO;
+  } else {
+    first = req.rec_len > 0 ? 0 : 1;
+    if (nfd != first + (int)req.npass) {
+      rep.code = MPROC_EPROTO;
+    }
+  }
+  /* A record in the request: resolve its target here, before any fork. */
+  void *fn = NULL, *ctx = NULL;
+  if (rep.code == 0 && first == 0) {
+    rep.code = mproc__boot_server_check(rec, req.rec_len, &fn, &ctx, rep.msg,
+                                        sizeof rep.msg);
   }
   int st[2] = {-1, -1};
   if (rep.code == 0 && nkids == capkids) {
@@ -156,8 +209,11 @@ static void serve_one(int ctl, int ep) {
       mproc__close(st[0]);
       mproc__close(st[1]);
       signal(SIGINT, SIG_DFL);
-      place_fds(&req, fd, nfd);
+      place_fds(&req, fd, nfd, first);
       mproc__signals_restore(&req.mask);
+      if (first == 0) {
+        mproc__boot_server_child(rec, fn, ctx, getppid());
+      }
       mproc__boot_child(fd[0], 0, getppid());
     }
     if (pid < 0) {
@@ -250,8 +306,9 @@ static int forkserver_main(const void *arg, size_t len, void *ctx) {
     }
     mproc__close(null);
   }
+  mproc__boot_serve();
   int ep = mproc__epoll_create();
-  if (ep < 0 || mproc__epoll_add(ep, ctl, 0) != 0) {
+  if (rbuf_init() != 0 || ep < 0 || mproc__epoll_add(ep, ctl, 0) != 0) {
     return 2;
   }
   uint64_t keys[16];
@@ -380,14 +437,21 @@ int mproc_forkserver_start(void) {
 }
 
 /*
- * One request on ctl and its reply.  0 and the child's pid, pidfd and
- * status socket; the server's refusal (its code); MPROC_ESPAWN when the
- * server is gone (the send failed, or EOF came instead of the reply).
+ * One request on ctl (the fixed part, then rec_len record bytes) and its
+ * reply.  0 and the child's pid, pidfd and status socket; the server's
+ * refusal (its code, msg its reason); MPROC_EMSGSIZE when the socket
+ * takes no message that large; MPROC_ESPAWN when the server is gone (the
+ * send failed, or EOF came instead of the reply).
  */
-static int fs_ask(int ctl, const fs_req *req, const int *give,
-                          int ngive, pid_t *pid, int *pidfd, int *status_fd) {
-  ssize_t n = mproc__send_fds(ctl, req, sizeof *req, give, ngive);
-  if (n != (ssize_t)sizeof *req) {
+static int fs_ask(int ctl, const fs_req *req, const void *rec,
+                  size_t rec_len, const int *give, int ngive, pid_t *pid,
+                  int *pidfd, int *status_fd, char *msg, size_t cap) {
+  ssize_t n = mproc__send_fds2(ctl, req, sizeof *req, rec, rec_len, give,
+                               ngive);
+  if (n == -EMSGSIZE) {
+    return MPROC_EMSGSIZE;
+  }
+  if (n != (ssize_t)(sizeof *req + rec_len)) {
     return MPROC_ESPAWN; /* EPIPE, ECONNRESET: the server died */
   }
   fs_rep rep;
@@ -400,6 +464,10 @@ static int fs_ask(int ctl, const fs_req *req, const int *give,
     }
     if (n != (ssize_t)sizeof rep) {
       return MPROC_ESPAWN; /* EOF: it died before or while it answered */
+    }
+    if (cap > 0) {
+      rep.msg[sizeof rep.msg - 1] = '\0';
+      snprintf(msg, cap, "%s", rep.msg);
     }
     return rep.code != 0 ? rep.code : MPROC_EPROTO;
   }
@@ -415,24 +483,35 @@ int mproc__forkserver_request(int ctl, int boot_fd, const sigset_t *mask,
   memset(&req, 0, sizeof req);
   req.magic = FS_MAGIC;
   req.mask = *mask;
-  return fs_ask(ctl, &req, &boot_fd, 1, pid, pidfd, status_fd);
+  return fs_ask(ctl, &req, NULL, 0, &boot_fd, 1, pid, pidfd, status_fd, NULL,
+                0);
 }
 
-int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
+int mproc__forkserver_fork(int boot_fd, const void *rec, size_t rec_len,
+                           const int *pass_fds, int npass,
                            const sigset_t *mask, pid_t *pid, int *pidfd,
-                           int *status_fd) {
+                           int *status_fd, char *msg, size_t cap) {
+  if (cap > 0) {
+    msg[0] = '\0';
+  }
   fs_req req;
   memset(&req, 0, sizeof req);
   req.magic = FS_MAGIC;
   req.mask = *mask;
-  int give[1 + FS_MAX_PASS] = {boot_fd};
-  if (npass < 0 || npass > MPROC_PASS_FDS_MAX) {
+  if (npass < 0 || npass > MPROC_PASS_FDS_MAX ||
+      (rec == NULL) == (boot_fd < 0) || rec_len > MPROC__FS_INLINE_MAX) {
     return MPROC_EINVAL;
+  }
+  req.rec_len = rec != NULL ? (uint32_t)rec_len : 0;
+  int give[1 + FS_MAX_PASS];
+  int ngive = 0;
+  if (rec == NULL) {
+    give[ngive++] = boot_fd;
   }
   int n = 0;
   for (int i = 0; i < npass; i++, n++) {
     req.target[n] = pass_fds[i];
-    give[1 + n] = pass_fds[i];
+    give[ngive++] = pass_fds[i];
   }
   /* The child writes where the caller writes now, as a forked or spawned
    * child does, not where the server's stdout and stderr went when it
@@ -441,7 +520,7 @@ int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
   for (int fd = 1; fd <= 2; fd++) {
     if (mproc__fd_valid(fd)) {
       req.target[n] = fd;
-      give[1 + n] = fd;
+      give[ngive++] = fd;
       n++;
     }
   }
@@ -461,8 +540,8 @@ int mproc__forkserver_fork(int boot_fd, const int *pass_fds, int npass,
         break;
       }
     }
-    r = fs_ask(fs.ctl, &req, give, 1 + n, pid, pidfd,
-                              status_fd);
+    r = fs_ask(fs.ctl, &req, rec, req.rec_len, give, ngive, pid, pidfd,
+               status_fd, msg, cap);
     if (r != MPROC_ESPAWN) {
       break;
     }

@@ -1171,20 +1171,9 @@ typedef struct spawn_prep {
                                copy-on-write fault after the fork */
 } spawn_prep;
 
-/* Build p's bootstrap record and its socket.  The child's end is parked
- * in reg.pending like a sentinel pipe's write end, so a concurrent fork
- * in another thread does not keep it open (its EOF is how a child that
- * dies before replying is noticed).  0, or an error with nothing left. */
-static int spawn_prepare(mproc_process *p, spawn_prep *sp, int arena_fd,
-                         int wfd) {
-  sp->exe = malloc(MPROC__PATH_MAX);
-  if (sp->exe == NULL) {
-    return MPROC_ENOMEM;
-  }
-  int r = mproc__executable(sp->exe, MPROC__PATH_MAX);
-  if (r != 0) {
-    return r;
-  }
+/* p's bootstrap record (malloc'd, in *rec and *len). */
+static int spawn_record(mproc_process *p, int arena_fd, int wfd, void **rec,
+                        size_t *len) {
   const char *dm = mproc_get_start_method(1);
   mproc__boot_info bi = {.target = (uint64_t)(uintptr_t)p->target,
                          .ctx = p->ctx,
@@ -1200,9 +1189,33 @@ static int spawn_prepare(mproc_process *p, spawn_prep *sp, int arena_fd,
                          .pass_fds = p->pass_fds,
                          .npass = p->npass,
                          .wfd = wfd};
-  r = mproc__boot_record(&bi, arena_fd, &sp->rec, &sp->len);
-  if (r != 0) {
-    return r;
+  return mproc__boot_record(&bi, arena_fd, rec, len);
+}
+
+/* Build p's bootstrap record (unless sp->rec has it already) and its
+ * socket; with_exe: look up the program to exec too.  The child's end is
+ * parked in reg.pending like a sentinel pipe's write end, so a concurrent
+ * fork in another thread does not keep it open (its EOF is how a child
+ * that dies before replying is noticed).  0, or an error with nothing
+ * left. */
+static int spawn_prepare(mproc_process *p, spawn_prep *sp, int arena_fd,
+                         int wfd, int with_exe) {
+  int r = 0;
+  if (with_exe) {
+    sp->exe = malloc(MPROC__PATH_MAX);
+    if (sp->exe == NULL) {
+      return MPROC_ENOMEM;
+    }
+    r = mproc__executable(sp->exe, MPROC__PATH_MAX);
+    if (r != 0) {
+      return r;
+    }
+  }
+  if (sp->rec == NULL) {
+    r = spawn_record(p, arena_fd, wfd, &sp->rec, &sp->len);
+    if (r != 0) {
+      return r;
+    }
   }
   pthread_mutex_lock(&reg.mu);
   for (sp->pend = 0; sp->pend < MPROC__ARRAY_SIZE(reg.pending); sp->pend++) {
@@ -1269,25 +1282,44 @@ static int spawn_finish(mproc_process *p, spawn_prep *sp, int r) {
 }
 
 /*
- * Start p through the forkserver (p is ST_STARTING).  The server forks
- * the child and hands back its pidfd and status socket; then the same
- * bootstrap as spawn runs over p's socket.  Needs pidfds (Linux 5.3): the
- * child is not ours to wait for.
+ * Start p through the forkserver (p is ST_STARTING).  The whole
+ * bootstrap record goes with the request when it fits in one message
+ * (MPROC__FS_INLINE_MAX): the server resolves the target, forks, and its
+ * child runs the target with nothing more to read or answer, so the
+ * start is one round trip.  A larger record (large argument bytes) goes
+ * over p's own bootstrap socket to the child, as under spawn.  Needs
+ * pidfds (Linux 5.3): the child is not ours to wait for.
  */
 static int start_via_server(mproc_process *p) {
   spawn_prep sp = {.boot = {-1, -1}};
   int r = reg.pidfd_ok ? mproc__arena_ensure() : MPROC_ENOSYS;
   if (r == 0) {
-    r = spawn_prepare(p, &sp, -1, -1);
+    r = spawn_record(p, -1, -1, &sp.rec, &sp.len);
   }
   pid_t pid = 0;
   int pidfd = -1, stfd = -1;
+  sigset_t mask;
+  pthread_sigmask(SIG_SETMASK, NULL, &mask);
+  int inline_rec = 0;
+  char msg[MPROC__FS_MSG_MAX];
+  msg[0] = '\0';
   if (r == 0) {
     fflush(NULL);
-    sigset_t mask;
-    pthread_sigmask(SIG_SETMASK, NULL, &mask);
-    r = mproc__forkserver_fork(sp.boot[1], p->pass_fds, p->npass, &mask, &pid,
-                               &pidfd, &stfd);
+    if (sp.len <= MPROC__FS_INLINE_MAX) {
+      r = mproc__forkserver_fork(-1, sp.rec, sp.len, p->pass_fds, p->npass,
+                                 &mask, &pid, &pidfd, &stfd, msg, sizeof msg);
+      /* EMSGSIZE: the socket takes less than that (a small
+       * net.core.wmem_default): the bootstrap socket then. */
+      inline_rec = r != MPROC_EMSGSIZE;
+    }
+    if (!inline_rec) {
+      r = spawn_prepare(p, &sp, -1, -1, 0);
+      if (r == 0) {
+        r = mproc__forkserver_fork(sp.boot[1], NULL, 0, p->pass_fds,
+                                   p->npass, &mask, &pid, &pidfd, &stfd, msg,
+                                   sizeof msg);
+      }
+    }
   }
   pthread_mutex_lock(&reg.mu);
   if (r == 0) {
@@ -1301,9 +1333,14 @@ static int start_via_server(mproc_process *p) {
     p->state = ST_INITIAL;
   }
   pthread_mutex_unlock(&reg.mu);
-  r = spawn_finish(p, &sp, r);
+  if (inline_rec || sp.boot[0] < 0) {
+    free(sp.rec);
+  } else {
+    r = spawn_finish(p, &sp, r);
+  }
   if (r != 0) {
-    MPROC__WARN("cannot start %s: %s", p->name, mproc_strerror(r));
+    MPROC__WARN("cannot start %s: %s%s%s", p->name, mproc_strerror(r),
+                msg[0] ? ": " : "", msg);
     return r;
   }
   MPROC__INFO("started %s, pid %d, by the forkserver%s", p->name, (int)p->pid,
@@ -1424,7 +1461,7 @@ int mproc_process_start(mproc_process *p) {
   r = mproc__arena_ensure();
   spawn_prep sp = {.boot = {-1, -1}};
   if (r == 0 && method == MPROC__START_SPAWN) {
-    r = spawn_prepare(p, &sp, mproc__arena_fd(), pfd[1]);
+    r = spawn_prepare(p, &sp, mproc__arena_fd(), pfd[1], 1);
   }
   if (r == 0) {
     mproc__stdio_flush_all();

@@ -129,6 +129,20 @@ static int objtab_copy(void **out, size_t *len) {
 
 static mproc__funcmap *parent_map;
 
+/*
+ * A forkserver keeps parent_map for its children: it resolved the
+ * requester's table itself (mproc__boot_server_check), and each child it
+ * forks is the requester's child with that same map.  serving is the
+ * server's pid; the atfork handler frees the map only in a child whose
+ * parent is not the server.  map_tab is the table parent_map was last
+ * built from (the server's own record, or a copy), so that a request
+ * with the same table, the common case, needs no parse at all.
+ */
+static pid_t serving;
+static const void *map_tab;
+static size_t map_tab_len;
+static void *map_tab_owned;
+
 void mproc__spawn_atfork_child(void) {
   mproc__mutex_reset_in_child(&tab_cache.mu);
   /* A forked child has its parent's addresses: it needs no translation,
@@ -136,7 +150,8 @@ void mproc__spawn_atfork_child(void) {
    * addresses are not its parent's (a pool forked by a spawned process
    * must call its owner's pointers as they are).  Written only where set:
    * a page written after fork is a copy-on-write fault in every child. */
-  if (parent_map != NULL) {
+  if (parent_map != NULL &&
+      (serving == 0 || serving != mproc__getppid())) {
     mproc__funcmap *m = parent_map;
     parent_map = NULL;
     mproc__funcmap_free(m);
@@ -293,6 +308,7 @@ int mproc__spawn_exec(const char *exe, int boot_fd, int keep_wfd,
 
 mproc__funcmap *mproc__parent_funcmap(void) { return parent_map; }
 
+
 static void reply(int sock, int code, const char *fmt, const char *arg) {
   boot_reply rep;
   memset(&rep, 0, sizeof rep);
@@ -314,23 +330,120 @@ static void copy_str(char *dst, size_t cap, const char *src, size_t n) {
   dst[n] = '\0';
 }
 
+/* A header's bounds, checked before anything is allocated or read. */
+static int hdr_ok(const boot_hdr *h) {
+  uint64_t body = h->total - sizeof *h;
+  return h->magic == BOOT_MAGIC && h->version == BOOT_VERSION &&
+         h->name_len <= BOOT_NAME_MAX && h->ident_len <= BOOT_NAME_MAX &&
+         h->pname_len <= BOOT_NAME_MAX && h->tab_len <= BOOT_TAB_MAX &&
+         h->arg_len <= BOOT_ARG_MAX && h->total >= sizeof *h &&
+         h->npass <= MPROC_PASS_FDS_MAX &&
+         body == (uint64_t)h->name_len + h->ident_len + h->pname_len +
+                     h->tab_len + h->arg_len;
+}
+
+/* The strings and the table in a record's body (b: the body, whose
+ * first arg_len bytes are the argument). */
+typedef struct boot_view {
+  char name[MPROC_NAME_MAX + 1], ident[64], pname[MPROC_NAME_MAX + 1];
+  const void *tab;
+} boot_view;
+
+static void view_of(const boot_hdr *h, const char *b, boot_view *v) {
+  const char *q = b + h->arg_len;
+  copy_str(v->name, sizeof v->name, q, h->name_len);
+  q += h->name_len;
+  copy_str(v->ident, sizeof v->ident, q, h->ident_len);
+  q += h->ident_len;
+  copy_str(v->pname, sizeof v->pname, q, h->pname_len);
+  q += h->pname_len;
+  v->tab = q;
+}
+
+/*
+ * Make parent_map describe the parent's table tab (len bytes): built on
+ * first use, updated when the parent loaded or unloaded a library since
+ * (what was resolved for the objects it still has is kept), untouched
+ * when the table is the one it was built from.  copy: tab does not live
+ * for good (the forkserver's receive buffer), keep a copy of it.
+ */
+static int map_for(const void *tab, size_t len, int copy) {
+  if (parent_map != NULL && map_tab_len == len &&
+      memcmp(map_tab, tab, len) == 0) {
+    return 0;
+  }
+  void *c = NULL;
+  if (copy) {
+    c = malloc(len > 0 ? len : 1);
+    if (c == NULL) {
+      return MPROC_ENOMEM;
+    }
+    memcpy(c, tab, len);
+    tab = c;
+  }
+  int r = parent_map != NULL ? mproc__funcmap_update(parent_map, tab, len)
+                             : mproc__funcmap_new(&parent_map, tab, len);
+  if (r != 0) {
+    free(c);
+    return r;
+  }
+  free(map_tab_owned);
+  map_tab_owned = c;
+  map_tab = tab;
+  map_tab_len = len;
+  return 0;
+}
+
+/* The target and ctx through map m. */
+static int resolve_in(mproc__funcmap *m, const boot_hdr *h, void **fn,
+                      void **ctx) {
+  int r = mproc__funcmap_resolve(m, h->target, fn);
+  *ctx = (void *)(uintptr_t)h->ctx;
+  if (r == 0 && h->ctx_kind == CTX_STATIC) {
+    r = mproc__funcmap_resolve(m, h->ctx, ctx);
+  }
+  return r;
+}
+
+/* The last steps of every child's boot: its identity, the "ready" reply
+ * where a parent waits for one (sock >= 0), the target. */
+__attribute__((noreturn)) static void boot_finish(const boot_hdr *h,
+                                                  const boot_view *v,
+                                                  const void *arg, void *fn,
+                                                  void *ctx, int sock,
+                                                  pid_t real_ppid) {
+  mproc__start_method_inherit(h->method);
+  mproc__process_become(v->name, v->ident, h->daemon, (pid_t)h->parent_pid,
+                        v->pname,
+                        real_ppid != 0 ? real_ppid : (pid_t)h->parent_pid);
+  if (sock >= 0) {
+    reply(sock, 0, "%s", "");
+    mproc__close(sock);
+  }
+  mproc__process_run((mproc_target_fn)fn, arg, (size_t)h->arg_len, ctx);
+}
+
+/* A daemon child dies with real_ppid (or the record's parent). */
+static void set_death_signal(const boot_hdr *h, pid_t real_ppid) {
+  if (h->daemon &&
+      mproc__set_parent_death_signal(
+          SIGKILL, real_ppid != 0 ? real_ppid : (pid_t)h->parent_pid) ==
+          -ESRCH) {
+    mproc__exit_now(1); /* the parent is gone already */
+  }
+}
+
 __attribute__((noreturn)) void mproc__boot_child(int sock, int attach,
                                                  pid_t real_ppid) {
   boot_hdr h;
   if (read_exact(sock, &h, sizeof h) != 0) {
     mproc__exit_now(127);
   }
-  uint64_t body = h.total - sizeof h;
-  if (h.magic != BOOT_MAGIC || h.version != BOOT_VERSION ||
-      h.name_len > BOOT_NAME_MAX || h.ident_len > BOOT_NAME_MAX ||
-      h.pname_len > BOOT_NAME_MAX || h.tab_len > BOOT_TAB_MAX ||
-      h.arg_len > BOOT_ARG_MAX || h.total < sizeof h ||
-      h.npass > MPROC_PASS_FDS_MAX ||
-      body != (uint64_t)h.name_len + h.ident_len + h.pname_len + h.tab_len +
-                  h.arg_len) {
+  if (!hdr_ok(&h)) {
     reply(sock, MPROC_EPROTO, "%s", "bad bootstrap record");
     mproc__exit_now(127);
   }
+  uint64_t body = h.total - sizeof h;
   char *b = malloc(body > 0 ? body : 1);
   if (b == NULL) {
     reply(sock, MPROC_ENOMEM, "%s", "no memory for the bootstrap record");
@@ -339,16 +452,8 @@ __attribute__((noreturn)) void mproc__boot_child(int sock, int attach,
   if (read_exact(sock, b, body) != 0) {
     mproc__exit_now(127);
   }
-  char name[MPROC_NAME_MAX + 1], ident[64], pname[MPROC_NAME_MAX + 1];
-  const void *arg = b;
-  const char *q = b + h.arg_len;
-  copy_str(name, sizeof name, q, h.name_len);
-  q += h.name_len;
-  copy_str(ident, sizeof ident, q, h.ident_len);
-  q += h.ident_len;
-  copy_str(pname, sizeof pname, q, h.pname_len);
-  q += h.pname_len;
-  const void *tab = q;
+  boot_view v;
+  view_of(&h, b, &v);
 
   /* Only what the parent passed stays open (Python's spawn closes every
    * other fd the same way): the fds of whatever the program had open
@@ -365,12 +470,7 @@ __attribute__((noreturn)) void mproc__boot_child(int sock, int attach,
   if (attach) {
     (void)mproc__close_inherited_except(keep, nkeep);
   }
-  if (h.daemon &&
-      mproc__set_parent_death_signal(
-          SIGKILL, real_ppid != 0 ? real_ppid : (pid_t)h.parent_pid) ==
-          -ESRCH) {
-    mproc__exit_now(1); /* the parent is gone already */
-  }
+  set_death_signal(&h, real_ppid);
   int r;
   if (attach && h.arena_base != 0) {
     r = mproc__arena_attach(h.arena_fd, h.arena_base, h.arena_size);
@@ -383,30 +483,67 @@ __attribute__((noreturn)) void mproc__boot_child(int sock, int attach,
       mproc__exit_now(127);
     }
   }
-  mproc__funcmap *m = NULL;
-  r = mproc__funcmap_new(&m, tab, h.tab_len);
+  /* A forkserver's child starts from the server's map of the same
+   * parent's objects, with what the server resolved already. */
+  r = map_for(v.tab, h.tab_len, 0); /* v.tab is in b, never freed */
   if (r != 0) {
     reply(sock, r, "%s", "bad object table in the bootstrap record");
     mproc__exit_now(127);
   }
-  void *fn = NULL;
-  r = mproc__funcmap_resolve(m, h.target, &fn);
-  void *ctx = (void *)(uintptr_t)h.ctx;
-  if (r == 0 && h.ctx_kind == CTX_STATIC) {
-    r = mproc__funcmap_resolve(m, h.ctx, &ctx);
-  }
+  void *fn = NULL, *ctx = NULL;
+  r = resolve_in(parent_map, &h, &fn, &ctx);
   if (r != 0) {
-    reply(sock, r, "%s", mproc__funcmap_error(m));
+    reply(sock, r, "%s", mproc__funcmap_error(parent_map));
     mproc__exit_now(127);
   }
-  parent_map = m;
-  mproc__start_method_inherit(h.method);
-  mproc__process_become(name, ident, h.daemon, (pid_t)h.parent_pid, pname,
-                        real_ppid != 0 ? real_ppid : (pid_t)h.parent_pid);
-  reply(sock, 0, "%s", "");
-  mproc__close(sock);
   /* The argument bytes stay where they are, in b, for the target. */
-  mproc__process_run((mproc_target_fn)fn, arg, (size_t)h.arg_len, ctx);
+  boot_finish(&h, &v, b, fn, ctx, sock, real_ppid);
+}
+
+/* ==================== the forkserver's side ==================== */
+
+void mproc__boot_serve(void) { serving = mproc__getpid(); }
+
+size_t mproc__boot_hdr_size(void) { return sizeof(boot_hdr); }
+
+int mproc__boot_server_check(const void *rec, size_t len, void **fn,
+                             void **ctx, char *msg, size_t cap) {
+  msg[0] = '\0';
+  boot_hdr h;
+  if (len < sizeof h) {
+    return MPROC_EPROTO;
+  }
+  memcpy(&h, rec, sizeof h);
+  if (!hdr_ok(&h) || h.total != len) {
+    snprintf(msg, cap, "bad bootstrap record");
+    return MPROC_EPROTO;
+  }
+  const char *b = (const char *)rec + sizeof h;
+  const void *tab = b + h.arg_len + h.name_len + h.ident_len + h.pname_len;
+  /* rec is the server's receive buffer: the map keeps a copy of the
+   * table when it changed. */
+  int r = map_for(tab, h.tab_len, 1);
+  if (r != 0) {
+    snprintf(msg, cap, "bad object table in the bootstrap record");
+    return r;
+  }
+  r = resolve_in(parent_map, &h, fn, ctx);
+  if (r != 0) {
+    snprintf(msg, cap, "%s", mproc__funcmap_error(parent_map));
+  }
+  return r;
+}
+
+__attribute__((noreturn)) void mproc__boot_server_child(const void *rec,
+                                                        void *fn, void *ctx,
+                                                        pid_t real_ppid) {
+  boot_hdr h;
+  memcpy(&h, rec, sizeof h);
+  const char *b = (const char *)rec + sizeof h;
+  boot_view v;
+  view_of(&h, b, &v);
+  set_death_signal(&h, real_ppid);
+  boot_finish(&h, &v, b, fn, ctx, -1, real_ppid);
 }
 
 /*

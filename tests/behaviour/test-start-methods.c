@@ -319,6 +319,46 @@ TEST_IMPL(start_methods_heap_pointers_refused) {
   return 0;
 }
 
+/* Argument bytes of every size arrive whole and aligned for any type, as
+ * a forked child's do: small ones travel inside the forkserver's request,
+ * large ones over the child's bootstrap socket. */
+static int t_check_arg(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
+  if (len > 0 && (uintptr_t)arg % _Alignof(max_align_t) != 0) {
+    return 90;
+  }
+  const unsigned char *b = arg;
+  for (size_t i = 0; i < len; i++) {
+    if (b[i] != (unsigned char)(i * 7 + len)) {
+      return 91;
+    }
+  }
+  return (int)(len % 200);
+}
+
+TEST_IMPL(start_methods_argument_sizes) {
+  const size_t sizes[] = {0, 1, 100, 60000, (64u << 10) - 2000, 70000,
+                          1u << 20};
+  for (int k = 0; k < NMETHODS; k++) {
+    if (!method_ok(k)) {
+      continue;
+    }
+    for (size_t j = 0; j < sizeof sizes / sizeof sizes[0]; j++) {
+      size_t len = sizes[j];
+      unsigned char *b = malloc(len + 1);
+      ASSERT_NOT_NULL(b);
+      for (size_t i = 0; i < len; i++) {
+        b[i] = (unsigned char)(i * 7 + len);
+      }
+      mproc_process *p = start_with(methods[k], t_check_arg, NULL, b, len,
+                                    NULL, 0);
+      free(b);
+      ASSERT_EQ(finish(p), (int)(len % 200));
+    }
+  }
+  return 0;
+}
+
 /* ---- exits and signals ---- */
 
 static int t_block(const void *arg, size_t len, void *ctx) {
@@ -1088,6 +1128,54 @@ TEST_IMPL(start_methods_function_in_loaded_library) {
     ASSERT_OK(mproc_pool_free(pools[k]));
   }
   /* The library stays loaded (an address in it may be anywhere). */
+  return 0;
+}
+
+/* A library the parent loaded from a path that is gone by the start: a
+ * spawned child, and the forkserver (which resolves targets itself),
+ * cannot load it, and the start says so; nothing is left running, and the
+ * next start works. */
+TEST_IMPL(start_methods_library_gone) {
+  char dir[] = "/tmp/mproc-lib-XXXXXX";
+  ASSERT_NOT_NULL(mkdtemp(dir));
+  char path[256];
+  snprintf(path, sizeof path, "%s/libgone.so", dir);
+  int in = open(FUNCREF_LIB_A, O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(in, 0);
+  int out = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+  ASSERT_GE(out, 0);
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(in, buf, sizeof buf)) > 0) {
+    ASSERT_EQ(write(out, buf, (size_t)n), n);
+  }
+  ASSERT_EQ(n, 0);
+  close(in);
+  close(out);
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NOT_NULL(h);
+  void *probe = dlsym(h, "funcref_probe");
+  ASSERT_NOT_NULL(probe);
+  ASSERT_EQ(unlink(path), 0);
+  ASSERT_EQ(rmdir(dir), 0);
+  for (int k = 1; k < NMETHODS; k++) {
+    if (!method_ok(k)) {
+      continue;
+    }
+    mproc_process_opts o;
+    memset(&o, 0, sizeof o);
+    o.context = ctx_of(methods[k]);
+    mproc_process *p = NULL;
+    ASSERT_OK(mproc_process_new(&p, t_call_probe, probe, NULL, 0, &o));
+    ASSERT_ERR(mproc_process_start(p), MPROC_ENOFUNC);
+    ASSERT_EQ(mproc_process_is_alive(p), 0);
+    ASSERT_OK(mproc_process_free(p));
+    int want = 6;
+    ASSERT_EQ(finish(start_with(methods[k], t_exit, NULL, &want, sizeof want,
+                                NULL, 0)),
+              6);
+  }
+  ASSERT_EQ(dlclose(h), 0);
   return 0;
 }
 
