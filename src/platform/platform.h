@@ -158,6 +158,10 @@ pid_t mproc__getppid(void);
 /* fork(2) through libc (so libc's own atfork work runs).
  * Returns the pid, 0 in the child, or -errno. */
 pid_t mproc__fork(void);
+/* Whether this process has only ever had one thread (glibc's
+ * __libc_single_threaded: it turns false at the first thread's creation
+ * and stays so), so that nothing can race the caller. */
+int mproc__single_threaded(void);
 
 /* _exit(2). */
 __attribute__((noreturn)) void mproc__exit_now(int status);

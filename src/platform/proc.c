@@ -22,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #ifndef SYS_pidfd_open
@@ -50,7 +51,13 @@ int mproc__is_main_thread(void) {
   return main_thread_cache;
 }
 
-void mproc__thread_forget(void) { main_thread_cache = -1; }
+void mproc__thread_forget(void) {
+  if (main_thread_cache != -1) {
+    main_thread_cache = -1;
+  }
+}
+
+int mproc__single_threaded(void) { return __libc_single_threaded != 0; }
 
 pid_t mproc__fork(void) {
   pid_t pid = fork();

@@ -245,9 +245,31 @@ static void *reaper_main(void *unused);
 
 /* ==================== fork hooks ==================== */
 
-static void atfork_prepare(void) { pthread_mutex_lock(&reg.mu); }
+/*
+ * reg.mu is held across the fork so that the child's copy of the
+ * registry is not caught mid-update by another thread.  A process with
+ * one thread has no other thread to fear: it forks without it, and the
+ * parent then writes nothing after the fork (an unlock there is a
+ * copy-on-write fault on the registry's page, in every fork; the
+ * forkserver, single-threaded, forks for every start).
+ */
+static int atfork_locked;
 
-static void atfork_parent(void) { pthread_mutex_unlock(&reg.mu); }
+static void atfork_prepare(void) {
+  int lock = !mproc__single_threaded();
+  if (atfork_locked != lock) {
+    atfork_locked = lock;
+  }
+  if (lock) {
+    pthread_mutex_lock(&reg.mu);
+  }
+}
+
+static void atfork_parent(void) {
+  if (atfork_locked) {
+    pthread_mutex_unlock(&reg.mu);
+  }
+}
 
 static void starter_reset_in_child(void);
 
@@ -258,37 +280,54 @@ static void starter_reset_in_child(void);
  * only, apart from re-initializing our own mutex.
  */
 static void atfork_child(void) {
-  reg.pid = 0;
-  mproc__own_threads = 0;
+  /* Every field is written only where it differs: a page written after
+   * fork is a copy-on-write fault in every new child, and a forkserver's
+   * child (mproc__forked_bare_child), whose registry is empty, then
+   * writes nothing here at all. */
+  if (reg.pid != 0) {
+    reg.pid = 0;
+  }
+  if (mproc__own_threads != 0) {
+    mproc__own_threads = 0;
+  }
   mproc__thread_forget();
   for (struct mproc_process *p = reg.head; p != NULL; p = p->next) {
     mproc__child_close(p->sentinel);
   }
   for (size_t i = 0; i < MPROC__ARRAY_SIZE(reg.pending); i++) {
-    if (reg.pending[i] >= 0 && reg.pending[i] != keep_wfd) {
-      mproc__child_close(reg.pending[i]);
+    if (reg.pending[i] >= 0) {
+      if (reg.pending[i] != keep_wfd) {
+        mproc__child_close(reg.pending[i]);
+      }
+      reg.pending[i] = -1;
     }
-    reg.pending[i] = -1;
   }
-  mproc__child_close(reg.epfd);
-  reg.epfd = -1;
+  if (reg.epfd >= 0) {
+    mproc__child_close(reg.epfd);
+    reg.epfd = -1;
+  }
   if (reg.uring_state == 1) {
     /* The parent's ring is not ours.  Closing the fd is enough: its
      * mappings go with the child, and unmapping them would only cost
      * page writes on every start. */
     mproc__child_close(reg.uring.fd);
   }
-  reg.uring_state = -1;
+  if (reg.uring_state != -1) {
+    reg.uring_state = -1;
+  }
   /* The parent's reap slots live in MADV_DONTFORK pages, absent here: the
    * free list must not lead into them (the address may be reused by this
    * child's own mappings). */
-  reg.free_slots = NULL;
-  reg.head = NULL;
-  reg.reaper_started = 0;
-  reg.counter = 0;
+  if (reg.free_slots != NULL || reg.head != NULL || reg.reaper_started ||
+      reg.counter != 0) {
+    reg.free_slots = NULL;
+    reg.head = NULL;
+    reg.reaper_started = 0;
+    reg.counter = 0;
+  }
   /* Re-initialized by assignment, not pthread_mutex_init: no libc call
    * (and no code page to fault in) in every new child. */
-  reg.mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+  mproc__mutex_reset_in_child(&reg.mu);
   starter_reset_in_child();
   mproc__spawn_atfork_child();
   mproc__forkserver_atfork_child();
@@ -297,6 +336,7 @@ static void atfork_child(void) {
 static void install_atfork(void) {
   pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
+
 
 /* ==================== small helpers ==================== */
 

@@ -359,6 +359,42 @@ TEST_IMPL(start_methods_argument_sizes) {
   return 0;
 }
 
+/* A spawned or forkserver child turns its parent's addresses into its own
+ * (what its pools do with their owner's task functions): the map of the
+ * parent's objects is there, the forkserver's kept from the server. */
+static int t_translate(const void *arg, size_t len, void *ctx) {
+  (void)ctx;
+  uint64_t theirs;
+  if (len != sizeof theirs) {
+    return 90;
+  }
+  memcpy(&theirs, arg, sizeof theirs);
+  mproc__funcmap *m = mproc__parent_funcmap();
+  if (m == NULL) {
+    return 91;
+  }
+  void *local = NULL;
+  if (mproc__funcmap_resolve(m, theirs, &local) != 0) {
+    return 92;
+  }
+  return local == (void *)(uintptr_t)t_translate ? 0 : 93;
+}
+
+TEST_IMPL(start_methods_child_translates_parent_addresses) {
+  uint64_t mine = (uint64_t)(uintptr_t)t_translate;
+  for (int k = 1; k < NMETHODS; k++) {
+    if (!method_ok(k)) {
+      continue;
+    }
+    for (int i = 0; i < 2; i++) { /* the second from the server's kept map */
+      ASSERT_EQ(finish(start_with(methods[k], t_translate, NULL, &mine,
+                                  sizeof mine, NULL, 0)),
+                0);
+    }
+  }
+  return 0;
+}
+
 /* ---- exits and signals ---- */
 
 static int t_block(const void *arg, size_t len, void *ctx) {
